@@ -1,0 +1,50 @@
+"""Scopes that shape the ops created inside them: names, devices, control deps, colocation."""
+
+import contextlib
+
+from tensorgrid.client import context
+from tensorgrid.client.graph import get_default_graph
+
+__all__ = ["device", "name_scope", "control_dependencies", "colocate_with"]
+
+
+@contextlib.contextmanager
+def device(device_name_or_function):
+    """Ops created inside run on this device (a partial spec merged with outer ones, or a function of the op)."""
+    if context.executing_eagerly():
+        yield
+        return
+    with get_default_graph().device(device_name_or_function):
+        yield
+
+
+@contextlib.contextmanager
+def name_scope(name, default_name=None, values=None):
+    """Prefixes the names of ops created inside with `name/`."""
+    if name is None:
+        name = default_name
+    if context.executing_eagerly():
+        yield (name + "/") if name else ""
+        return
+    with get_default_graph().name_scope(name) as scope:
+        yield scope
+
+
+@contextlib.contextmanager
+def control_dependencies(control_inputs):
+    """Ops created inside run only after `control_inputs` (None clears outer dependencies)."""
+    if context.executing_eagerly():
+        yield
+        return
+    with get_default_graph().control_dependencies(control_inputs):
+        yield
+
+
+@contextlib.contextmanager
+def colocate_with(op, ignore_existing=False):
+    """Ops created inside are placed on the same device as `op`."""
+    if context.executing_eagerly():
+        yield
+        return
+    with get_default_graph().colocate_with(op, ignore_existing):
+        yield

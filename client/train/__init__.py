@@ -1,0 +1,1 @@
+"""tg.train (being written)."""

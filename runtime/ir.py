@@ -1,0 +1,141 @@
+"""The graph IR that the master's passes and the workers' executor work on.
+
+A GraphIR is a plain, ordered table of Nodes, independent of the client's
+Graph objects and of protobuf, so every pass can be tested on a literal graph.
+Attribute values are Python values: int, float, bool, str, bytes, DType,
+TensorShape, numpy.ndarray (a tensor) or a list of those.
+"""
+
+import dataclasses
+from typing import Any
+
+from tensorgrid.framework import errors
+
+
+@dataclasses.dataclass(slots=True)
+class Node:
+    """One node: op type, data inputs as 'node:i', control inputs as node names."""
+
+    name: str
+    op: str
+    inputs: list = dataclasses.field(default_factory=list)
+    control_inputs: list = dataclasses.field(default_factory=list)
+    device: str = ""
+    attrs: dict = dataclasses.field(default_factory=dict)
+    source: Any = None  # (file, line) of the user code that created the node
+
+    def copy(self, **changes):
+        fields = {
+            "name": self.name, "op": self.op, "inputs": list(self.inputs),
+            "control_inputs": list(self.control_inputs), "device": self.device,
+            "attrs": dict(self.attrs), "source": self.source,
+        }
+        fields.update(changes)
+        return Node(**fields)
+
+    def where(self):
+        """'file:line' of the creating user code, or '' when unknown."""
+        return f"{self.source[0]}:{self.source[1]}" if self.source else ""
+
+    def describe(self):
+        """'op 'name' on device (created at file:line)', for error messages."""
+        text = f"{self.op} '{self.name}'"
+        if self.device:
+            text += f" on {self.device}"
+        if self.source:
+            text += f" (created at {self.where()})"
+        return text
+
+    def __repr__(self):
+        ins = ", ".join(self.inputs + ["^" + c for c in self.control_inputs])
+        dev = f" @{self.device}" if self.device else ""
+        return f"<Node {self.name} = {self.op}({ins}){dev}>"
+
+
+def split_input(ref):
+    """'name:1' -> ('name', 1); 'name' -> ('name', 0)."""
+    name, sep, idx = ref.rpartition(":")
+    if sep and idx.isdigit():
+        return name, int(idx)
+    return ref, 0
+
+
+def tensor_ref(name, index=0):
+    return f"{name}:{index}"
+
+
+class GraphIR:
+    """An ordered name -> Node table with the few queries every pass needs."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes=()):
+        self.nodes = {}
+        for n in nodes:
+            self.add(n)
+
+    def add(self, node):
+        if node.name in self.nodes:
+            raise errors.InvalidArgumentError(None, None, f"duplicate node name '{node.name}'")
+        self.nodes[node.name] = node
+        return node
+
+    def __getitem__(self, name):
+        return self.nodes[name]
+
+    def __contains__(self, name):
+        return name in self.nodes
+
+    def __iter__(self):
+        return iter(self.nodes.values())
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __repr__(self):
+        return "GraphIR(\n  " + "\n  ".join(repr(n) for n in self.nodes.values()) + "\n)"
+
+    def validate(self, known_ops=None):
+        """Raises InvalidArgumentError for a dangling input, an unknown op or a cycle."""
+        for n in self.nodes.values():
+            if known_ops is not None and n.op not in known_ops:
+                raise errors.InvalidArgumentError(
+                    None, None, f"node '{n.name}' uses unknown op '{n.op}'"
+                    + (f" (created at {n.where()})" if n.source else ""))
+            for ref in n.inputs:
+                src, _ = split_input(ref)
+                if src not in self.nodes:
+                    raise errors.InvalidArgumentError(
+                        None, None, f"node '{n.name}' has input '{ref}' but no node '{src}' exists")
+            for c in n.control_inputs:
+                if c not in self.nodes:
+                    raise errors.InvalidArgumentError(
+                        None, None, f"node '{n.name}' has control input '^{c}' but no node '{c}' exists")
+        self.topological_order()
+
+    def topological_order(self):
+        """Node names in an order where every input comes first; InvalidArgumentError on a cycle."""
+        indeg = {}
+        consumers = {name: [] for name in self.nodes}
+        for n in self.nodes.values():
+            deps = {split_input(r)[0] for r in n.inputs}
+            deps.update(n.control_inputs)
+            deps &= self.nodes.keys()
+            indeg[n.name] = len(deps)
+            for d in deps:
+                consumers[d].append(n.name)
+        ready = [name for name, d in indeg.items() if d == 0]
+        ready.reverse()
+        order = []
+        while ready:
+            name = ready.pop()
+            order.append(name)
+            for c in consumers[name]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    ready.append(c)
+        if len(order) != len(self.nodes):
+            stuck = sorted(n for n, d in indeg.items() if d > 0)
+            raise errors.InvalidArgumentError(
+                None, None, f"graph has a cycle through node(s) {stuck[:10]}")
+        return order

@@ -1,0 +1,40 @@
+"""The names `import tensorgrid as tg` gives (SPEC section 2)."""
+
+import types as _types
+
+from tensorgrid.client import array_ops, math_ops, nn_ops, random_ops, misc_ops
+from tensorgrid.client import variables, gradients, tape, function, context
+from tensorgrid.client import graph as _graph
+from tensorgrid.client import session as _session
+from tensorgrid.client import train  # noqa: F401
+from tensorgrid.client.array_ops import *  # noqa: F401,F403
+from tensorgrid.client.math_ops import *  # noqa: F401,F403
+from tensorgrid.client.misc_ops import *  # noqa: F401,F403
+from tensorgrid.client.variables import *  # noqa: F401,F403
+from tensorgrid.client.gradients import *  # noqa: F401,F403
+from tensorgrid.client.tape import *  # noqa: F401,F403
+from tensorgrid.client.function import *  # noqa: F401,F403
+from tensorgrid.client.scopes import *  # noqa: F401,F403
+from tensorgrid.framework import errors  # noqa: F401
+from tensorgrid.framework.dtypes import (  # noqa: F401
+    DType, as_dtype, float16, float32, float64, int8, int16, int32, int64, uint8, bool_ as bool,
+    string, resource, half, double)
+from tensorgrid.framework.shapes import TensorShape, Dimension  # noqa: F401
+from tensorgrid.framework.device_spec import DeviceSpec  # noqa: F401
+from tensorgrid.client.graph import Graph, Tensor, Operation, get_default_graph, reset_default_graph  # noqa: F401
+from tensorgrid.client.session import Session, InteractiveSession, get_default_session  # noqa: F401
+from tensorgrid.client.config import ConfigProto, RunOptions, RunMetadata, GraphDef  # noqa: F401
+from tensorgrid.client.importer import import_graph_def  # noqa: F401
+from tensorgrid.client import profiler  # noqa: F401
+
+nn = nn_ops
+random = random_ops
+executing_eagerly = context.executing_eagerly
+convert_to_tensor = _graph.convert_to_tensor
+
+debugging = _types.SimpleNamespace(
+    assert_equal=misc_ops.__dict__.get("assert_equal"),
+    assert_positive=misc_ops.__dict__.get("assert_positive"),
+)
+
+__all__ = [n for n in dir() if not n.startswith("_") and n != "_types"]

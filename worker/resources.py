@@ -1,0 +1,59 @@
+"""The resource store of a device: variables, keyed by their shared name, living across steps."""
+
+import threading
+
+from tensorgrid.framework import errors
+
+
+class Variable:
+    """One variable's storage; `value` is None until initialized."""
+
+    __slots__ = ("name", "dtype", "shape", "value", "lock")
+
+    def __init__(self, name, dtype, shape):
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.value = None
+        self.lock = threading.Lock()
+
+
+class ResourceStore:
+    """Name -> Variable, shared by every step and session on one device (until reset)."""
+
+    def __init__(self):
+        self._vars = {}
+        self._lock = threading.Lock()
+
+    def handle(self, name, dtype, shape):
+        """The variable called `name`, created empty on first use."""
+        v = self._vars.get(name)
+        if v is None:
+            with self._lock:
+                v = self._vars.get(name)
+                if v is None:
+                    v = self._vars[name] = Variable(name, dtype, shape)
+        return v
+
+    def lookup(self, name):
+        return self._vars.get(name)
+
+    def names(self):
+        return list(self._vars)
+
+    def __len__(self):
+        return len(self._vars)
+
+    def clear(self):
+        with self._lock:
+            self._vars.clear()
+
+
+def read(var, node_desc=""):
+    value = var.value
+    if value is None:
+        raise errors.FailedPreconditionError(
+            None, None,
+            f"Attempting to use uninitialized value {var.name}"
+            + (f" (read by {node_desc})" if node_desc else ""))
+    return value
