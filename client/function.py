@@ -1,2 +1,199 @@
-"""(being written)"""
-__all__ = []
+"""tg.function: traces a Python function into a graph once per input signature and runs the graph.
+
+Tensor and numpy arguments are part of the signature by dtype and shape;
+other Python values by value. Inside the trace, stateful ops (variable reads
+and writes, prints, asserts) run in program order, as TF's automatic control
+dependencies make them. A traced graph runs through the same plan/executor
+as a Session step, on this process's CPU, against the eager variable store.
+"""
+
+import functools
+
+import numpy as np
+
+from tensorgrid.client import context
+from tensorgrid.client import graph as graph_lib
+from tensorgrid.ops import registry
+
+__all__ = ["function"]
+
+# Stateful ops that order among themselves; handle lookups and random draws do not need to.
+_UNORDERED = {"VarHandleOp", "_Feed", "_Recv", "Placeholder"}
+
+
+class FuncGraph(graph_lib.Graph):
+    """A graph being traced from a Python function, with automatic control dependencies."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+        self._last_stateful = None
+        self.seed = None
+
+    def _create_op(self, op_type, inputs, attrs, name, output_specs, source, extra_control=()):
+        opdef = registry.get(op_type)
+        ordered = opdef.stateful and op_type not in _UNORDERED and not op_type.startswith("Random") \
+            and op_type not in ("TruncatedNormal",)
+        extra = list(extra_control)
+        if ordered and self._last_stateful is not None:
+            extra.append(self._last_stateful)
+        op = super()._create_op(op_type, inputs, attrs, name, output_specs, source, extra)
+        if ordered:
+            self._last_stateful = op
+        return op
+
+
+def _flatten(structure, leaves):
+    if isinstance(structure, dict):
+        return ("dict", type(structure), [(k, _flatten(v, leaves)) for k, v in structure.items()])
+    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+        return ("nt", type(structure), [_flatten(v, leaves) for v in structure])
+    if isinstance(structure, (list, tuple)):
+        return ("seq", type(structure), [_flatten(v, leaves) for v in structure])
+    if isinstance(structure, graph_lib.Tensor) or hasattr(structure, "_as_tensor"):
+        leaves.append(graph_lib.convert_to_tensor(structure))
+        return ("leaf", len(leaves) - 1)
+    if isinstance(structure, graph_lib.Operation):
+        return ("const", None)
+    return ("const", structure)
+
+
+def _rebuild(node, values):
+    kind = node[0]
+    if kind == "leaf":
+        return values[node[1]]
+    if kind == "const":
+        return node[1]
+    if kind == "dict":
+        return node[1]((k, _rebuild(v, values)) for k, v in node[2])
+    if kind == "nt":
+        return node[1](*[_rebuild(v, values) for v in node[2]])
+    items = [_rebuild(v, values) for v in node[2]]
+    return items if node[1] is list else node[1](items)
+
+
+class ConcreteFunction:
+    """One traced graph of a tg.function: its inputs, outputs and a compiled runner."""
+
+    def __init__(self, graph, inputs, output_structure, outputs, targets):
+        self.graph = graph
+        self.inputs = inputs
+        self.outputs = outputs
+        self._structure = output_structure
+        self._targets = targets
+        self._backend = None
+
+    def __call__(self, *tensor_args):
+        from tensorgrid.client import eager
+        from tensorgrid.runtime.local import LocalBackend
+        if self._backend is None:
+            self._backend = LocalBackend(resources=eager.resources())
+        feeds = {ph.name: np.asarray(getattr(a, "_value", a), dtype=ph.dtype.as_numpy_dtype)
+                 for ph, a in zip(self.inputs, tensor_args)}
+        fetches = [t.name for t in self.outputs]
+        results, _ = self._backend.run(self.graph, feeds, fetches, self._targets)
+        values = [eager.EagerTensor(results[t.name], t.dtype) for t in self.outputs]
+        return _rebuild(self._structure, values)
+
+    @property
+    def structured_outputs(self):
+        return _rebuild(self._structure, self.outputs)
+
+
+class Function:
+    """A Python function that runs as a traced graph (see module docstring)."""
+
+    def __init__(self, fn, input_signature=None, autograph=True, jit_compile=None):
+        self._fn = fn
+        self._signature = input_signature
+        self._concrete = {}
+        self._trace_count = 0
+        functools.update_wrapper(self, fn)
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        bound = Function(self._fn.__get__(obj, objtype), self._signature)
+        return bound
+
+    def _key(self, args, kwargs):
+        def sig(a):
+            if hasattr(a, "_as_tensor") and not getattr(a, "_is_eager_tensor", False):
+                return ("var", id(a))
+            if getattr(a, "_is_eager_tensor", False) or isinstance(a, np.ndarray):
+                arr_dt = a.dtype if getattr(a, "_is_eager_tensor", False) else graph_lib._infer_value_dtype(a)
+                return ("tensor", arr_dt.name if hasattr(arr_dt, "name") else str(arr_dt), tuple(np.shape(a)))
+            if isinstance(a, (list, tuple)):
+                return (type(a).__name__,) + tuple(sig(x) for x in a)
+            if isinstance(a, dict):
+                return ("dict",) + tuple((k, sig(v)) for k, v in sorted(a.items()))
+            try:
+                hash(a)
+                return ("py", a)
+            except TypeError:
+                return ("id", id(a))
+        return (tuple(sig(a) for a in args), tuple((k, sig(v)) for k, v in sorted(kwargs.items())))
+
+    def _trace(self, args, kwargs):
+        self._trace_count += 1
+        g = FuncGraph(getattr(self._fn, "__name__", "function"))
+        from tensorgrid.client import array_ops
+        inputs = []
+
+        def to_placeholder(a, name):
+            if getattr(a, "_is_eager_tensor", False) or isinstance(a, np.ndarray):
+                dt = a.dtype if getattr(a, "_is_eager_tensor", False) else graph_lib._infer_value_dtype(a)
+                ph = graph_lib.apply_op("Placeholder", [], {"dtype": dt, "shape": graph_lib.TensorShape(np.shape(a))},
+                                        name=name)
+                inputs.append(ph)
+                return ph
+            if isinstance(a, (list, tuple)) and not hasattr(a, "_fields"):
+                return type(a)(to_placeholder(x, f"{name}_{i}") for i, x in enumerate(a))
+            return a
+        with g.as_default():
+            targs = [to_placeholder(a, f"arg{i}") for i, a in enumerate(args)]
+            tkwargs = {k: to_placeholder(v, k) for k, v in kwargs.items()}
+            result = self._fn(*targs, **tkwargs)
+            leaves = []
+            structure = _flatten(result, leaves)
+            outputs = [array_ops.identity(t) if t.op.type == "Placeholder" else t for t in leaves]
+        consumed = {t.op for op in g.get_operations() for t in op.inputs}
+        consumed.update(c for op in g.get_operations() for c in op.control_inputs)
+        targets = [op.name for op in g.get_operations()
+                   if registry.get(op.type).stateful and op.type not in _UNORDERED and op not in consumed]
+        return ConcreteFunction(g, inputs, structure, outputs, targets)
+
+    def get_concrete_function(self, *args, **kwargs):
+        key = self._key(args, kwargs)
+        cf = self._concrete.get(key)
+        if cf is None:
+            cf = self._concrete[key] = self._trace(args, kwargs)
+        return cf
+
+    def experimental_get_tracing_count(self):
+        return self._trace_count
+
+    def __call__(self, *args, **kwargs):
+        if not context.executing_eagerly():
+            return self._fn(*args, **kwargs)
+        cf = self.get_concrete_function(*args, **kwargs)
+        tensor_args = []
+
+        def collect(a):
+            if getattr(a, "_is_eager_tensor", False) or isinstance(a, np.ndarray):
+                tensor_args.append(a)
+            elif isinstance(a, (list, tuple)) and not hasattr(a, "_fields"):
+                for x in a:
+                    collect(x)
+        for a in args:
+            collect(a)
+        for _, v in sorted(kwargs.items(), key=lambda kv: list(kwargs).index(kv[0])):
+            collect(v)
+        return cf(*tensor_args)
+
+
+def function(func=None, input_signature=None, autograph=True, jit_compile=None, **_ignored):
+    """Decorator: runs `func` as a graph traced once per input signature."""
+    if func is None:
+        return lambda f: Function(f, input_signature, autograph, jit_compile)
+    return Function(func, input_signature, autograph, jit_compile)

@@ -1,2 +1,122 @@
-"""(being written)"""
-__all__ = []
+"""tg.gradients: symbolic reverse-mode differentiation of a graph.
+
+Walks the ops between `xs` and `ys` in reverse creation order (a graph's
+creation order is topological) and calls each op type's registered gradient.
+Gradient ops are created under `colocate_with(forward op)`, so they run on
+their forward op's device unless a device scope says otherwise.
+"""
+
+import contextlib
+
+from tensorgrid.client import context
+from tensorgrid.client import graph as graph_lib
+from tensorgrid.framework import dtypes
+from tensorgrid.ops import registry
+
+__all__ = ["gradients"]
+
+
+def _as_list(x):
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _source_tensor(x):
+    """The tensor to differentiate with respect to: a Variable's handle, else the tensor."""
+    if hasattr(x, "_grad_source"):
+        return x._grad_source()
+    return graph_lib.convert_to_tensor(x)
+
+
+def aggregate(grads):
+    """Sums a list of gradients for one tensor (None when the list is empty)."""
+    grads = [g for g in grads if g is not None]
+    if not grads:
+        return None
+    if len(grads) == 1:
+        return grads[0]
+    from tensorgrid.client import math_ops
+    return math_ops.add_n(grads)
+
+
+def _differentiable(t):
+    return t.dtype.is_floating or t.dtype is dtypes.resource
+
+
+def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None):
+    """The reverse-mode core shared by tg.gradients and GradientTape.
+
+    ops_in_reverse: op records, last-run first, each with .type, .inputs,
+    .outputs; seeds: {key(tensor): [grad, ...]}; scope(op) a context manager
+    each gradient function runs in. Returns [grad or None for each x in xs].
+    """
+    grads = {k: list(v) for k, v in seeds.items()}
+    stop = {key(s) for s in stop}
+    for op in ops_in_reverse:
+        out_grads = [aggregate(grads.get(key(t), [])) for t in op.outputs]
+        if all(g is None for g in out_grads):
+            continue
+        opdef = registry.get(op.type)
+        if opdef.grad is None:
+            raise LookupError(f"No gradient defined for operation '{getattr(op, 'name', op.type)}' "
+                              f"(op type: {op.type})")
+        if opdef.grad is registry.NO_GRADIENT:
+            continue
+        with scope(op) if scope else contextlib.nullcontext():
+            out_grads = [zeros_like(t) if g is None and t.dtype.is_floating else g
+                         for g, t in zip(out_grads, op.outputs)]
+            in_grads = _as_list(opdef.grad(op, *out_grads))
+        if len(in_grads) != len(op.inputs):
+            raise ValueError(f"gradient of {op.type} returned {len(in_grads)} values for {len(op.inputs)} inputs")
+        for t, g in zip(op.inputs, in_grads):
+            if g is not None and key(t) not in stop and _differentiable(t):
+                grads.setdefault(key(t), []).append(g)
+    return [aggregate(grads.get(key(x), [])) for x in xs]
+
+
+def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_ops=True,
+              gate_gradients=False, aggregation_method=None, stop_gradients=None):
+    """Symbolic d(sum(ys))/d(x) for each x in xs; None for an x that ys do not depend on."""
+    if context.executing_eagerly():
+        raise RuntimeError("tg.gradients is not supported when eager execution is enabled. "
+                           "Use tg.GradientTape instead.")
+    from tensorgrid.client import array_ops
+    ys = [graph_lib.convert_to_tensor(y) for y in _as_list(ys)]
+    xs_t = [_source_tensor(x) for x in _as_list(xs)]
+    grad_ys = _as_list(grad_ys) or [None] * len(ys)
+    stops = [graph_lib.convert_to_tensor(s) for s in _as_list(stop_gradients)]
+    g = ys[0].graph
+
+    consumers = {}
+    for op in g.get_operations():
+        for t in op.inputs:
+            consumers.setdefault(t.op, []).append(op)
+    forward, frontier = set(), [t.op for t in xs_t]
+    while frontier:
+        op = frontier.pop()
+        if op not in forward:
+            forward.add(op)
+            frontier.extend(consumers.get(op, []))
+    between, frontier = set(), [y.op for y in ys]
+    while frontier:
+        op = frontier.pop()
+        if op not in between and op in forward:
+            between.add(op)
+            frontier.extend(t.op for t in op.inputs)
+    order = [op for op in reversed(g.get_operations()) if op in between]
+
+    @contextlib.contextmanager
+    def scope(op):
+        with contextlib.ExitStack() as stack:
+            if colocate_gradients_with_ops:
+                stack.enter_context(g.colocate_with(op))
+            stack.enter_context(g.name_scope(op.name + "_grad"))
+            yield
+
+    with g.name_scope(name):
+        seeds = {}
+        for y, gy in zip(ys, grad_ys):
+            gy = array_ops.ones_like(y, name="grad_ys") if gy is None else graph_lib.convert_to_tensor(gy, dtype=y.dtype)
+            seeds.setdefault(y, []).append(gy)
+        return backprop(order, seeds, xs_t, lambda t: t, array_ops.zeros_like, stops, scope)

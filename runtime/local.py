@@ -19,7 +19,7 @@ LOCAL_JOB = "localhost"
 class LocalBackend:
     """Runs steps of one client Graph on `device_count` virtual CPU devices of this process."""
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, resources=None):
         count = 1
         soft = False
         if config is not None:
@@ -30,7 +30,8 @@ class LocalBackend:
         self.allow_soft_placement = soft
         self.devices = [device_spec.full_name(LOCAL_JOB, 0, "CPU", i) for i in range(count)]
         from tensorgrid.worker.resources import ResourceStore
-        store = ResourceStore()  # one variable store per session, shared by its devices' kernels
+        # One variable store per session, shared by its devices' kernels (tg.function: the eager one).
+        store = resources if resources is not None else ResourceStore()
         self.contexts = {d: executor_lib.DeviceContext(d, "CPU", resources=store) for d in self.devices}
         self._plans = {}
         self._lock = threading.Lock()

@@ -17,3 +17,5 @@ from tensorgrid.api import *  # noqa: E402,F401,F403
 from tensorgrid.api import __all__  # noqa: E402,F401
 
 __version__ = "0.1.0"
+
+from tensorgrid import compat  # noqa: E402,F401 - tg.compat.v1

@@ -1,0 +1,50 @@
+"""TF1's API: `import tensorgrid.compat.v1 as tf; tf.disable_eager_execution()`.
+
+Everything `tensorgrid` exports, plus the TF1 names and spellings
+(placeholder, Session, variable_scope, Print, to_float, arg_max, ...).
+"""
+
+import sys as _sys
+
+from tensorgrid.api import *  # noqa: F401,F403
+from tensorgrid.api import __all__ as _top_all
+from tensorgrid.client import context as _context
+from tensorgrid.client.array_ops import placeholder  # noqa: F401
+from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401
+from tensorgrid.framework import errors  # noqa: F401
+
+
+def disable_eager_execution():
+    """Switches to TF1 graph mode: ops build into the default graph and run in a Session."""
+    _context.set_eager(False)
+
+
+def enable_eager_execution(config=None, device_policy=None, execution_mode=None):
+    _context.set_eager(True)
+
+
+def disable_v2_behavior():
+    """TF1 behaviour: graph mode (the only v2 behaviour tensorgrid switches)."""
+    disable_eager_execution()
+
+
+def enable_v2_behavior():
+    enable_eager_execution()
+
+
+def _alias(new, old):
+    mod = _sys.modules[__name__]
+    if hasattr(mod, old) and not hasattr(mod, new):
+        setattr(mod, new, getattr(mod, old))
+
+
+for _new, _old in [
+    ("div", "divide"), ("log_sigmoid", "log_sigmoid"), ("random_normal", "random_normal"),
+    ("mul", "multiply"), ("sub", "subtract"), ("neg", "negative"),
+    ("arg_max", "argmax"), ("arg_min", "argmin"), ("select", "where"),
+    ("initialize_all_variables", "global_variables_initializer"),
+]:
+    _alias(_new, _old)
+
+compat = _sys.modules["tensorgrid.compat"]
+__all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)

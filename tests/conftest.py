@@ -1,0 +1,60 @@
+"""Shared fixtures: the executors every op test runs on, parametrized, not copied."""
+
+import numpy as np
+import pytest
+
+import tensorgrid as tg
+from tensorgrid.client import context
+
+# Each executor runs fn(*tensors) and returns numpy results:
+#   eager     - ops run at once
+#   graph     - TF1 graph + in-process Session, one device
+#   graph4    - the same graph on 4 virtual CPU devices, each input pinned to its own device
+#   function  - @tg.function traced, then called with eager tensors
+EXECUTORS = ["eager", "graph", "graph4", "function"]
+
+
+def _to_numpy(out):
+    if isinstance(out, (list, tuple)):
+        return type(out)(_to_numpy(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _to_numpy(v) for k, v in out.items()}
+    if hasattr(out, "numpy"):
+        return np.asarray(out.numpy())
+    return np.asarray(out)
+
+
+def run_with(executor, fn, *arrays):
+    """Runs fn on tensors holding `arrays` with the named executor; returns numpy values."""
+    arrays = [np.asarray(a) for a in arrays]
+    if executor == "eager":
+        return _to_numpy(fn(*[tg.constant(a, dtype=tg.as_dtype(a.dtype)) for a in arrays]))
+    if executor == "function":
+        return _to_numpy(tg.function(fn)(*[tg.constant(a, dtype=tg.as_dtype(a.dtype)) for a in arrays]))
+    g = tg.Graph()
+    ndev = 4 if executor == "graph4" else 1
+    with g.as_default():
+        phs = []
+        for i, a in enumerate(arrays):
+            with tg.device(f"/cpu:{i % ndev}"):
+                phs.append(tg.compat.v1.placeholder(tg.as_dtype(a.dtype), a.shape, name=f"in{i}"))
+        out = fn(*phs)
+        with tg.Session(graph=g, config=tg.ConfigProto(device_count={"CPU": ndev})) as sess:
+            return _to_numpy(sess.run(out, dict(zip(phs, arrays))))
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request):
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Every test starts eager, with an empty default graph and no default session."""
+    context.set_eager(True)
+    tg.reset_default_graph()
+    yield
+    context.set_eager(True)
+    del context.session_stack()[:]
+    del context.graph_stack()[:]
+    tg.reset_default_graph()
