@@ -6,9 +6,12 @@ numpy object arrays of bytes <-> string_val.
 
 Attrs: int, float, bool, str, bytes, DType, TensorShape, numpy array, and
 lists (or tuples) of one of those kinds <-> AttrValue. Floats travel as
-doubles, so they come back exactly. A str is sent as its UTF-8 bytes and
-every s that is valid UTF-8 comes back as a str, other bytes as bytes; so
-b"abc" comes back as "abc", and tuples come back as lists.
+doubles, so they come back exactly, NaN payloads too (except under
+protobuf's pure-Python backend, which writes every NaN double as the
+canonical NaN; tensors are raw bytes and keep their NaNs everywhere). A str
+is sent as its UTF-8 bytes, and every s that is valid UTF-8 comes back as a
+str, other bytes as bytes: so b"abc" comes back as "abc". Tuples come back
+as lists.
 
 Graphs: runtime.ir Node/GraphIR <-> NodeDef/GraphDef. Data inputs are
 "node:i" (a bare "node" from another producer is read as "node:0"), control

@@ -5,17 +5,17 @@ Run it, from anywhere, with the pinned grpcio-tools in a venv of its own:
     python3 -m venv /tmp/gen && /tmp/gen/bin/pip install grpcio-tools==1.62.3
     /tmp/gen/bin/python proto/generate.py
 
-Why grpcio-tools 1.62.3: the checked-in code must import under every
-protobuf and grpcio the project supports (protobuf 5.27 through 7.x, the
-range TensorFlow 2.21 allows, protobuf>=6.31.1,<8, included; grpcio 1.84 and
-newer), and newer gencode refuses older runtimes:
-  - _pb2 modules from protoc 26+ (grpcio-tools 1.63+) call
-    ValidateProtobufRuntimeVersion, and protobuf 5.27.x and 6.30-6.31 insist
-    on the gencode's major version (6.x warns one major back, 5.27 refuses),
-    so no versioned gencode imports quietly from 5.27 to 7.x. grpcio-tools
-    1.62.3 bundles protoc 25 (protobuf 4.25), whose gencode only calls the
-    descriptor-pool and builder functions that 5.x, 6.x and 7.x still have,
-    and makes no version check.
+Why grpcio-tools 1.62.3: the checked-in code must import, without errors or
+warnings, under every protobuf and grpcio the project supports: protobuf
+5.27 through 7.x (TensorFlow 2.21 asks for protobuf>=6.31.1,<8) and grpcio
+1.60 through 1.84 and newer. Newer gencode refuses older runtimes:
+  - _pb2 modules from newer protoc call ValidateProtobufRuntimeVersion,
+    which refuses a runtime older than the gencode, and in protobuf 5.27
+    refuses any other major version, in 5.28 to 6.31 warns one major back.
+    So gencode for 5.x breaks or warns under 6.31 (TF's floor) and gencode
+    for 6.x breaks under 5.x. grpcio-tools 1.62.3 bundles protoc 25
+    (protobuf 4.25), whose gencode makes no version check and calls only
+    descriptor-pool and builder functions that 5.x, 6.x and 7.x all keep.
   - _pb2_grpc modules from newer grpcio-tools check GRPC_GENERATED_VERSION
     and refuse any grpcio older than the tools (1.66.2's refuse grpcio
     1.62). 1.62.3's make no check and use only long-standing grpcio API.
@@ -37,6 +37,10 @@ file records, in its second line, the sha256 of the .proto sources it came
 from (the file and the sibling files it imports, transitively); the tests
 fail when a .proto changes and this script has not been rerun. A _pb2_grpc
 module is written only for a .proto that defines a service.
+
+Adding a file (master.proto, worker.proto): put it in proto/ with
+`package tensorgrid.v1;`, import siblings as above, rerun this script and
+commit the .proto with the files it writes.
 """
 
 import hashlib
