@@ -1,0 +1,1 @@
+"""The performance suite of SPEC section 9: `python -m benchmarks`."""

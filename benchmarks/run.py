@@ -1,0 +1,182 @@
+"""Runs the SPEC section 9 suite and prints a table plus one JSON line per workload.
+
+    python -m benchmarks                  # every workload, tensorgrid and (if installed) TensorFlow
+    python -m benchmarks --only W1,W2     # a subset
+    python -m benchmarks --no-tensorflow  # tensorgrid only
+
+Each system runs in a child process of its own against a local cluster of
+two worker processes: tensorgrid's master + 2 workers, or TensorFlow's two
+`tf.distribute.Server` processes (default session config). W2 runs twice
+for tensorgrid: with the same-host shared-memory path (the default) and with
+it switched off (TENSORGRID_TRANSPORT=tcp, the cross-host path over loopback).
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _summary(name, system, samples):
+    xs = sorted(samples)
+
+    def pct(p):
+        return xs[min(len(xs) - 1, max(0, round(p * (len(xs) - 1))))]
+    return {"workload": name, "system": system, "median_s": statistics.median(xs),
+            "p10_s": pct(0.1), "p90_s": pct(0.9), "n": len(xs)}
+
+
+# ---- children: one system each -------------------------------------------------------------
+
+def _child_tensorgrid(workloads, transport):
+    import tensorgrid.compat.v1 as tf
+    from benchmarks import workloads as wl
+    from tensorgrid.runtime.cluster import LocalCluster
+    tf.disable_eager_execution()
+    env = {"TENSORGRID_TRANSPORT": transport} if transport else {}
+    with LocalCluster(num_workers=2, env=env) as cluster:
+        devs = ["/job:worker/task:0", "/job:worker/task:1"]
+        for w in workloads:
+            if w == "W5":
+                from tensorgrid import demo
+                yield {"W5 training": demo.time_training_steps(tf, cluster.target, ps_device=devs[0],
+                                                              worker_devices=devs)}
+            else:
+                yield wl.ALL[w](tf, cluster.target, devs)
+
+
+def _child_tensorflow(workloads):
+    import tensorflow.compat.v1 as tf
+    from benchmarks import workloads as wl
+    tf.disable_eager_execution()
+    ports = [_free_port(), _free_port()]
+    spec = json.dumps({"worker": [f"localhost:{p}" for p in ports]})
+    procs = []
+    code = ("import json,sys,tensorflow as tf;"
+            "cs=tf.train.ClusterSpec(json.loads(sys.argv[1]));"
+            "s=tf.distribute.Server(cs,job_name='worker',task_index=int(sys.argv[2]));s.join()")
+    try:
+        for i in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-c", code, spec, str(i)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for p in ports:
+            _wait_port(p)
+        target = f"grpc://localhost:{ports[0]}"
+        devs = ["/job:worker/task:0", "/job:worker/task:1"]
+        for w in workloads:
+            if w == "W5":
+                from tensorgrid import demo
+                yield {"W5 training": demo.time_training_steps(tf, target, ps_device=devs[0], worker_devices=devs)}
+            else:
+                yield wl.ALL[w](tf, target, devs)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def _wait_port(port, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def _child(args):
+    workloads = args.only.split(",")
+    gen = _child_tensorflow(workloads) if args.child == "tensorflow" else _child_tensorgrid(workloads, args.transport)
+    for result in gen:
+        for name, samples in result.items():
+            print("RESULT " + json.dumps({"name": name, "samples": samples}), flush=True)
+    return 0
+
+
+# ---- parent: orchestration and the table ----------------------------------------------------
+
+def _run_child(system, workloads, transport=None):
+    cmd = [sys.executable, "-m", "benchmarks.run", "--child", system, "--only", ",".join(workloads)]
+    if transport:
+        cmd += ["--transport", transport]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    out = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            r = json.loads(line[len("RESULT "):])
+            out[r["name"]] = r["samples"]
+    if proc.returncode != 0:
+        print(f"warning: {system} benchmark child exited {proc.returncode}", file=sys.stderr)
+    return out
+
+
+def _tensorflow_installed():
+    probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True)
+    return probe.returncode == 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="W1,W2,W3,W4,W5", help="comma-separated workloads (W1..W5)")
+    p.add_argument("--no-tensorflow", action="store_true", help="skip TensorFlow even where installed")
+    p.add_argument("--child", choices=["tensorgrid", "tensorflow"], help=argparse.SUPPRESS)
+    p.add_argument("--transport", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return _child(args)
+    workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    unknown = [w for w in workloads if w not in ("W1", "W2", "W3", "W4", "W5")]
+    if unknown:
+        p.error(f"unknown workload(s) {unknown}; choose from W1..W5")
+    results = {"tensorgrid": _run_child("tensorgrid", workloads)}
+    if "W2" in workloads:
+        tcp = _run_child("tensorgrid", ["W2"], transport="tcp")
+        results["tensorgrid"].update({k + " (tcp, no shm)": v for k, v in tcp.items()})
+    if not args.no_tensorflow and _tensorflow_installed():
+        results["tensorflow"] = _run_child("tensorflow", workloads)
+    _report(results)
+    return 0 if results["tensorgrid"] else 1
+
+
+def _report(results):
+    tg = results.get("tensorgrid", {})
+    tf = results.get("tensorflow", {})
+    rows = []
+    print(f"\n{'workload':<34}{'tensorgrid median':>18}{'p10':>10}{'p90':>10}{'TF median':>12}{'ratio':>8}")
+    for name, samples in tg.items():
+        s = _summary(name, "tensorgrid", samples)
+        rows.append(s)
+        base = name.replace(" (tcp, no shm)", "")
+        tfs = _summary(base, "tensorflow", tf[base]) if base in tf else None
+        ratio = f"{s['median_s'] / tfs['median_s']:.2f}x" if tfs else "-"
+        extra = ""
+        if name.startswith("W2"):
+            extra = f"  ({64 * 2**20 / s['median_s'] / 1e9:.2f} GB/s)"
+        print(f"{name:<34}{s['median_s'] * 1e3:>15.3f} ms{s['p10_s'] * 1e3:>10.3f}{s['p90_s'] * 1e3:>10.3f}"
+              f"{(tfs['median_s'] * 1e3 if tfs else float('nan')):>12.3f}{ratio:>8}{extra}")
+    for name, samples in tf.items():
+        rows.append(_summary(name, "tensorflow", samples))
+    print()
+    for r in rows:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
