@@ -19,8 +19,13 @@ from tensorgrid.framework.shapes import TensorShape, as_shape
 from tensorgrid.ops import registry
 from tensorgrid.runtime import ir
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_INTERNAL_DIRS = (_PACKAGE_DIR + os.sep, os.path.join(os.path.dirname(_PACKAGE_DIR), "tensorgrid") + os.sep)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# In a source checkout tests/ and examples/ sit beside the package folders; installed, all of _ROOT is ours.
+if os.path.isfile(os.path.join(_ROOT, "pyproject.toml")):
+    _INTERNAL_DIRS = tuple(os.path.join(_ROOT, d) + os.sep
+                           for d in ("client", "runtime", "worker", "proto", "tensorgrid"))
+else:
+    _INTERNAL_DIRS = (_ROOT + os.sep,)
 
 
 def user_source():

@@ -59,7 +59,9 @@ class _FetchMapper:
 
 def _to_result(value):
     if isinstance(value, np.ndarray):
-        return value[()] if value.ndim == 0 else value
+        if value.ndim == 0:
+            return value[()]
+        return value if value.flags.writeable else value.copy()
     if hasattr(value, "get"):  # a device array (CuPy)
         return _to_result(value.get())
     return value

@@ -28,6 +28,7 @@ from tensorgrid.client.importer import import_graph_def  # noqa: F401
 from tensorgrid.client import profiler  # noqa: F401
 
 nn = nn_ops
+math = math_ops
 random = random_ops
 executing_eagerly = context.executing_eagerly
 convert_to_tensor = _graph.convert_to_tensor

@@ -8,6 +8,7 @@ import sys as _sys
 
 from tensorgrid.api import *  # noqa: F401,F403
 from tensorgrid.api import __all__ as _top_all
+from tensorgrid.client.math_ops import where_v1 as where  # noqa: F401 - TF1's where: a vector condition picks rows
 from tensorgrid.client import context as _context
 from tensorgrid.client.array_ops import placeholder  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401

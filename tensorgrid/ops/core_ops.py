@@ -25,6 +25,9 @@ def _const_kernel(node):
     value = node.attr("value")
     if node.xp is not np:
         value = node.xp.asarray(value)
+    else:
+        value = value.view()
+        value.flags.writeable = False  # fetches copy read-only arrays, so users never alias a constant
     return lambda: value
 
 
@@ -156,8 +159,16 @@ register("ReadVariableOp", _infer_read, _read_kernel, stateful=True, colocate_wi
          doc="The current value of a variable.")
 
 
+def _frozen(value):
+    """A read-only view: a variable's value is shared with readers, never written in place."""
+    if isinstance(value, np.ndarray):
+        value = value.view()
+        value.flags.writeable = False
+    return value
+
+
 def _check_assign(var, value, node):
-    value = node.xp.asarray(value, dtype=var.dtype.as_numpy_dtype)
+    value = _frozen(node.xp.asarray(value, dtype=var.dtype.as_numpy_dtype))
     if var.shape is not None and node.attr("validate_shape", True):
         want = TensorShape(var.shape)
         if not want.is_compatible_with(value.shape):
@@ -185,7 +196,7 @@ def _assign_update_kernel(sign):
             with var.lock:
                 old = res.read(var, desc)
                 new = (old + delta) if sign > 0 else (old - delta)
-                var.value = node.xp.asarray(new, dtype=var.dtype.as_numpy_dtype)
+                var.value = _frozen(node.xp.asarray(new, dtype=var.dtype.as_numpy_dtype))
                 return var.value
         return update
     return factory
