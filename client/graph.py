@@ -430,7 +430,10 @@ class Graph:
         with self._lock:
             if self._finalized:
                 raise RuntimeError("Graph is finalized and cannot be modified.")
-            name = self.unique_name(name)
+            # A name ending in "/" is a scope name already made unique (TF's convention).
+            name = name[:-1] if name.endswith("/") else self.unique_name(name)
+            if name in self._ops:
+                raise ValueError(f"duplicate op name '{name}' in the graph")
             node = ir.Node(name, op_type, [t.name for t in inputs], [], "", attrs, source)
             node.device = device_spec.canonical(self._current_device(node)) if self._device_stack else ""
             ctrl = []

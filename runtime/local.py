@@ -33,6 +33,7 @@ class LocalBackend:
         # One variable store per session, shared by its devices' kernels (tg.function: the eager one).
         store = resources if resources is not None else ResourceStore()
         self.contexts = {d: executor_lib.DeviceContext(d, "CPU", resources=store) for d in self.devices}
+        self._kernel_caches = {d: {} for d in self.devices}
         self._plans = {}
         self._lock = threading.Lock()
         self._step_ids = itertools.count(1)
@@ -51,7 +52,7 @@ class LocalBackend:
                 if entry is None:
                     plan = plan_lib.plan_step(graph.to_ir(), feeds, fetches, targets, self.devices,
                                               allow_soft_placement=self.allow_soft_placement)
-                    exes = {d: executor_lib.Executable(p, self.contexts[d]) for d, p in plan.partitions.items()}
+                    exes = {d: executor_lib.Executable(p, self.contexts[d], self._kernel_caches[d]) for d, p in plan.partitions.items()}
                     entry = (plan, exes)
                     if len(self._plans) > 256:
                         self._plans.clear()

@@ -10,6 +10,7 @@ from tensorgrid.client import train  # noqa: F401
 from tensorgrid.client.array_ops import *  # noqa: F401,F403
 from tensorgrid.client.math_ops import *  # noqa: F401,F403
 from tensorgrid.client.misc_ops import *  # noqa: F401,F403
+from tensorgrid.client.random_ops import *  # noqa: F401,F403
 from tensorgrid.client.variables import *  # noqa: F401,F403
 from tensorgrid.client.gradients import *  # noqa: F401,F403
 from tensorgrid.client.tape import *  # noqa: F401,F403

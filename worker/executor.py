@@ -1,15 +1,16 @@
-"""The dataflow executor: compiles one partition into straight-line Python and runs it.
+"""The dataflow executor: runs one partition as a flat instruction list.
 
 A partition's nodes are grouped by the set of _Recv nodes they depend on
-(transitively). Each group becomes one generated function that calls the
-kernels in topological order, so running a node costs one kernel call. A
-group runs as soon as every receive it depends on has arrived, which is the
-schedule of a dataflow executor without its per-node bookkeeping, and never
-deadlocks on a DAG. Values needed by later groups live in a per-step slot
-table; every other value dies after its last consumer (`del`).
+(transitively). Each group is a list of instructions in topological order,
+one per node, run by a tight loop that costs little more than the kernel
+call itself. A group runs as soon as every receive it depends on has
+arrived: the schedule of a dataflow executor without its per-node
+bookkeeping, and never a deadlock on a DAG. Every output has a slot in a
+per-step value table; a slot is cleared after its last consumer ran.
 """
 
 import dataclasses
+import operator
 import queue
 import sys
 import threading
@@ -82,13 +83,16 @@ def node_error(exc, node):
 
 
 class _Group:
-    __slots__ = ("index", "recvs", "fn", "traced_fn", "line_to_node", "nodes", "source")
+    __slots__ = ("index", "recvs", "prog")
 
 
 class Executable:
     """A compiled partition. `run(step)` executes it once; thread-safe across steps."""
 
-    def __init__(self, graph, device):
+    def __init__(self, graph, device, kernel_cache=None):
+        """Compiles `graph` for `device`. Stateful kernels (random streams) are taken from and
+        left in `kernel_cache` ({(node name, op): kernel}, one per session), so a session's
+        random ops continue their streams across steps with different fetches."""
         self.device = device
         self.graph = graph
         order = graph.topological_order()
@@ -103,143 +107,134 @@ class Executable:
             if n.op == "_Recv":
                 self.kernels.append(None)
                 continue
+            if kernel_cache is not None and opdef.stateful and not n.op.startswith("_"):
+                cached = kernel_cache.get((n.name, n.op))
+                if cached is not None:
+                    self.kernels.append(cached)
+                    continue
             factory = opdef.kernel_for(device.device_type, n.describe())
             knode = registry.KernelNode(n.name, n.op, n.attrs, device.name, device.xp,
                                         device.resources, device.device_type, None, device.allow_pickle)
             try:
-                self.kernels.append(factory(knode))
-            except errors.OpError as e:
-                raise node_error(e, n) from None
+                kernel = factory(knode)
             except Exception as e:  # a kernel factory rejecting its attrs
                 raise node_error(e, n) from None
+            self.kernels.append(kernel)
+            if kernel_cache is not None and opdef.stateful and not n.op.startswith("_"):
+                kernel_cache[(n.name, n.op)] = kernel
         self._build_groups()
 
     # ---- compilation ---------------------------------------------------------------
     def _build_groups(self):
         nodes = self.nodes
+        index = self._index
+        parsed = [[(index[src], idx) for src, idx in map(split_input, n.inputs)] for n in nodes]
+        ctrl = [[index[c] for c in n.control_inputs] for n in nodes]
         recv_ids = [i for i, n in enumerate(nodes) if n.op == "_Recv"]
         self.recv_ids = recv_ids
         self.recv_keys = [nodes[i].attrs["key"] for i in recv_ids]
         recv_pos = {i: k for k, i in enumerate(recv_ids)}
-        deps = []  # per node: frozenset of recv positions it depends on
         empty = frozenset()
-        for i, n in enumerate(nodes):
+        deps = []  # per node: the recv positions it depends on
+        for i in range(len(nodes)):
             s = empty
-            for ref in n.inputs:
-                s = s | deps[self._index[split_input(ref)[0]]]
-            for c in n.control_inputs:
-                s = s | deps[self._index[c]]
+            for src, _ in parsed[i]:
+                if deps[src] is not s:
+                    s = s | deps[src]
+            for src in ctrl[i]:
+                if deps[src] is not s:
+                    s = s | deps[src]
             if i in recv_pos:
                 s = s | {recv_pos[i]}
             deps.append(s)
-        group_of_set = {}
-        groups = []
-        node_group = []
+        # Slot 0 holds the step; then every output of every node; the last slot is a sink.
+        self.out_slot = []
+        nslots = 1
         for i, n in enumerate(nodes):
-            s = deps[i]
+            self.out_slot.append(nslots)
+            nslots += max(self.opdefs[i].output_count(n.attrs), 1)
+        self.sink = nslots
+        self.nslots = nslots + 1
+        group_of_set, groups = {}, []
+        for i, n in enumerate(nodes):
             if n.op == "_Recv":
-                node_group.append(None)
                 continue
-            g = group_of_set.get(s)
+            g = group_of_set.get(deps[i])
             if g is None:
-                g = _Group()
-                g.index = len(groups)
-                g.recvs = s
-                g.nodes = []
-                group_of_set[s] = g
+                g = group_of_set[deps[i]] = _Group()
+                g.index, g.recvs, g.prog = len(groups), deps[i], []
                 groups.append(g)
-            g.nodes.append(i)
-            node_group.append(g.index)
+            g.prog.append(i)
+        # A slot is cleared after its last consumer when all its consumers run in one group
+        # (groups run in arrival order, not node order); otherwise it lives to the step's end.
+        last_use, users = {}, {}
+        for g in groups:
+            for i in g.prog:
+                for src, idx in parsed[i]:
+                    slot = self.out_slot[src] + idx
+                    last_use[slot] = i
+                    users.setdefault(slot, set()).add(g.index)
+        frees = {}
+        for slot, i in last_use.items():
+            if len(users[slot]) == 1:
+                frees.setdefault(i, []).append(slot)
+        # Constants are computed once, here: each step starts from a copy of this table.
+        self.template = [None] * self.nslots
+        for g in groups:
+            for i in g.prog:
+                if self.nodes[i].op == "Const":
+                    self.template[self.out_slot[i]] = self.kernels[i]()
+            keep = [i for i in g.prog if self.nodes[i].op != "Const"]
+            g.prog = [self._instruction(i, parsed[i], tuple(frees.get(i, ()))) for i in keep]
         self.groups = groups
         self.groups_of_recv = [[] for _ in recv_ids]
         for g in groups:
             for r in g.recvs:
                 self.groups_of_recv[r].append(g.index)
-        # Slots: every output consumed outside the group that produced it (recv outputs included).
-        self.slot_of = {}
-        for i, n in enumerate(nodes):
-            for ref in n.inputs:
-                src = self._index[split_input(ref)[0]]
-                if node_group[src] != node_group[i] or node_group[src] is None:
-                    key = (src, split_input(ref)[1])
-                    if key not in self.slot_of:
-                        self.slot_of[key] = len(self.slot_of)
-        self.recv_slot = [self.slot_of.get((i, 0)) for i in recv_ids]
-        for g in groups:
-            self._compile_group(g, node_group)
+        self.recv_slot = [self.out_slot[i] for i in recv_ids]
 
-    def _compile_group(self, g, node_group):
-        nodes = self.nodes
-        members = set(g.nodes)
-        lines = []
-        line_to_node = {}
-        last_use = {}
-        for i in g.nodes:
-            for ref in nodes[i].inputs:
-                src, idx = split_input(ref)
-                last_use[(self._index[src], idx)] = i
-        loaded = set()
-        for i in g.nodes:
-            for ref in nodes[i].inputs:
-                src, idx = split_input(ref)
-                key = (self._index[src], idx)
-                if key[0] not in members and key not in loaded:
-                    lines.append(f"    v{key[0]}_{key[1]} = env[{self.slot_of[key]}]")
-                    loaded.add(key)
-        header = len(lines)
-        for i in g.nodes:
-            n = nodes[i]
-            opdef = self.opdefs[i]
-            args = ["step"] if opdef.needs_step else []
-            for ref in n.inputs:
-                src, idx = split_input(ref)
-                args.append(f"v{self._index[src]}_{idx}")
-            call = f"k[{i}]({', '.join(args)})"
-            nout = self._num_outputs(i)
-            if nout == 0:
-                stmt = call
-            elif nout == 1:
-                stmt = f"v{i}_0 = {call}"
-            else:
-                stmt = f"_o = {call}; " + "; ".join(f"v{i}_{j} = _o[{j}]" for j in range(nout))
-            lines.append(f"    {stmt}")
-            line_to_node[len(lines) + 1] = i  # +1: the def line
-            for j in range(max(nout, 1)):
-                if (i, j) in self.slot_of:
-                    lines.append(f"    env[{self.slot_of[(i, j)]}] = v{i}_{j}")
-            for ref in n.inputs:
-                src, idx = split_input(ref)
-                key = (self._index[src], idx)
-                if last_use.get(key) == i and key[0] in members and key not in self.slot_of:
-                    lines.append(f"    del v{key[0]}_{key[1]}")
-                    last_use.pop(key)
-        body = "\n".join(lines) or "    pass"
-        src = f"def group(step, env, k):\n{body}\n"
-        code = compile(src, f"<partition {self.device.name} group {g.index}>", "exec")
-        ns = {}
-        exec(code, ns)
-        g.fn = ns["group"]
-        g.line_to_node = line_to_node
-        g.source = src
-        g.traced_fn = None
+    def _instruction(self, i, inputs, frees):
+        """(arity code, kernel, a, b, out, frees, node index) for node i.
 
-    def _num_outputs(self, i):
-        return self.opdefs[i].output_count(self.nodes[i].attrs)
+        Arity code 2: kernel(vals[a], vals[b]); 1: kernel(vals[a]); 0: kernel();
+        3: kernel(*a(vals)) with `a` an itemgetter. Inputs of needs_step kernels
+        start with slot 0, the step.
+        """
+        slots = [self.out_slot[src] + idx for src, idx in inputs]
+        if self.opdefs[i].needs_step:
+            slots.insert(0, 0)
+        a = b = None
+        if len(slots) == 2:
+            code, (a, b) = 2, slots
+        elif len(slots) == 1:
+            code, a = 1, slots[0]
+        elif not slots:
+            code = 0
+        else:
+            code, a = 3, operator.itemgetter(*slots)
+        nout = self.opdefs[i].output_count(self.nodes[i].attrs)
+        if nout == 0:
+            out = self.sink
+        elif nout == 1:
+            out = self.out_slot[i]
+        else:
+            out = slice(self.out_slot[i], self.out_slot[i] + nout)
+        return (code, self.kernels[i], a, b, out, frees or None, i)
 
     # ---- running ---------------------------------------------------------------------
     def run(self, step, trace=None):
         """Runs the partition for `step`; raises the first node error as an OpError."""
-        env = [None] * len(self.slot_of)
-        k = self.kernels
+        vals = self.template[:]
+        vals[0] = step
         groups = self.groups
         if not self.recv_keys:
             for g in groups:
-                self._run_group(g, step, env, k, trace)
+                self._run_group(g, step, vals, trace)
             return
         missing = [len(g.recvs) for g in groups]
         for g in groups:
             if not g.recvs:
-                self._run_group(g, step, env, k, trace)
+                self._run_group(g, step, vals, trace)
         arrivals = queue.SimpleQueue()
         for r, key in enumerate(self.recv_keys):
             step.rendezvous.recv_async(key, lambda v, e, r=r: arrivals.put((r, v, e)))
@@ -255,46 +250,68 @@ class Executable:
             if err is not None:
                 raise err
             remaining -= 1
-            slot = self.recv_slot[r]
-            if slot is not None:
-                env[slot] = value
+            vals[self.recv_slot[r]] = value
+            if trace is not None:
+                now = _now_us()
+                n = self.nodes[self.recv_ids[r]]
+                trace.append(NodeStats(n.name, n.op, now, now, *_describe_outputs(value)))
             ready = []
             for gi in self.groups_of_recv[r]:
                 missing[gi] -= 1
                 if missing[gi] == 0:
                     ready.append(groups[gi])
-            if trace is not None:
-                now = _now_us()
-                n = self.nodes[self.recv_ids[r]]
-                trace.append(NodeStats(n.name, n.op, now, now, *_describe_outputs(value)))
             ready.sort(key=lambda g: (len(g.recvs), g.index))
             for g in ready:
-                self._run_group(g, step, env, k, trace)
+                self._run_group(g, step, vals, trace)
 
-    def _run_group(self, g, step, env, k, trace):
+    def _run_group(self, g, step, vals, trace):
         if step.cancelled.is_set():
             raise errors.CancelledError(None, None, f"step {step.step_id} was cancelled")
-        fn = g.fn
-        if trace is not None:
-            if g.traced_fn is None:
-                g.traced_fn = _traced_variant(g, self)
-            fn = g.traced_fn
-            k = _TracingKernels(self, trace)
+        inst = None
         try:
-            fn(step, env, k)
+            if trace is None:
+                for inst in g.prog:
+                    code, kern, a, b, out, frees, _ = inst
+                    if code == 2:
+                        vals[out] = kern(vals[a], vals[b])
+                    elif code == 1:
+                        vals[out] = kern(vals[a])
+                    elif code == 0:
+                        vals[out] = kern()
+                    else:
+                        vals[out] = kern(*a(vals))
+                    if frees:
+                        for f in frees:
+                            vals[f] = None
+            else:
+                self._run_traced(g, vals, trace)
         except Exception as e:
-            raise self._error_from(e, g) from None
+            node_i = inst[6] if inst is not None and trace is None else getattr(e, "_tg_node_index", None)
+            if node_i is None:
+                raise errors.from_exception(e) from None
+            raise node_error(e, self.nodes[node_i]) from None
 
-    def _error_from(self, exc, g):
-        tb = exc.__traceback__
-        node_i = None
-        while tb is not None:
-            if tb.tb_frame.f_code.co_name == "group" and tb.tb_frame.f_code.co_filename.startswith("<partition"):
-                node_i = g.line_to_node.get(tb.tb_lineno)
-            tb = tb.tb_next
-        if node_i is None:
-            return errors.from_exception(exc)
-        return node_error(exc, self.nodes[node_i])
+    def _run_traced(self, g, vals, trace):
+        for code, kern, a, b, out, frees, i in g.prog:
+            node = self.nodes[i]
+            start = _now_us()
+            try:
+                if code == 2:
+                    result = kern(vals[a], vals[b])
+                elif code == 1:
+                    result = kern(vals[a])
+                elif code == 0:
+                    result = kern()
+                else:
+                    result = kern(*a(vals))
+            except Exception as e:
+                e._tg_node_index = i
+                raise
+            vals[out] = result
+            trace.append(NodeStats(node.name, node.op, start, _now_us(), *_describe_outputs(result)))
+            if frees:
+                for f in frees:
+                    vals[f] = None
 
 
 def _now_us():
@@ -309,30 +326,6 @@ def _describe_outputs(value):
         shapes.append(tuple(getattr(v, "shape", ())))
         dts.append(str(getattr(v, "dtype", "")))
     return sizes, shapes, dts
-
-
-class _TracingKernels:
-    """Kernel table stand-in for a traced run: times each call and records its outputs."""
-
-    def __init__(self, ex, trace):
-        self.ex = ex
-        self.trace = trace
-
-    def __getitem__(self, i):
-        kern = self.ex.kernels[i]
-        node = self.ex.nodes[i]
-        trace = self.trace
-
-        def timed(*args):
-            start = _now_us()
-            out = kern(*args)
-            trace.append(NodeStats(node.name, node.op, start, _now_us(), *_describe_outputs(out)))
-            return out
-        return timed
-
-
-def _traced_variant(g, ex):
-    return g.fn  # the same code: tracing swaps the kernel table, not the code
 
 
 if sys.version_info < (3, 10):  # pragma: no cover

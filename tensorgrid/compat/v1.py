@@ -5,11 +5,13 @@ Everything `tensorgrid` exports, plus the TF1 names and spellings
 """
 
 import sys as _sys
+import types as _types
 
 from tensorgrid.api import *  # noqa: F401,F403
 from tensorgrid.api import __all__ as _top_all
 from tensorgrid.client.math_ops import where_v1 as where  # noqa: F401 - TF1's where: a vector condition picks rows
 from tensorgrid.client import context as _context
+from tensorgrid.client import nn_ops as _nn_ops
 from tensorgrid.client.array_ops import placeholder  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401
 from tensorgrid.framework import errors  # noqa: F401
@@ -46,6 +48,11 @@ for _new, _old in [
     ("initialize_all_variables", "global_variables_initializer"),
 ]:
     _alias(_new, _old)
+
+# TF1's tf.nn: TF2's functions, with TF1's meaning where the two differ (dropout's keep_prob, ...).
+nn = _types.ModuleType("tensorgrid.compat.v1.nn", _nn_ops.__doc__)
+nn.__dict__.update({k: getattr(_nn_ops, k) for k in _nn_ops.__all__})
+nn.__dict__.update(_nn_ops.compat_v1)
 
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)
