@@ -25,13 +25,15 @@ class Node:
     source: Any = None  # (file, line) of the user code that created the node
 
     def copy(self, **changes):
-        fields = {
-            "name": self.name, "op": self.op, "inputs": list(self.inputs),
-            "control_inputs": list(self.control_inputs), "device": self.device,
-            "attrs": dict(self.attrs), "source": self.source,
-        }
-        fields.update(changes)
-        return Node(**fields)
+        """A copy with `changes` applied; attrs are shared, since passes replace attrs, never edit them."""
+        n = Node(self.name, self.op, self.inputs, self.control_inputs, self.device, self.attrs, self.source)
+        for k, v in changes.items():
+            setattr(n, k, v)
+        if "inputs" not in changes:
+            n.inputs = list(self.inputs)
+        if "control_inputs" not in changes:
+            n.control_inputs = list(self.control_inputs)
+        return n
 
     def where(self):
         """'file:line' of the creating user code, or '' when unknown."""

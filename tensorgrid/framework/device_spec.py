@@ -1,6 +1,7 @@
 """Device names: parsing partial specs, merging them as TF does, matching full names."""
 
 import dataclasses
+import functools
 import re
 
 _PART = re.compile(r"^(job|replica|task|device|cpu|gpu|CPU|GPU)(?::(.*))?$")
@@ -23,6 +24,10 @@ class DeviceSpec:
             return spec
         if spec is None or spec == "":
             return cls()
+        return _parse(spec)
+
+    @classmethod
+    def _parse_uncached(cls, spec):
         fields = {}
         for part in spec.strip().split("/"):
             if not part:
@@ -50,11 +55,11 @@ class DeviceSpec:
     def merge_from(self, inner):
         """Returns this (outer) spec overridden by the fields `inner` sets."""
         inner = DeviceSpec.from_string(inner)
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for f in dataclasses.fields(inner):
-            v = getattr(inner, f.name)
+        values = {f: getattr(self, f) for f in _FIELDS}
+        for f in _FIELDS:
+            v = getattr(inner, f)
             if v is not None:
-                values[f.name] = v
+                values[f] = v
         if inner.device_type is not None and inner.device_index is None:
             values["device_index"] = None
         return DeviceSpec(**values)
@@ -75,24 +80,34 @@ class DeviceSpec:
     def matches(self, full):
         """True when every field set here equals that field of the full device `full`."""
         full = DeviceSpec.from_string(full)
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v is not None and v != getattr(full, f.name):
+        for f in _FIELDS:
+            v = getattr(self, f)
+            if v is not None and v != getattr(full, f):
                 return False
         return True
 
     def is_empty(self):
-        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+        return all(getattr(self, f) is None for f in _FIELDS)
 
     def __str__(self):
         return self.to_string()
 
 
+_FIELDS = ("job", "replica", "task", "device_type", "device_index")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(spec):
+    return DeviceSpec._parse_uncached(spec)
+
+
+@functools.lru_cache(maxsize=4096)
 def canonical(spec):
     """The canonical string of a device spec ('' stays '')."""
     return DeviceSpec.from_string(spec).to_string()
 
 
+@functools.lru_cache(maxsize=4096)
 def merge(outer, inner):
     """Merges device spec strings, the inner one winning field by field."""
     return DeviceSpec.from_string(outer).merge_from(inner).to_string()
