@@ -53,6 +53,17 @@ class GradientTape:
     def watch(self, tensor):
         """Kept for TF compatibility: every tensor a recorded op reads is differentiable here."""
 
+    def watched_variables(self):
+        """The Variables this tape saw read, in the order of their first read."""
+        from tensorgrid.client import variables
+        seen = {}
+        for r in self._records:
+            if r.type == "ReadVariableOp":
+                v = variables.variable_for_handle(r.inputs[0])
+                if v is not None:
+                    seen.setdefault(id(v), v)
+        return list(seen.values())
+
     def stop_recording(self):
         tape = self
 

@@ -1,2 +1,742 @@
-"""(being written)"""
-__all__ = []
+"""Variables: resource variables, their collections and initializers, and TF1's get_variable.
+
+A Variable is a VarHandleOp (its handle in the device's resource store,
+keyed by the variable's unique name) with ReadVariableOp reads and
+Assign*VariableOp writes colocated with it. In graph mode it is built as
+TF1 builds a variable `v`: `v` (the handle), `v/initial_value` (or ops under
+`v/Initializer` when the initial value is a callable), `v/Assign` (the
+initializer) and `v/read`, the one read every use of the variable shares.
+Inside a `control_dependencies` block a use gets a fresh read that carries
+those dependencies, so reading after an assign sees the new value, as TF1's
+reference variables behave.
+
+In eager mode the variable lives in the eager resource store under a name
+unique to it; every read goes through the same handle tensor, which is what
+GradientTape differentiates with respect to. A tg.function that uses an
+eager variable looks the same store entry up with a VarHandleOp of its own.
+"""
+
+import contextlib
+import itertools
+import math
+import weakref
+
+import numpy as np
+
+from tensorgrid.client import array_ops, context, random_ops
+from tensorgrid.client import graph as graph_lib
+from tensorgrid.client.graph import TensorOps, apply_op, convert_to_tensor, get_default_graph
+from tensorgrid.framework import dtypes
+from tensorgrid.framework.shapes import TensorShape, as_shape
+from tensorgrid.ops import state_ops  # noqa: F401 - registers UninitializedNames
+
+__all__ = [
+    "Variable", "GraphKeys", "global_variables", "trainable_variables", "local_variables",
+    "global_variables_initializer", "initialize_all_variables", "local_variables_initializer",
+    "variables_initializer", "report_uninitialized_variables", "is_variable_initialized",
+    "assign", "assign_add", "assign_sub",
+    "get_variable", "variable_scope", "get_variable_scope", "VariableScope", "AUTO_REUSE",
+    "zeros_initializer", "ones_initializer", "constant_initializer", "random_normal_initializer",
+    "truncated_normal_initializer", "random_uniform_initializer", "glorot_uniform_initializer",
+    "glorot_normal_initializer", "variance_scaling_initializer",
+]
+
+
+class GraphKeys:
+    """Names of the graph collections variables and training use (TF1's tf.GraphKeys)."""
+
+    GLOBAL_VARIABLES = "variables"
+    VARIABLES = GLOBAL_VARIABLES
+    LOCAL_VARIABLES = "local_variables"
+    TRAINABLE_VARIABLES = "trainable_variables"
+    MODEL_VARIABLES = "model_variables"
+    GLOBAL_STEP = "global_step"
+    TRAIN_OP = "train_op"
+    LOSSES = "losses"
+    SUMMARIES = "summaries"
+    UPDATE_OPS = "update_ops"
+
+
+_eager_ids = itertools.count(1)
+_by_eager_handle = weakref.WeakValueDictionary()
+
+
+def variable_for_handle(handle):
+    """The eager Variable whose handle tensor is `handle`, or None."""
+    return _by_eager_handle.get(id(handle))
+
+
+@contextlib.contextmanager
+def _init_scope():
+    """Leaves every graph being traced by tg.function, so a variable made there is made eagerly."""
+    stack = context.graph_stack()
+    saved = list(stack)
+    del stack[:]
+    try:
+        yield
+    finally:
+        stack[:] = saved
+
+
+def _in_function_trace():
+    from tensorgrid.client import function
+    return context.eager_enabled() and isinstance(get_default_graph(), function.FuncGraph)
+
+
+class Variable(TensorOps):
+    """A mutable tensor that keeps its value across steps (a resource variable)."""
+
+    def __init__(self, initial_value=None, trainable=None, *, name=None, dtype=None, validate_shape=True,
+                 collections=None, shape=None, use_resource=None):
+        """`use_resource` is accepted for TF1 programs: every tensorgrid variable is a resource variable."""
+        if initial_value is None:
+            raise ValueError("initial_value must be specified.")
+        self._trainable = True if trainable is None else bool(trainable)
+        dtype = None if dtype is None else dtypes.as_dtype(dtype)
+        lift = not context.executing_eagerly() and _in_function_trace()
+        if lift and isinstance(initial_value, graph_lib.Tensor):
+            raise ValueError(f"a tg.Variable made inside tg.function is made eagerly, once, so its initial value "
+                             f"cannot be the traced tensor {initial_value.name}; pass a Python or numpy value, "
+                             f"or a callable (lambda: ...)")
+        with _init_scope() if lift else contextlib.nullcontext():
+            if context.executing_eagerly():
+                self._init_eager(initial_value, name or "Variable", dtype, validate_shape, shape)
+            else:
+                self._init_graph(initial_value, name or "Variable", dtype, validate_shape, shape, collections)
+
+    def _static_shape(self, initial, validate_shape, shape):
+        if shape is not None:
+            shape = as_shape(shape)
+            if not shape.is_compatible_with(initial.shape):
+                raise ValueError(f"The initial value's shape ({initial.shape}) is not compatible with "
+                                 f"the explicitly supplied `shape` argument ({shape}).")
+            return shape
+        if not validate_shape:
+            return TensorShape(None)
+        if not initial.shape.is_fully_defined():
+            raise ValueError(f"initial_value must have a shape specified: {initial!r}")
+        return initial.shape
+
+    def _handle_attrs(self):
+        return {"shared_name": self._shared_name, "dtype": self._dtype, "shape": self._shape}
+
+    def _init_graph(self, initial_value, name, dtype, validate_shape, shape, collections):
+        g = get_default_graph()
+        # The handle must be called exactly `full`; the name is only reserved when the handle is made,
+        # so the initial value's ops are built under `full/` without claiming `full` itself.
+        full = g.unique_name(name, mark_as_used=False)
+        with g.control_dependencies(None):
+            with g.name_scope(full + "/"):
+                if callable(initial_value):
+                    with g.name_scope("Initializer"), g.device(None):
+                        initial = convert_to_tensor(initial_value(), dtype=dtype, name="initial_value")
+                else:
+                    initial = convert_to_tensor(initial_value, dtype=dtype, name="initial_value")
+            self._graph = g
+            self._dtype = initial.dtype
+            self._shape = self._static_shape(initial, validate_shape, shape)
+            self._shared_name = full
+            self._handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=name)
+            assert self._handle.op.name == full, (self._handle.op.name, full)
+            self._name = full
+            with g.name_scope(full + "/"), g.colocate_with(self._handle.op):
+                self._initializer_op = apply_op(
+                    "AssignVariableOp", [self._handle, initial],
+                    {"dtype": self._dtype, "validate_shape": bool(validate_shape)}, name="Assign").op
+                self._snapshot = apply_op("ReadVariableOp", [self._handle],
+                                          {"dtype": self._dtype, "shape": self._shape}, name="read")
+        self._initial_value = initial
+        if collections is None:
+            collections = [GraphKeys.GLOBAL_VARIABLES]
+        collections = list(collections)
+        if self._trainable and GraphKeys.TRAINABLE_VARIABLES not in collections:
+            collections.append(GraphKeys.TRAINABLE_VARIABLES)
+        for key in dict.fromkeys(collections):
+            g.add_to_collection(key, self)
+
+    def _init_eager(self, initial_value, name, dtype, validate_shape, shape):
+        if callable(initial_value):
+            initial_value = initial_value()
+        initial = convert_to_tensor(initial_value, dtype=dtype)
+        self._graph = None
+        self._dtype = initial.dtype
+        self._shape = self._static_shape(initial, validate_shape, shape)
+        self._name = name
+        self._shared_name = f"{name}_{next(_eager_ids)}"
+        self._trace_handles = weakref.WeakKeyDictionary()
+        self._handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=name)
+        _by_eager_handle[id(self._handle)] = self
+        apply_op("AssignVariableOp", [self._handle, initial], {"dtype": self._dtype})
+        self._initial_value = initial
+        self._initializer_op = None
+
+    # ---- identity -------------------------------------------------------------------
+    @property
+    def name(self):
+        return f"{self._name}:0"
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def get_shape(self):
+        return self._shape
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @property
+    def handle(self):
+        """The resource handle tensor (in a tg.function trace, the trace's own handle)."""
+        return self._current_handle()
+
+    @property
+    def op(self):
+        if self._graph is None:
+            raise AttributeError("Variable.op is meaningless when eager execution is enabled.")
+        return self._handle.op
+
+    @property
+    def graph(self):
+        return self._graph
+
+    @property
+    def device(self):
+        if self._graph is None:
+            return self._handle.device
+        return self._handle.op.device
+
+    @property
+    def initializer(self):
+        """The op that assigns the initial value (None for an eager variable, assigned at creation)."""
+        return self._initializer_op
+
+    @property
+    def initial_value(self):
+        return self._initial_value
+
+    def _op_name(self):
+        """The variable's name without ':0' (its op's name in graph mode)."""
+        return self._name
+
+    def _eager(self):
+        return self._graph is None
+
+    # ---- reading -----------------------------------------------------------------------
+    def _current_handle(self):
+        if not self._eager() or context.executing_eagerly():
+            return self._handle
+        g = get_default_graph()
+        handle = self._trace_handles.get(g)
+        if handle is None:
+            with g.control_dependencies(None), g.colocate_with(None):
+                handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=self._name)
+            self._trace_handles[g] = handle
+        return handle
+
+    def _colocated(self, handle):
+        if getattr(handle, "_is_eager_tensor", False):
+            return contextlib.nullcontext()
+        return handle.graph.colocate_with(handle.op)
+
+    def _read(self, name="read"):
+        handle = self._current_handle()
+        with self._colocated(handle):
+            return apply_op("ReadVariableOp", [handle], {"dtype": self._dtype, "shape": self._shape}, name=name)
+
+    def read_value(self):
+        """A fresh read of the current value (it picks up enclosing control dependencies)."""
+        return self._read()
+
+    def value(self):
+        """The variable's value as a tensor, as the variable converts to one."""
+        return self._as_tensor()
+
+    def _as_tensor(self):
+        if self._eager():
+            return self._read()
+        if context.executing_eagerly():
+            raise ValueError(f"variable {self.name} belongs to a graph and cannot be used while executing eagerly")
+        g = get_default_graph()
+        if g is self._graph and g._current_control_inputs():
+            return self._read()
+        return self._snapshot
+
+    def _as_graph_element(self):
+        if self._eager():
+            raise TypeError(f"eager variable {self.name} is not an element of a graph")
+        return self._snapshot
+
+    def _grad_source(self):
+        """The tensor gradients are taken with respect to: the handle every read takes as input."""
+        return self._current_handle()
+
+    def numpy(self):
+        if not self._eager() or not context.executing_eagerly():
+            raise NotImplementedError("numpy() is only available when eager execution is enabled.")
+        return self._read().numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.numpy(), dtype=dtype)
+
+    def eval(self, session=None):
+        """The value in `session` (or the default session)."""
+        if self._eager():
+            return self.numpy()
+        return self._snapshot.eval(session=session)
+
+    def __iter__(self):
+        raise TypeError("'Variable' object is not iterable.")
+
+    # ---- writing -----------------------------------------------------------------------
+    def _update(self, op_type, value, name, read_value):
+        handle = self._current_handle()
+        value = convert_to_tensor(value, dtype=self._dtype)
+        with self._colocated(handle):
+            out = apply_op(op_type, [handle, value], {"dtype": self._dtype}, name=name)
+        if self._eager() and context.executing_eagerly():
+            return self if read_value else None
+        return out if read_value else out.op
+
+    def assign(self, value, use_locking=None, name=None, read_value=True):
+        """Sets the variable to `value`; returns the new value (the op when read_value=False).
+
+        Eagerly it returns the variable itself (None when read_value=False). `use_locking` is accepted
+        for TF1 programs: every assign holds its variable's lock.
+        """
+        return self._update("AssignVariableOp", value, name or "Assign", read_value)
+
+    def assign_add(self, delta, use_locking=None, name=None, read_value=True):
+        """Adds `delta` to the variable; returns the new value (the op when read_value=False)."""
+        return self._update("AssignAddVariableOp", delta, name or "AssignAdd", read_value)
+
+    def assign_sub(self, delta, use_locking=None, name=None, read_value=True):
+        """Subtracts `delta` from the variable; returns the new value (the op when read_value=False)."""
+        return self._update("AssignSubVariableOp", delta, name or "AssignSub", read_value)
+
+    def load(self, value, session=None):
+        """Writes `value` into the variable through `session` (or the default session) without new ops."""
+        if self._eager():
+            self.assign(value)
+            return
+        from tensorgrid.client import session as session_lib
+        sess = session_lib.default_session_for(self._graph, session)
+        sess.run(self._initializer_op, {self._initializer_op.inputs[1]: value})
+
+    def __repr__(self):
+        if self._eager() and context.executing_eagerly():
+            return f"<tg.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name}, numpy={self.numpy()!r}>"
+        return f"<tg.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name}>"
+
+
+def assign(ref, value, validate_shape=None, use_locking=None, name=None):
+    """TF1's tf.assign: `ref.assign(value)`."""
+    return ref.assign(value, name=name)
+
+
+def assign_add(ref, value, use_locking=None, name=None):
+    """TF1's tf.assign_add: `ref.assign_add(value)`."""
+    return ref.assign_add(value, name=name)
+
+
+def assign_sub(ref, value, use_locking=None, name=None):
+    """TF1's tf.assign_sub: `ref.assign_sub(value)`."""
+    return ref.assign_sub(value, name=name)
+
+
+# ---- collections and initialization ------------------------------------------------------
+
+def _collection(key, scope):
+    if context.executing_eagerly():
+        return []
+    return get_default_graph().get_collection(key, scope)
+
+
+def global_variables(scope=None):
+    """The default graph's global variables (those whose name matches regex `scope`, if given)."""
+    return _collection(GraphKeys.GLOBAL_VARIABLES, scope)
+
+
+def trainable_variables(scope=None):
+    """The default graph's trainable variables (those whose name matches regex `scope`, if given)."""
+    return _collection(GraphKeys.TRAINABLE_VARIABLES, scope)
+
+
+def local_variables(scope=None):
+    """The default graph's local variables (collection LOCAL_VARIABLES)."""
+    return _collection(GraphKeys.LOCAL_VARIABLES, scope)
+
+
+def variables_initializer(var_list, name="init"):
+    """One op that runs the initializer of every variable in `var_list`."""
+    if context.executing_eagerly():
+        return None
+    if not var_list:
+        return array_ops.no_op(name=name)
+    return array_ops.group(*[v.initializer for v in var_list], name=name)
+
+
+def global_variables_initializer():
+    """The op that initializes every global variable of the default graph."""
+    return variables_initializer(global_variables(), name="init")
+
+
+initialize_all_variables = global_variables_initializer
+
+
+def local_variables_initializer():
+    """The op that initializes every local variable of the default graph."""
+    return variables_initializer(local_variables(), name="init")
+
+
+def is_variable_initialized(variable):
+    """A bool tensor: whether `variable` holds a value."""
+    handle = variable._current_handle()
+    with variable._colocated(handle):
+        return apply_op("VarIsInitializedOp", [handle], name="IsVariableInitialized")
+
+
+def report_uninitialized_variables(var_list=None, name="report_uninitialized_variables"):
+    """A string vector of the names of the variables in `var_list` (default: all) that hold no value."""
+    if var_list is None:
+        var_list = global_variables() + local_variables()
+    g = get_default_graph()
+    with g.name_scope(name):
+        flags = [is_variable_initialized(v) for v in var_list]
+        return apply_op("UninitializedNames", flags, {"names": [v._op_name() for v in var_list]},
+                        name="UninitializedNames")
+
+
+# ---- initializers (TF1's init_ops) ---------------------------------------------------------
+
+def _compute_fans(shape):
+    """(fan_in, fan_out) of a weight of `shape`, as TF computes them."""
+    shape = list(shape)
+    if len(shape) < 1:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = 1
+    for d in shape[:-2]:
+        receptive *= d
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class _Initializer:
+    """Base of the initializers: `init(shape, dtype=None)` returns a tensor of that shape."""
+
+    def __init__(self, dtype=dtypes.float32):
+        self.dtype = dtypes.as_dtype(dtype)
+
+    def _dtype(self, dtype):
+        return self.dtype if dtype is None else dtypes.as_dtype(dtype)
+
+
+class zeros_initializer(_Initializer):  # noqa: N801 - TF's spelling
+    """Initializes to zeros."""
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        return array_ops.zeros(shape, dtype=self._dtype(dtype))
+
+
+class ones_initializer(_Initializer):  # noqa: N801
+    """Initializes to ones."""
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        return array_ops.ones(shape, dtype=self._dtype(dtype))
+
+
+class constant_initializer(_Initializer):  # noqa: N801
+    """Initializes to `value` (a scalar broadcast to the shape, or a value with that many elements)."""
+
+    def __init__(self, value=0, dtype=dtypes.float32, verify_shape=False):
+        super().__init__(dtype)
+        self.value = value
+        self.verify_shape = verify_shape
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        return array_ops.constant(self.value, dtype=self._dtype(dtype), shape=shape, verify_shape=self.verify_shape)
+
+
+class random_normal_initializer(_Initializer):  # noqa: N801
+    """Initializes from a normal distribution."""
+
+    _draw = staticmethod(random_ops.random_normal)
+
+    def __init__(self, mean=0.0, stddev=1.0, seed=None, dtype=dtypes.float32):
+        super().__init__(dtype)
+        self.mean, self.stddev, self.seed = mean, stddev, seed
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        return self._draw(shape, self.mean, self.stddev, self._dtype(dtype), seed=self.seed)
+
+
+class truncated_normal_initializer(random_normal_initializer):  # noqa: N801
+    """Initializes from a normal distribution with draws beyond two stddevs redrawn."""
+
+    _draw = staticmethod(random_ops.truncated_normal)
+
+
+class random_uniform_initializer(_Initializer):  # noqa: N801
+    """Initializes from a uniform distribution over [minval, maxval) (maxval 1 for floats by default)."""
+
+    def __init__(self, minval=0, maxval=None, seed=None, dtype=dtypes.float32):
+        super().__init__(dtype)
+        self.minval, self.maxval, self.seed = minval, maxval, seed
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        dtype = self._dtype(dtype)
+        maxval = 1 if self.maxval is None and dtype.is_floating else self.maxval
+        return random_ops.random_uniform(shape, self.minval, maxval, dtype, seed=self.seed)
+
+
+class variance_scaling_initializer(_Initializer):  # noqa: N801
+    """Initializes with variance scale / fan (fan_in, fan_out or their mean), as TF1's VarianceScaling."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None, dtype=dtypes.float32):
+        super().__init__(dtype)
+        if scale <= 0.0:
+            raise ValueError("`scale` must be positive float.")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"Invalid `mode` argument: {mode}")
+        if distribution not in ("normal", "truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError(f"Invalid `distribution` argument: {distribution}")
+        self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        dtype = self._dtype(dtype)
+        fan_in, fan_out = _compute_fans(as_shape(shape).as_list())
+        divisor = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        scale = self.scale / max(1.0, divisor)
+        if self.distribution in ("normal", "truncated_normal"):
+            # 0.879... is the stddev of a unit normal truncated to [-2, 2] (scipy.stats.truncnorm).
+            stddev = math.sqrt(scale) / 0.87962566103423978
+            return random_ops.truncated_normal(shape, 0.0, stddev, dtype, seed=self.seed)
+        if self.distribution == "untruncated_normal":
+            return random_ops.random_normal(shape, 0.0, math.sqrt(scale), dtype, seed=self.seed)
+        limit = math.sqrt(3.0 * scale)
+        return random_ops.random_uniform(shape, -limit, limit, dtype, seed=self.seed)
+
+
+class glorot_uniform_initializer(variance_scaling_initializer):  # noqa: N801
+    """Xavier uniform: U(-l, l) with l = sqrt(6 / (fan_in + fan_out)); get_variable's default."""
+
+    def __init__(self, seed=None, dtype=dtypes.float32):
+        super().__init__(1.0, "fan_avg", "uniform", seed, dtype)
+
+
+class glorot_normal_initializer(variance_scaling_initializer):  # noqa: N801
+    """Xavier normal: truncated normal with stddev sqrt(2 / (fan_in + fan_out))."""
+
+    def __init__(self, seed=None, dtype=dtypes.float32):
+        super().__init__(1.0, "fan_avg", "truncated_normal", seed, dtype)
+
+
+# ---- get_variable and variable scopes -------------------------------------------------------
+
+class _ReuseMode:
+    def __repr__(self):
+        return "tg.AUTO_REUSE"
+
+
+AUTO_REUSE = _ReuseMode()
+
+
+class VariableScope:
+    """A variable scope: the name prefix, reuse mode and defaults get_variable uses inside it."""
+
+    def __init__(self, reuse, name="", initializer=None, dtype=dtypes.float32, name_scope=""):
+        self._reuse = reuse
+        self._name = name
+        self._initializer = initializer
+        self._dtype = dtypes.as_dtype(dtype)
+        self._name_scope = name_scope
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def original_name_scope(self):
+        return self._name_scope
+
+    @property
+    def reuse(self):
+        return self._reuse
+
+    @property
+    def initializer(self):
+        return self._initializer
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def reuse_variables(self):
+        """From now on get_variable in this scope returns existing variables."""
+        self._reuse = True
+
+    def set_initializer(self, initializer):
+        self._initializer = initializer
+
+    def set_dtype(self, dtype):
+        self._dtype = dtypes.as_dtype(dtype)
+
+    def global_variables(self):
+        return global_variables(self._name)
+
+    def trainable_variables(self):
+        return trainable_variables(self._name)
+
+    def get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None,
+                     validate_shape=True):
+        full = f"{self._name}/{name}" if self._name else name
+        if initializer is None:
+            initializer = self._initializer
+        return _store().get(full, shape, dtype or self._dtype, initializer,
+                            self._reuse, trainable, collections, validate_shape)
+
+
+class _VariableStore:
+    """The get_variable variables of one graph, the current variable scope, and scope-name counts."""
+
+    def __init__(self):
+        self.vars = {}
+        self.scope = VariableScope(False)
+        self.scope_counts = {}
+
+    def unique_scope(self, name):
+        count = self.scope_counts.get(name, 0)
+        self.scope_counts[name] = count + 1
+        return name if count == 0 else f"{name}_{count}"
+
+    def get(self, name, shape, dtype, initializer, reuse, trainable, collections, validate_shape):
+        dtype = dtypes.as_dtype(dtype)
+        shape = None if shape is None else as_shape(shape)
+        eager = context.executing_eagerly()
+        if not eager and name in self.vars:
+            found = self.vars[name]
+            if reuse is False or reuse is None:
+                source = found.op.source
+                where = f"{source[0]}:{source[1]}" if source else "an unknown place"
+                raise ValueError(f"Variable {name} already exists, disallowed. Did you mean to set reuse=True "
+                                 f"or reuse=tf.AUTO_REUSE in VarScope? Originally defined at {where}")
+            if shape is not None and not shape.is_compatible_with(found.shape):
+                raise ValueError(f"Trying to share variable {name}, but specified shape {shape} "
+                                 f"and found shape {found.shape}.")
+            if dtype != found.dtype:
+                raise ValueError(f"Trying to share variable {name}, but specified dtype {dtype.name} "
+                                 f"and found dtype {found.dtype.name}.")
+            return found
+        if reuse is True and not eager:
+            raise ValueError(f"Variable {name} does not exist, or was not created with tf.get_variable(). "
+                             f"Did you mean to set reuse=tf.AUTO_REUSE in VarScope?")
+        if isinstance(initializer, type):
+            initializer = initializer(dtype=dtype)
+        if initializer is None:
+            if dtype.is_floating:
+                initializer = glorot_uniform_initializer()
+            elif dtype.is_integer or dtype.is_bool:
+                initializer = zeros_initializer()
+            else:
+                raise ValueError(f"An initializer for variable {name} of {dtype.name} is required")
+        if callable(initializer):
+            if shape is None or not shape.is_fully_defined():
+                raise ValueError(f"Shape of a new variable ({name}) must be fully defined, but instead was {shape}.")
+
+            def initial():
+                return initializer(shape.as_list(), dtype=dtype)
+        else:
+            if shape is not None:
+                raise ValueError(f"If initializer is a constant, do not specify shape (variable {name}).")
+            initial = initializer
+        if eager:
+            return Variable(initial, trainable, name=name, dtype=dtype, validate_shape=validate_shape,
+                            collections=collections)
+        g = get_default_graph()
+        with g.name_scope(""):
+            v = Variable(initial, trainable, name=name, dtype=dtype, validate_shape=validate_shape,
+                         collections=collections)
+        self.vars[name] = v
+        return v
+
+
+_eager_store = None
+
+
+def _store():
+    """The default graph's variable store (one process-wide store in eager mode)."""
+    global _eager_store
+    if context.executing_eagerly():
+        if _eager_store is None:
+            _eager_store = _VariableStore()
+        return _eager_store
+    ref = get_default_graph().get_collection_ref("__variable_store")
+    if not ref:
+        ref.append(_VariableStore())
+    return ref[0]
+
+
+def get_variable_scope():
+    """The current VariableScope."""
+    return _store().scope
+
+
+def get_variable(name, shape=None, dtype=None, initializer=None, trainable=None, collections=None,
+                 validate_shape=True, use_resource=None):
+    """Returns the variable `scope/name`, creating it unless the scope reuses variables.
+
+    `initializer` is an initializer (called with the shape and dtype) or a value, which then fixes
+    the shape. Raises ValueError when it exists and reuse is off, or does not exist and reuse=True.
+    """
+    return get_variable_scope().get_variable(name, shape, dtype, initializer, trainable, collections,
+                                             validate_shape)
+
+
+@contextlib.contextmanager
+def variable_scope(name_or_scope, default_name=None, values=None, initializer=None, reuse=None, dtype=None,
+                   auxiliary_name_scope=True):
+    """Opens variable scope `name_or_scope` (or a unique `default_name`) and the name scope of the same name."""
+    store = _store()
+    old = store.scope
+    if name_or_scope is None and default_name is None:
+        raise TypeError("If default_name is None then name_or_scope is required")
+    if isinstance(name_or_scope, VariableScope):
+        name = name_or_scope.name
+        reuse = reuse or name_or_scope.reuse
+        initializer = name_or_scope.initializer if initializer is None else initializer
+        dtype = dtype or name_or_scope.dtype
+        name_scope = name_or_scope.original_name_scope
+    else:
+        if name_or_scope is None:
+            if reuse is True:
+                raise ValueError("reuse=True cannot be used without a name_or_scope")
+            prefix = f"{old.name}/" if old.name else ""
+            name = store.unique_scope(prefix + default_name)
+            scope_base = default_name
+        else:
+            name = f"{old.name}/{name_or_scope}" if old.name else name_or_scope
+            scope_base = name_or_scope
+        reuse = reuse or old.reuse
+        initializer = old.initializer if initializer is None else initializer
+        dtype = dtype or old.dtype
+        name_scope = scope_base
+    from tensorgrid.client import scopes
+    ctx = scopes.name_scope(name_scope) if auxiliary_name_scope else contextlib.nullcontext(name_scope)
+    with ctx as opened:
+        new = VariableScope(reuse, name, initializer, dtype, opened if isinstance(opened, str) else "")
+        store.scope = new
+        try:
+            yield new
+        finally:
+            store.scope = old
+
+
+from tensorgrid.client import state_grad  # noqa: E402,F401 - registers the variable ops' gradients

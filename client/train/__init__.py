@@ -1,1 +1,12 @@
-"""tg.train (being written)."""
+"""tg.train: optimizers, the global step, checkpoints, and distributed placement helpers."""
+
+from tensorgrid.client.train.cluster_spec import *  # noqa: F401,F403
+from tensorgrid.client.train.device_setter import *  # noqa: F401,F403
+from tensorgrid.client.train.optimizer import *  # noqa: F401,F403
+from tensorgrid.client.train.optimizers import *  # noqa: F401,F403
+from tensorgrid.client.train.saver import *  # noqa: F401,F403
+from tensorgrid.client.train.training_util import *  # noqa: F401,F403
+from tensorgrid.client.train import cluster_spec, device_setter, optimizer, optimizers, saver, training_util
+
+__all__ = (cluster_spec.__all__ + device_setter.__all__ + optimizer.__all__ + optimizers.__all__
+           + saver.__all__ + training_util.__all__)

@@ -1,0 +1,326 @@
+"""tg.train.Saver: saves and restores variables through a session, in tensorgrid's checkpoint format.
+
+A checkpoint with prefix P (e.g. "/tmp/model.ckpt-100") is the one file
+`P.tgckpt`:
+
+    magic    8 bytes   b"TGCKPT\\x00\\x01"
+    length   8 bytes   little-endian uint64, the byte size of the header
+    header   JSON, UTF-8: {"format": 1, "tensors": [entry, ...]} with one entry per
+             variable: {"name", "dtype" (a tensorgrid dtype name), "shape" (list of ints),
+             "offset" (from the first byte after the header), "nbytes", "crc32" (zlib)}
+    data     each tensor's raw bytes, C order, little-endian, at its offset
+
+Tensors are keyed by the variable's op name ("dense/kernel", "dense/kernel/Adam").
+A file is written under a temporary name in the destination directory,
+flushed and fsynced, then renamed onto its final name (os.replace), so a
+reader finds either the previous complete file or the new complete one,
+never a partial one; a failed write removes its temporary file. The
+directory's `checkpoint` file is TF's CheckpointState text format
+(`model_checkpoint_path: "model.ckpt-100"` and one `all_model_checkpoint_paths`
+line per kept checkpoint, relative to the directory), replaced the same way.
+tensorgrid writes no `.meta` file.
+
+The Saver reads and writes variables with ops it adds to the graph (reads,
+and assigns fed through placeholders), so it works with any Session,
+in-process or on a cluster.
+"""
+
+import contextlib
+import json
+import numbers
+import os
+import re
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+from tensorgrid.client import array_ops, context
+from tensorgrid.client import variables as variables_lib
+from tensorgrid.client.graph import get_default_graph
+from tensorgrid.framework import dtypes, errors
+
+__all__ = ["Saver", "latest_checkpoint", "get_checkpoint_state", "checkpoint_exists", "list_variables",
+           "load_variable"]
+
+SUFFIX = ".tgckpt"
+_MAGIC = b"TGCKPT\x00\x01"
+_STATE_FILE = "checkpoint"
+
+
+# ---- the file format ----------------------------------------------------------------------
+
+def _encode(values):
+    """The checkpoint file's bytes for {name: numpy array}, as a list of chunks."""
+    entries, blobs, offset = [], [], 0
+    for name in sorted(values):
+        arr = np.asarray(values[name])
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"cannot checkpoint tensor {name} of numpy dtype {arr.dtype}: only numbers and bools")
+        dt = dtypes.as_dtype(arr.dtype)
+        raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        entries.append({"name": name, "dtype": dt.name, "shape": list(arr.shape), "offset": offset,
+                        "nbytes": len(raw), "crc32": zlib.crc32(raw)})
+        blobs.append(raw)
+        offset += len(raw)
+    header = json.dumps({"format": 1, "tensors": entries}).encode()
+    return [_MAGIC, struct.pack("<Q", len(header)), header] + blobs
+
+
+def _write_chunks(f, chunks):
+    for chunk in chunks:
+        f.write(chunk)
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # directories cannot be opened on some platforms; the rename is durable enough there
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, chunks):
+    """Writes `chunks` to `path` so that `path` is never seen half-written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_chunks(f, chunks)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+class _Reader:
+    """Reads tensors from one checkpoint file, checking sizes and checksums."""
+
+    def __init__(self, prefix):
+        self.path = prefix + SUFFIX
+        with open(self.path, "rb") as f:
+            head = f.read(16)
+            if len(head) < 16 or head[:8] != _MAGIC:
+                raise errors.DataLossError(None, None, f"{self.path} is not a tensorgrid checkpoint (bad magic)")
+            (length,) = struct.unpack("<Q", head[8:])
+            raw = f.read(length)
+            try:
+                header = json.loads(raw.decode())
+            except (UnicodeDecodeError, ValueError) as e:
+                raise errors.DataLossError(None, None, f"checkpoint {self.path} has a corrupt header: {e}") from None
+        self.data_start = 16 + length
+        self.entries = {e["name"]: e for e in header["tensors"]}
+
+    def read(self, name):
+        e = self.entries[name]
+        with open(self.path, "rb") as f:
+            f.seek(self.data_start + e["offset"])
+            raw = f.read(e["nbytes"])
+        if len(raw) != e["nbytes"] or zlib.crc32(raw) != e["crc32"]:
+            raise errors.DataLossError(None, None, f"checkpoint {self.path}: tensor {name} is truncated or corrupt "
+                                                   f"(checksum mismatch)")
+        np_dtype = np.dtype(dtypes.as_dtype(e["dtype"]).as_numpy_dtype).newbyteorder("<")
+        return np.frombuffer(raw, dtype=np_dtype).reshape(e["shape"]).astype(np_dtype.newbyteorder("="))
+
+
+# ---- the `checkpoint` state file ----------------------------------------------------------------
+
+class CheckpointState:
+    """What a directory's `checkpoint` file says: the latest checkpoint and all kept ones (full prefixes)."""
+
+    def __init__(self, model_checkpoint_path, all_model_checkpoint_paths):
+        self.model_checkpoint_path = model_checkpoint_path
+        self.all_model_checkpoint_paths = list(all_model_checkpoint_paths)
+
+    def __repr__(self):
+        return f"CheckpointState({self.model_checkpoint_path!r}, {self.all_model_checkpoint_paths!r})"
+
+
+_STATE_LINE = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*(".*")\s*$')
+
+
+def _write_state(directory, latest, paths, latest_filename):
+    def rel(p):
+        return os.path.relpath(p, directory) if os.path.dirname(os.path.abspath(p)) == os.path.abspath(directory) \
+            else p
+    lines = [f"model_checkpoint_path: {json.dumps(rel(latest), ensure_ascii=False)}"]
+    lines += [f"all_model_checkpoint_paths: {json.dumps(rel(p), ensure_ascii=False)}" for p in paths]
+    atomic_write(os.path.join(directory, latest_filename or _STATE_FILE), ["\n".join(lines).encode() + b"\n"])
+
+
+def get_checkpoint_state(checkpoint_dir, latest_filename=None):
+    """The CheckpointState of `checkpoint_dir`, or None when it has no (readable) `checkpoint` file."""
+    path = os.path.join(checkpoint_dir, latest_filename or _STATE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    latest, paths = None, []
+    for line in text.splitlines():
+        m = _STATE_LINE.match(line)
+        if not m:
+            continue
+        value = json.loads(m.group(2))
+        if not os.path.isabs(value):
+            value = os.path.join(checkpoint_dir, value)
+        if m.group(1) == "model_checkpoint_path":
+            latest = value
+        else:
+            paths.append(value)
+    if latest is None:
+        return None
+    return CheckpointState(latest, paths)
+
+
+def checkpoint_exists(checkpoint_prefix):
+    """Whether a checkpoint with this prefix is on disk."""
+    return os.path.isfile(checkpoint_prefix + SUFFIX)
+
+
+def latest_checkpoint(checkpoint_dir, latest_filename=None):
+    """The prefix of the newest checkpoint recorded in `checkpoint_dir`, or None."""
+    state = get_checkpoint_state(checkpoint_dir, latest_filename)
+    if state is None or not checkpoint_exists(state.model_checkpoint_path):
+        return None
+    return state.model_checkpoint_path
+
+
+def _resolve(ckpt_dir_or_file):
+    if os.path.isdir(ckpt_dir_or_file):
+        latest = latest_checkpoint(ckpt_dir_or_file)
+        if latest is None:
+            raise ValueError(f"Couldn't find 'checkpoint' file or checkpoints in given directory {ckpt_dir_or_file}")
+        return latest
+    return ckpt_dir_or_file[:-len(SUFFIX)] if ckpt_dir_or_file.endswith(SUFFIX) else ckpt_dir_or_file
+
+
+def list_variables(ckpt_dir_or_file):
+    """[(name, shape)] of the tensors in a checkpoint (or the latest one of a directory), sorted by name."""
+    reader = _Reader(_resolve(ckpt_dir_or_file))
+    return [(name, list(e["shape"])) for name, e in sorted(reader.entries.items())]
+
+
+def load_variable(ckpt_dir_or_file, name):
+    """The value of tensor `name` in a checkpoint, as a numpy array."""
+    prefix = _resolve(ckpt_dir_or_file)
+    reader = _Reader(prefix)
+    if name not in reader.entries:
+        raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {prefix}")
+    return reader.read(name)
+
+
+# ---- the Saver --------------------------------------------------------------------------------------
+
+def _named_variables(var_list):
+    if var_list is None:
+        var_list = variables_lib.global_variables()
+    if isinstance(var_list, dict):
+        named = dict(var_list)
+    else:
+        named = {}
+        for v in var_list:
+            if not isinstance(v, variables_lib.Variable):
+                raise TypeError(f"Saver can only save Variables, not {v!r}")
+            name = v._op_name()
+            if name in named and named[name] is not v:
+                raise ValueError(f"At least two variables have the same name: {name}")
+            named[name] = v
+    return named
+
+
+class Saver:
+    """Saves variables to checkpoints and restores them (see the module docstring for the format)."""
+
+    def __init__(self, var_list=None, max_to_keep=5, name=None, allow_empty=False):
+        if context.executing_eagerly():
+            raise RuntimeError("tg.train.Saver builds save and restore ops and needs graph mode; "
+                               "call it inside a graph (tg.compat.v1.disable_eager_execution()).")
+        self._vars = _named_variables(var_list)
+        if not self._vars and not allow_empty:
+            raise ValueError("No variables to save")
+        self._max_to_keep = max_to_keep
+        self._last_checkpoints = []
+        g = get_default_graph()
+        names = sorted(self._vars)
+        with g.name_scope(name or "save"), g.control_dependencies(None):
+            self._reads = {n: self._vars[n].read_value() for n in names}
+            self._feeds, assigns = {}, []
+            for i, n in enumerate(names):
+                v = self._vars[n]
+                ph = array_ops.placeholder(v.dtype, v.shape, name=f"restore_value_{i}")
+                self._feeds[n] = ph
+                assigns.append(v.assign(ph, read_value=False))
+            self._restore_op = array_ops.group(*assigns, name="restore_all")
+
+    @property
+    def last_checkpoints(self):
+        """The prefixes of the checkpoints this Saver keeps, oldest first."""
+        return list(self._last_checkpoints)
+
+    def recover_last_checkpoints(self, checkpoint_paths):
+        """Adopts existing checkpoints (e.g. after a restart) so max_to_keep counts them."""
+        self._last_checkpoints = [p for p in checkpoint_paths if checkpoint_exists(p)]
+
+    def save(self, sess, save_path, global_step=None, latest_filename=None, write_meta_graph=True,
+             write_state=True):
+        """Writes every variable's value to checkpoint `save_path[-global_step]`; returns that prefix.
+
+        `write_meta_graph` is accepted for TF1 programs; tensorgrid writes no .meta file.
+        """
+        directory = os.path.dirname(os.path.abspath(save_path))
+        if not os.path.isdir(directory):
+            raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
+        if global_step is not None:
+            if not isinstance(global_step, numbers.Number):
+                global_step = sess.run(global_step)
+            save_path = f"{save_path}-{int(global_step)}"
+        values = sess.run(self._reads) if self._reads else {}
+        atomic_write(save_path + SUFFIX, _encode(values))
+        if save_path in self._last_checkpoints:
+            self._last_checkpoints.remove(save_path)
+        self._last_checkpoints.append(save_path)
+        if self._max_to_keep:
+            while len(self._last_checkpoints) > self._max_to_keep:
+                old = self._last_checkpoints.pop(0)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(old + SUFFIX)
+        if write_state:
+            _write_state(directory, save_path, self._last_checkpoints, latest_filename)
+        return save_path
+
+    def restore(self, sess, save_path):
+        """Sets every variable to its value in checkpoint `save_path`.
+
+        NotFoundError names a variable the checkpoint lacks; InvalidArgumentError a dtype or shape mismatch.
+        """
+        if save_path is None:
+            raise ValueError("Can't load save_path when it is None.")
+        if not checkpoint_exists(save_path):
+            raise ValueError(f"The passed save_path is not a valid checkpoint: {save_path}")
+        reader = _Reader(save_path)
+        feeds = {}
+        for name, v in sorted(self._vars.items()):
+            entry = reader.entries.get(name)
+            if entry is None:
+                raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {save_path}")
+            if dtypes.as_dtype(entry["dtype"]) != v.dtype:
+                raise errors.InvalidArgumentError(
+                    None, None, f"tensor_name = {name}; expected dtype {v.dtype.name} does not equal original "
+                                f"dtype {entry['dtype']} in checkpoint {save_path}")
+            if not v.shape.is_compatible_with(entry["shape"]):
+                raise errors.InvalidArgumentError(
+                    None, None, f"Restoring {name} from checkpoint {save_path}: shapes of the variable and the "
+                                f"saved tensor differ: lhs shape= {v.shape} rhs shape= {entry['shape']}")
+            feeds[self._feeds[name]] = reader.read(name)
+        sess.run(self._restore_op, feeds)
