@@ -76,7 +76,9 @@ def prune(graph, feeds=(), fetches=(), targets=(), feed_dtypes=None):
         if feed_dtypes and ref in feed_dtypes:
             attrs["dtype"] = feed_dtypes[ref]
         src = graph[split_input(ref)[0]]
-        out.add(Node(feed_node_name(ref), "_Feed", [], [], src.device, attrs, src.source))
+        # A fed placeholder keeps its pinned device; any other fed tensor is fed where it is read.
+        device = src.device if src.op in ("Placeholder", "PlaceholderWithDefault") else ""
+        out.add(Node(feed_node_name(ref), "_Feed", [], [], device, attrs, src.source))
         out[feed_node_name(ref)].attrs["_feeds_for"] = src.name
     for ref in fetches:
         name = fetch_node_name(ref)

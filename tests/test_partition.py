@@ -1,0 +1,170 @@
+"""The prune / place / partition passes, on literal graphs and through a 4-device Session."""
+
+import numpy as np
+import pytest
+
+import tensorgrid as tg
+import tensorgrid.compat.v1 as tf
+from tensorgrid.framework import errors
+from tensorgrid.runtime import partition, placement, plan, prune
+from tensorgrid.runtime.ir import GraphIR, Node
+
+DEVS = [f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in range(4)]
+
+
+def _const(name, value, device=""):
+    return Node(name, "Const", [], [], device, {"value": np.asarray(value, np.float32), "dtype": tg.float32})
+
+
+def _literal_graph():
+    """a(dev0) -> b(dev1), c(dev1) both read a; d(dev2) reads b and c."""
+    return GraphIR([
+        _const("a", [1.0, 2.0], DEVS[0]),
+        Node("b", "Neg", ["a:0"], [], DEVS[1]),
+        Node("c", "Exp", ["a:0"], [], DEVS[1]),
+        Node("d", "Add", ["b:0", "c:0"], [], DEVS[2]),
+    ])
+
+
+def test_prune_keeps_only_what_fetches_need_and_cuts_feeds():
+    g = _literal_graph()
+    g.add(Node("unused", "Neg", ["a:0"], [], ""))
+    p = prune.prune(g, feeds=["b:0"], fetches=["d:0"])
+    names = {n.name for n in p}
+    assert "unused" not in names
+    assert "b" not in names  # fed: its producer is not needed
+    assert p["d"].inputs[0] == prune.feed_node_name("b:0") + ":0"
+    assert p[prune.fetch_node_name("d:0")].op == "_Fetch"
+
+
+def test_partition_inserts_one_send_recv_pair_per_tensor_and_destination():
+    parts = partition.partition(_literal_graph())
+    assert set(parts) == set(DEVS[:3])
+    sends0 = [n for n in parts[DEVS[0]] if n.op == "_Send"]
+    recvs1 = [n for n in parts[DEVS[1]] if n.op == "_Recv"]
+    # a:0 is read by two nodes on dev1, but crosses once.
+    assert len(sends0) == 1 and len(recvs1) == 1
+    assert sends0[0].attrs["key"] == recvs1[0].attrs["key"]
+    assert sends0[0].attrs["key"] == f"{DEVS[0]};{DEVS[1]};a:0"
+    assert parts[DEVS[1]]["b"].inputs == [recvs1[0].name + ":0"]
+    assert parts[DEVS[1]]["c"].inputs == [recvs1[0].name + ":0"]
+    recvs2 = [n for n in parts[DEVS[2]] if n.op == "_Recv"]
+    assert sorted(r.attrs["tensor_name"] for r in recvs2) == ["b:0", "c:0"]
+
+
+def test_partition_turns_cross_device_control_edges_into_send_recv():
+    g = GraphIR([_const("a", 1.0, DEVS[0]), _const("b", 2.0, DEVS[1])])
+    g["b"].control_inputs = ["a"]
+    parts = partition.partition(g)
+    send = next(n for n in parts[DEVS[0]] if n.op == "_Send")
+    recv = next(n for n in parts[DEVS[1]] if n.op == "_Recv")
+    assert send.control_inputs == ["a"] and not send.inputs
+    assert parts[DEVS[1]]["b"].control_inputs == [recv.name]
+
+
+def test_placement_keeps_an_unpinned_graph_on_one_device():
+    g = GraphIR([_const("a", 1.0), Node("b", "Neg", ["a:0"]), Node("c", "Exp", ["b:0"])])
+    placed = placement.place(g, DEVS)
+    assert {n.device for n in placed} == {DEVS[0]}
+
+
+def test_placement_follows_inputs_and_pulls_sources_to_their_consumers():
+    g = GraphIR([_const("a", 1.0), _const("k", 2.0), Node("b", "Neg", ["a:0"], [], DEVS[3]),
+                 Node("c", "Mul", ["b:0", "k:0"])])
+    placed = placement.place(g, DEVS)
+    assert placed["a"].device == DEVS[3]  # a source goes where its consumer is pinned
+    assert placed["c"].device == DEVS[3]  # an unpinned op follows its inputs
+    assert placed["k"].device == DEVS[3]
+
+
+def test_placement_colocates_variable_ops_with_their_handle():
+    g = GraphIR([
+        Node("v", "VarHandleOp", [], [], DEVS[2], {"shared_name": "v", "dtype": tg.float32, "shape": None}),
+        Node("read", "ReadVariableOp", ["v:0"], [], "", {"dtype": tg.float32}),
+    ])
+    placed = placement.place(g, DEVS)
+    assert placed["read"].device == DEVS[2]
+
+
+def test_placement_rejects_a_spec_no_device_matches_naming_the_node():
+    g = GraphIR([_const("a", 1.0, "/job:ps/task:0")])
+    with pytest.raises(errors.InvalidArgumentError, match=r"'a'.*available devices"):
+        placement.place(g, DEVS)
+    soft = placement.place(g, DEVS, allow_soft_placement=True)
+    assert soft["a"].device in DEVS
+
+
+def test_plan_reports_where_feeds_and_fetches_live():
+    g = _literal_graph()
+    p = plan.plan_step(g, ["a:0"], ["d:0", "b:0"], [], DEVS)
+    assert p.fetch_devices == {"d:0": DEVS[2], "b:0": DEVS[1]}
+    assert sorted(p.feed_devices["a:0"]) == [DEVS[1]]
+
+
+def _spread_graph(ndev):
+    """A graph of mixed ops with every node pinned round-robin over `ndev` devices."""
+    g = tg.Graph()
+    rng = np.random.RandomState(0)
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [4, 4], name="x")
+        vals = [x]
+        for i in range(24):
+            with tg.device(f"/cpu:{i % ndev}"):
+                a, b = vals[rng.randint(len(vals))], vals[rng.randint(len(vals))]
+                op = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: tf.matmul(a, b) * 0.1,
+                      lambda a, b: tf.tanh(a - b)][i % 4]
+                vals.append(op(a, b))
+        with tg.device(f"/cpu:{ndev - 1}"):
+            out = tf.add_n(vals[-6:])
+    return g, x, out
+
+
+def test_spreading_over_4_devices_gives_the_same_numbers_as_one():
+    feed = np.random.RandomState(1).uniform(-1, 1, (4, 4)).astype(np.float32)
+    results = []
+    for ndev in (1, 4):
+        g, x, out = _spread_graph(ndev)
+        with tg.Session(graph=g, config=tg.ConfigProto(device_count={"CPU": 4})) as sess:
+            md = tg.RunMetadata()
+            results.append(sess.run(out, {x: feed}, options=tg.RunOptions(trace_level=tg.RunOptions.FULL_TRACE),
+                                    run_metadata=md))
+            assert len(md.partition_graphs) == ndev
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_partition_graphs_show_one_pair_per_tensor_and_destination_not_per_consumer():
+    g = tg.Graph()
+    with g.as_default():
+        with tg.device("/cpu:0"):
+            x = tf.placeholder(tf.float32, [3], name="x")
+            a = tf.exp(x, name="a")
+        with tg.device("/cpu:1"):
+            outs = [tf.multiply(a, float(i), name=f"use{i}") for i in range(5)]
+            total = tf.add_n(outs)
+        with tg.Session(graph=g, config=tg.ConfigProto(device_count={"CPU": 4})) as sess:
+            md = tg.RunMetadata()
+            got = sess.run(total, {x: [0.0, 1.0, 2.0]}, options=tg.RunOptions(trace_level=3), run_metadata=md)
+    np.testing.assert_allclose(got, np.exp([0.0, 1.0, 2.0]) * 10, rtol=1e-6)
+    sends = [n for gd in md.partition_graphs for n in gd.node if n.op == "_Send"]
+    recvs = [n for gd in md.partition_graphs for n in gd.node if n.op == "_Recv"]
+    assert [s.attr["tensor_name"].s.decode() for s in sends] == ["a:0"]
+    assert len(recvs) == 1
+    assert {d.device for d in md.step_stats.dev_stats} == {DEVS[0], DEVS[1]}
+
+
+def test_a_control_dependency_across_devices_is_honoured():
+    g = tg.Graph()
+    with g.as_default():
+        with tg.device("/cpu:0"):
+            v = tf.Variable(1.0, name="v")
+            bump = v.assign_add(10.0)
+        with tg.device("/cpu:1"):
+            with tg.control_dependencies([bump]):
+                after = tf.identity(tf.constant(5.0), name="after")
+        with tg.Session(graph=g, config=tg.ConfigProto(device_count={"CPU": 2})) as sess:
+            sess.run(v.initializer)
+            md = tg.RunMetadata()
+            sess.run(after, options=tg.RunOptions(trace_level=3), run_metadata=md)
+            assert sess.run(v) == 11.0
+    recv = [n for gd in md.partition_graphs for n in gd.node if n.op == "_Recv"]
+    assert recv and recv[0].attr["tensor_name"].s.decode().startswith("^")
