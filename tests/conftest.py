@@ -11,7 +11,8 @@ from tensorgrid.client import context
 #   graph     - TF1 graph + in-process Session, one device
 #   graph4    - the same graph on 4 virtual CPU devices, each input pinned to its own device
 #   function  - @tg.function traced, then called with eager tensors
-EXECUTORS = ["eager", "graph", "graph4", "function"]
+#   graphdef  - the graph serialized to GraphDef bytes, imported into a fresh graph, then run
+EXECUTORS = ["eager", "graph", "graph4", "function", "graphdef"]
 
 
 def _to_numpy(out):
@@ -39,8 +40,27 @@ def run_with(executor, fn, *arrays):
             with tg.device(f"/cpu:{i % ndev}"):
                 phs.append(tg.compat.v1.placeholder(tg.as_dtype(a.dtype), a.shape, name=f"in{i}"))
         out = fn(*phs)
+    if executor == "graphdef":
+        g, phs, out = _reimported(g, phs, out)
+    with g.as_default():
         with tg.Session(graph=g, config=tg.ConfigProto(device_count={"CPU": ndev})) as sess:
             return _to_numpy(sess.run(out, dict(zip(phs, arrays))))
+
+
+def _reimported(g, phs, out):
+    """The same graph after a trip through GraphDef bytes, with phs and out looked up in it."""
+    data = g.as_graph_def().SerializeToString()
+    g2 = tg.Graph()
+    with g2.as_default():
+        tg.import_graph_def(data, name="")
+
+    def find(t):
+        if isinstance(t, (list, tuple)):
+            return type(t)(find(x) for x in t)
+        if isinstance(t, dict):
+            return {k: find(v) for k, v in t.items()}
+        return g2.as_graph_element(t.name)
+    return g2, [find(p) for p in phs], find(out)
 
 
 @pytest.fixture(params=EXECUTORS)
