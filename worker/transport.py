@@ -1,0 +1,1033 @@
+"""The worker-to-worker data plane: tensors go straight into the receiver's memory.
+
+gRPC carries control (SPEC section 5); tensors between workers take one of
+three paths, chosen per peer:
+
+- shm: the peer shares this host's /dev/shm, proved at connect time by a
+  probe file the peer must read back (not by comparing addresses). A tensor
+  is copied once into a pooled shared-memory segment (see shm.py) and a
+  small descriptor goes over the TCP connection; the receiver delivers a
+  zero-copy view and hands the segment back once nothing references that
+  view any more. Tensors under SHM_MIN_BYTES ride the TCP connection
+  instead: one syscall costs less than a copy, a descriptor and a release.
+- tcp: a fixed header, then the raw bytes, which the receiver reads
+  straight into the destination array (wire.py has the format). Tensors of
+  STRIPE_MIN_BYTES or more are cut in stripes written in parallel over up
+  to LANES connections, since one loopback connection tops out near 2 GB/s
+  with a kernel copy on each side. Large destination buffers come from a
+  pool, as fresh ones pay a page fault per page.
+- grpc: WorkerService.SendTensor, a stream of TensorChunk messages;
+  `tensor_chunks` and `serve_tensor_stream` are its two ends (a worker's
+  own WorkerService may serve the stream with the latter as well).
+
+mode "auto" takes shm for same-host peers and tcp for the others, "shm"
+insists on shared memory (every non-empty numeric tensor goes through it),
+"tcp" and "grpc" use that path for everyone; the environment variable
+TENSORGRID_TRANSPORT overrides the mode given.
+
+deliver(step_id, key, array) runs on a transport thread. The array may view
+lent memory (a segment or a pooled buffer); that memory is reused only
+after every array viewing it is gone, so keeping the array (in a variable,
+say) is always safe, and freeing it promptly (the executor drops each
+tensor after its last consumer) is what lets the next step reuse it.
+"""
+
+import collections
+import concurrent.futures
+import hmac
+import ipaddress
+import itertools
+import logging
+import os
+import secrets
+import socket
+import struct
+import threading
+
+import numpy as np
+
+from tensorgrid.framework import errors
+from tensorgrid.worker import shm, wire
+
+__all__ = ["DataPlane", "serve_tensor_stream", "tensor_chunks", "TRANSPORT_ENV", "MODES"]
+
+log = logging.getLogger("tensorgrid.transport")
+
+TRANSPORT_ENV = "TENSORGRID_TRANSPORT"
+MODES = ("auto", "shm", "tcp", "grpc")
+CONNECT_TIMEOUT_S = 5.0
+HANDSHAKE_TIMEOUT_S = 10.0
+SHM_MIN_BYTES = 64 << 10
+STRIPE_MIN_BYTES = 1 << 20
+LANES = 4
+# Socket buffers of a connection over loopback: small enough to keep each
+# stripe's in-flight bytes in cache, which beats the kernel's autotuned
+# megabytes there (13-17 ms instead of 20-21 for 64 MiB over 4 lanes).
+# Connections to other hosts keep autotuning, which fits the path's latency.
+LOOPBACK_BUFFER_BYTES = 256 << 10
+POOL_MIN_BYTES = 1 << 20
+POOL_IDLE_BYTES = 1 << 30
+STAGING_BYTES = 64 << 10
+GRPC_CHUNK_BYTES = 4 << 20
+_SERVICE = "tensorgrid.v1.WorkerService"
+
+_PATHS = ("shm", "tcp", "grpc")
+
+
+# ---------------------------------------------------------------- helpers
+
+def _split_address(address):
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise errors.InvalidArgumentError(None, None, f"data plane address {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _join_address(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _token_bytes(token):
+    if token is None or token == "" or token == b"":
+        return None
+    return token.encode("utf-8") if isinstance(token, str) else bytes(token)
+
+
+def _as_numpy(array):
+    if isinstance(array, np.ndarray):
+        return array
+    if type(array).__module__.startswith("cupy"):
+        return array.get()
+    return np.asarray(array)
+
+
+def _is_loopback(sockaddr):
+    return ipaddress.ip_address(sockaddr[0]).is_loopback
+
+
+def _dial(host, port):
+    """A TCP connection to host:port, without Nagle's delay, its buffer sized before connecting."""
+    last = None
+    for family, kind, proto, _, addr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if _is_loopback(addr):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LOOPBACK_BUFFER_BYTES)
+            sock.settimeout(CONNECT_TIMEOUT_S)
+            sock.connect(addr)
+            return sock
+        except OSError as e:
+            sock.close()
+            last = e
+    raise last if last is not None else OSError(f"no address for {host}")
+
+
+def _send_parts(sock, parts):
+    """Writes every buffer of `parts`, in order, in as few syscalls as the kernel allows."""
+    views = [memoryview(p) for p in parts if len(p)]
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first:])
+        while first < len(views) and sent >= len(views[first]):
+            sent -= len(views[first])
+            first += 1
+        if sent:
+            views[first] = views[first][sent:]
+
+
+def _peer_closed(sock):
+    """True when the peer has closed the connection (checked without blocking or consuming data)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
+def _header(kind, enum, shape, key, step_id, ident, nbytes, offset, length, seg_size=0, name=b""):
+    return (wire.HEADER.pack(kind, enum, len(shape), len(key), step_id, ident, nbytes, offset, length,
+                             seg_size, len(name))
+            + struct.pack(f"<{len(shape)}q", *shape) + key + name)
+
+
+def _payload(array):
+    """(DataType number, flat uint8 wire bytes) of a tensor."""
+    enum = wire.dtype_enum(array.dtype)
+    if enum == wire.STRING:
+        return enum, np.frombuffer(wire.encode_strings(array), dtype=np.uint8)
+    return enum, wire.to_wire_bytes(array)
+
+
+class _Reader:
+    """Reads a socket through a staging buffer: records from the buffer, payloads straight to their destination."""
+
+    __slots__ = ("_sock", "_buf", "_view", "_start", "_end")
+
+    def __init__(self, sock, size=STAGING_BYTES):
+        self._sock = sock
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0
+
+    def _fill(self, need):
+        if self._end - self._start >= need:
+            return
+        if self._start:
+            rest = self._end - self._start
+            self._view[:rest] = self._view[self._start:self._end]
+            self._start, self._end = 0, rest
+        while self._end < need:
+            got = self._sock.recv_into(self._view[self._end:])
+            if not got:
+                raise EOFError("connection closed")
+            self._end += got
+
+    def record(self, layout):
+        self._fill(layout.size)
+        values = layout.unpack_from(self._buf, self._start)
+        self._start += layout.size
+        return values
+
+    def take(self, n):
+        if n > len(self._buf):
+            out = bytearray(n)
+            self.read_into(memoryview(out))
+            return bytes(out)
+        self._fill(n)
+        out = bytes(self._view[self._start:self._start + n])
+        self._start += n
+        return out
+
+    def skip(self, n):
+        """Reads n bytes and drops them."""
+        scratch = memoryview(bytearray(min(n, 1 << 20)))
+        while n:
+            k = min(n, len(scratch))
+            self.read_into(scratch[:k])
+            n -= k
+
+    def read_into(self, view):
+        n = len(view)
+        have = min(n, self._end - self._start)
+        if have:
+            view[:have] = self._view[self._start:self._start + have]
+            self._start += have
+        while have < n:
+            got = self._sock.recv_into(view[have:])
+            if not got:
+                raise EOFError("connection closed")
+            have += got
+
+
+class _BufferPool:
+    """Receive buffers for large tensors, lent to deliver() and taken back once nothing references them."""
+
+    def __init__(self, idle_limit=POOL_IDLE_BYTES):
+        self._idle = {}
+        self._idle_bytes = 0
+        self._idle_limit = idle_limit
+        self._lent = 0
+        # reentrant: a buffer can come back (a finalizer) while this thread is inside take()
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def take(self, nbytes):
+        """A writable uint8 array of nbytes whose memory returns to the pool when its last view dies."""
+        size = shm.size_class(nbytes)
+        with self._lock:
+            idle = self._idle.get(size)
+            backing = idle.pop() if idle else None
+            if backing is not None:
+                self._idle_bytes -= size
+            self._lent += 1
+        if backing is None:
+            backing = np.empty(size, dtype=np.uint8)
+        return np.frombuffer(shm.lend(backing, self._give_back, backing), dtype=np.uint8, count=nbytes)
+
+    def _give_back(self, backing):
+        with self._lock:
+            self._lent -= 1
+            if self._closed or self._idle_bytes + backing.nbytes > self._idle_limit:
+                return
+            self._idle.setdefault(backing.nbytes, []).append(backing)
+            self._idle_bytes += backing.nbytes
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            self._idle.clear()
+            self._idle_bytes = 0
+
+    def counts(self):
+        """(buffers lent out, idle buffers)."""
+        with self._lock:
+            return self._lent, sum(len(v) for v in self._idle.values())
+
+
+class _Partial:
+    """A striped tensor being assembled from its stripes (buf None: its step ended, the rest is dropped)."""
+
+    __slots__ = ("step_id", "buf", "missing")
+
+    def __init__(self, step_id, buf, missing):
+        self.step_id = step_id
+        self.buf = buf
+        self.missing = missing
+
+
+# ---------------------------------------------------------------- sender side
+
+class _Lane:
+    """One connection to a peer, with the lock that keeps each message's bytes together."""
+
+    __slots__ = ("sock", "lock")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.lock = threading.Lock()
+
+
+def _write(lane, parts):
+    with lane.lock:
+        _send_parts(lane.sock, parts)
+
+
+class _Outbound:
+    """This side's connections to one peer: lane 0, lanes for stripes, and segments when it shares our host."""
+
+    def __init__(self, plane, address):
+        self.plane = plane
+        self.address = address
+        self.host, self.port = _split_address(address)
+        self.group = secrets.randbits(64)
+        self.lanes = []
+        self.pool = None
+        self.lock = threading.Lock()
+        self._transfer_ids = itertools.count(1)
+        self._release_tail = b""
+        self._warned_full = False
+
+    def open(self):
+        """Connects lane 0 once: UnavailableError if the peer is unreachable, UnauthenticatedError if it refuses."""
+        with self.lock:
+            if self.lanes:
+                return
+            plane = self.plane
+            want_shm = plane.mode in ("auto", "shm") and plane._shm_dir is not None
+            sock, same_host = self._connect(0, want_shm)
+            self.lanes.append(_Lane(sock))
+            if want_shm and same_host:
+                self.pool = shm.SegmentPool(plane._shm_dir)
+            elif plane.mode == "shm":
+                raise errors.FailedPreconditionError(
+                    None, None, f"data plane peer {self.address} does not share this host's shared memory "
+                    f"({'no /dev/shm here' if plane._shm_dir is None else 'its probe failed'}); "
+                    f"mode 'shm' needs a same-host peer, 'auto' would use TCP")
+
+    def _connect(self, lane, probe):
+        try:
+            sock = _dial(self.host, self.port)
+        except OSError as e:
+            raise errors.UnavailableError(
+                None, None, f"data plane peer {self.address} is unreachable: {e.strerror or e}") from None
+        probe_name, probe_content = shm.make_probe(self.plane._shm_dir) if probe else ("", bytes(16))
+        try:
+            sock.settimeout(HANDSHAKE_TIMEOUT_S)
+            magic, version, _, nonce = wire.CHALLENGE.unpack(wire.recv_exact(sock, wire.CHALLENGE.size))
+            if magic != wire.MAGIC:
+                raise wire.ProtocolError("it did not answer as a tensorgrid data plane")
+            mac = wire.token_mac(self.plane._token, nonce)
+            name = probe_name.encode("ascii")
+            sock.sendall(wire.HELLO.pack(wire.MAGIC, wire.VERSION, lane, wire.WITH_PROBE if probe else 0,
+                                         self.group, mac, len(name), probe_content) + name)
+            status, same_host = wire.WELCOME.unpack(wire.recv_exact(sock, wire.WELCOME.size))
+            sock.settimeout(None)
+        except (OSError, EOFError, wire.ProtocolError) as e:
+            sock.close()
+            raise errors.UnavailableError(
+                None, None, f"data plane peer {self.address} failed the handshake: {e}") from None
+        finally:
+            if probe:
+                shm.remove_probe(self.plane._shm_dir, probe_name)
+        if status == wire.BAD_TOKEN:
+            sock.close()
+            why = "this worker has no token" if self.plane._token is None else "it refused this worker's token"
+            raise errors.UnauthenticatedError(
+                None, None, f"data plane peer {self.address} requires the cluster token and {why}")
+        if status != wire.OK or version != wire.VERSION:
+            sock.close()
+            raise errors.UnavailableError(
+                None, None, f"data plane peer {self.address} speaks wire version {version}, this worker "
+                f"{wire.VERSION}")
+        return sock, bool(same_host)
+
+    def closed_by_peer(self):
+        lanes = self.lanes
+        return not lanes or _peer_closed(lanes[0].sock)
+
+    def send(self, step_id, key, array):
+        """Sends one tensor; returns (path, payload bytes). OSError when the connection breaks (or was closed)."""
+        try:
+            enum, data = _payload(array)
+        except TypeError as e:
+            raise errors.InvalidArgumentError(None, None, f"cannot send {key!r} for step {step_id}: {e}") from None
+        key = key.encode("utf-8")
+        shape = array.shape
+        n = data.nbytes
+        lanes, pool = self.lanes, self.pool
+        if not lanes:
+            raise ConnectionResetError("the connection was closed")
+        if (pool is not None and enum != wire.STRING and n and n >= self.plane._shm_min
+                and self._send_shm(lanes[0], pool, step_id, key, enum, shape, data)):
+            return "shm", n
+        if n >= STRIPE_MIN_BYTES and enum != wire.STRING and self.plane._lanes > 1:
+            self._send_striped(step_id, key, enum, shape, data)
+        else:
+            _write(lanes[0], [_header(wire.DATA, enum, shape, key, step_id, 0, n, 0, n), data])
+        return "tcp", n
+
+    def _send_shm(self, lane, pool, step_id, key, enum, shape, data):
+        """Sends through a segment; False (nothing sent) when /dev/shm has no room for it."""
+        n = data.nbytes
+        with self.lock:
+            self._drain_releases(lane.sock, pool)
+        try:
+            seg = pool.acquire(n)
+        except OSError as e:
+            if not self._warned_full:
+                self._warned_full = True
+                log.warning("data plane: no room in %s for %d bytes (%s); tensors to %s go over TCP until there is "
+                            "(a container may need a larger --shm-size)", self.plane._shm_dir, n, e, self.address)
+            return False
+        try:
+            np.copyto(seg.array[:n], data)
+            with self.lock:
+                drops, pool.dropped = pool.dropped, []
+            parts = [_header(wire.DROP, 0, (), b"", 0, ident, 0, 0, 0) for ident in drops]
+            parts.append(_header(wire.SHM, enum, shape, key, step_id, seg.ident, n, 0, n, seg.size,
+                                 seg.name.encode("ascii")))
+            _write(lane, parts)
+        except BaseException:
+            pool.abandon(seg.ident)
+            raise
+        return True
+
+    def _drain_releases(self, sock, pool):
+        """Reads the release notices the peer has sent so far (without blocking); frees those segments."""
+        while True:
+            try:
+                chunk = sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not chunk:
+                raise ConnectionResetError("the peer closed the connection")
+            data = self._release_tail + chunk
+            whole = len(data) - len(data) % wire.RELEASE.size
+            for (ident,) in wire.RELEASE.iter_unpack(data[:whole]):
+                pool.release(ident)
+            self._release_tail = data[whole:]
+
+    def _send_striped(self, step_id, key, enum, shape, data):
+        n = data.nbytes
+        count = min(self.plane._lanes, n // STRIPE_MIN_BYTES)
+        with self.lock:
+            if not self.lanes:
+                raise ConnectionResetError("the connection was closed")
+            while len(self.lanes) < count:
+                self.lanes.append(_Lane(self._connect(len(self.lanes), False)[0]))
+            lanes = self.lanes[:count]
+        tid = next(self._transfer_ids)
+        # page-aligned stripe bounds, so no two lanes write into one page of the destination
+        bounds = [0] + [(n * i // count) & ~4095 for i in range(1, count)] + [n]
+        stripes = [[_header(wire.DATA, enum, shape, key, step_id, tid, n, lo, hi - lo), data[lo:hi]]
+                   for lo, hi in zip(bounds, bounds[1:])]
+        executor = self.plane._stripe_executor()
+        jobs = [executor.submit(_write, lane, parts) for lane, parts in zip(lanes[1:], stripes[1:])]
+        try:
+            _write(lanes[0], stripes[0])
+        finally:
+            concurrent.futures.wait(jobs)
+        for job in jobs:
+            job.result()
+
+    def close(self):
+        with self.lock:
+            lanes, self.lanes = self.lanes, []
+            pool, self.pool = self.pool, None
+        for lane in lanes:
+            try:
+                lane.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            lane.sock.close()
+        if pool is not None:
+            pool.close()
+
+    def counts(self):
+        """(lanes, live segments, busy segments, segment bytes), after reading the release notices that came in."""
+        with self.lock:
+            lanes, pool = self.lanes, self.pool
+            if pool is None:
+                return len(lanes), 0, 0, 0
+            try:
+                self._drain_releases(lanes[0].sock, pool)
+            except OSError:
+                pass  # the next send finds out and reconnects
+        return (len(lanes),) + pool.counts()
+
+
+# ---------------------------------------------------------------- receiver side
+
+class _Inbound:
+    """One accepted connection: its reader thread, the sender's segments it mapped, and release notices back."""
+
+    def __init__(self, plane, sock):
+        self.plane = plane
+        self.sock = sock
+        self.group = None
+        self.mappings = shm.Mappings(plane._shm_dir) if plane._shm_dir is not None else None
+        self.thread = None
+        self._releases = collections.deque()
+        self._release_lock = threading.Lock()
+
+    def serve(self):
+        plane = self.plane
+        try:
+            if not self._handshake():
+                return
+            reader = _Reader(self.sock)
+            while True:
+                self._on_message(reader, reader.record(wire.HEADER))
+        except (EOFError, OSError):
+            pass
+        except (wire.ProtocolError, ValueError, UnicodeDecodeError, MemoryError) as e:
+            log.warning("data plane: dropping the connection from %s: %s: %s", self._peer_name(), type(e).__name__, e)
+        finally:
+            plane._connection_ended(self)
+            if self.mappings is not None:
+                self.mappings.clear()
+            self.sock.close()
+
+    def _peer_name(self):
+        try:
+            return _join_address(*self.sock.getpeername()[:2])
+        except OSError:
+            return "a closed connection"
+
+    def _handshake(self):
+        plane, sock = self.plane, self.sock
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+        nonce = secrets.token_bytes(16)
+        sock.sendall(wire.CHALLENGE.pack(wire.MAGIC, wire.VERSION, wire.NEED_TOKEN if plane._token else 0, nonce))
+        magic, version, _, flags, group, mac, name_len, content = wire.HELLO.unpack(
+            wire.recv_exact(sock, wire.HELLO.size))
+        if magic != wire.MAGIC:
+            raise wire.ProtocolError("it is not a tensorgrid data plane client")
+        if name_len > wire.MAX_NAME_BYTES:
+            raise wire.ProtocolError(f"probe name of {name_len} bytes")
+        name = wire.recv_exact(sock, name_len).decode("ascii", "replace")
+        if version != wire.VERSION:
+            sock.sendall(wire.WELCOME.pack(wire.BAD_VERSION, 0))
+            raise wire.ProtocolError(f"it speaks wire version {version}, this worker {wire.VERSION}")
+        if plane._token is not None and not hmac.compare_digest(mac, wire.token_mac(plane._token, nonce)):
+            log.warning("data plane: refused a connection from %s: missing or wrong token", self._peer_name())
+            sock.sendall(wire.WELCOME.pack(wire.BAD_TOKEN, 0))
+            return False
+        same_host = (plane.mode in ("auto", "shm") and bool(flags & wire.WITH_PROBE)
+                     and shm.check_probe(plane._shm_dir, name, content))
+        sock.sendall(wire.WELCOME.pack(wire.OK, same_host))
+        sock.settimeout(None)
+        self.group = group
+        return True
+
+    def _on_message(self, reader, head):
+        kind, enum, ndim, key_len, step_id, ident, nbytes, offset, length, seg_size, name_len = head
+        if ndim > wire.MAX_NDIM or key_len > wire.MAX_KEY_BYTES or name_len > wire.MAX_NAME_BYTES:
+            raise wire.ProtocolError(f"header out of bounds: ndim {ndim}, key {key_len} bytes, name {name_len} bytes")
+        rest = reader.take(8 * ndim + key_len + name_len)
+        shape = struct.unpack_from(f"<{ndim}q", rest)
+        key = rest[8 * ndim:8 * ndim + key_len].decode("utf-8")
+        name = rest[8 * ndim + key_len:].decode("ascii")
+        if kind == wire.DROP:
+            if self.mappings is not None:
+                self.mappings.drop(ident)
+            return
+        _check_tensor(enum, shape, nbytes, offset, length, key)
+        if kind == wire.SHM:
+            if self.mappings is None or nbytes > seg_size:
+                raise wire.ProtocolError(f"shared-memory tensor {key!r} this side cannot map")
+            self.plane._arrived(step_id, key, self._lend(ident, name, seg_size, enum, shape), "shm", nbytes)
+        elif kind == wire.DATA:
+            array = self.plane._receive_data(reader, self.group, step_id, key, enum, shape, ident, nbytes, offset,
+                                             length)
+            if array is not None:
+                self.plane._arrived(step_id, key, array, "tcp", nbytes)
+        else:
+            raise wire.ProtocolError(f"unknown message kind {kind}")
+
+    def _lend(self, ident, name, seg_size, enum, shape):
+        try:
+            mm = self.mappings.get(ident, name, seg_size)
+        except OSError as e:
+            raise wire.ProtocolError(f"cannot map shared-memory segment {name}: {e}") from None
+        self.plane._count("lent_shm", 1)
+        return wire.from_wire_bytes(shm.lend(mm, self._release, ident), enum, shape)
+
+    def _release(self, ident):
+        """Tells the sender segment `ident` is free again (called when the last view of it dies, on any thread)."""
+        self.plane._count("lent_shm", -1)
+        self._releases.append(ident)
+        while self._releases:
+            # a finalizer may run inside a flush on this very thread; the flushing frame sends its notice
+            if not self._release_lock.acquire(blocking=False):
+                return
+            try:
+                idents = []
+                while self._releases:
+                    idents.append(self._releases.popleft())
+                self.sock.sendall(b"".join([wire.RELEASE.pack(i) for i in idents]))
+            except OSError:
+                pass  # the sender is gone, and its segments with it
+            finally:
+                self._release_lock.release()
+
+    def shutdown(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _check_tensor(enum, shape, nbytes, offset, length, key):
+    if any(d < 0 for d in shape):
+        raise wire.ProtocolError(f"tensor {key!r} has a negative dimension: {list(shape)}")
+    if offset + length > nbytes:
+        raise wire.ProtocolError(f"tensor {key!r}: bytes [{offset}, {offset + length}) of {nbytes}")
+    if enum == wire.STRING:
+        if offset or length != nbytes:
+            raise wire.ProtocolError(f"string tensor {key!r} arrived in stripes")
+        return
+    wire_dtype = wire.WIRE_DTYPE.get(enum)
+    if wire_dtype is None:
+        raise wire.ProtocolError(f"tensor {key!r} has DataType {enum}, which has no raw bytes")
+    if wire.element_count(shape) * wire_dtype.itemsize != nbytes:
+        raise wire.ProtocolError(f"tensor {key!r} of shape {list(shape)} cannot be {nbytes} bytes")
+
+
+# ---------------------------------------------------------------- the data plane
+
+class DataPlane:
+    """One worker's end of the data plane: a listener that delivers arriving tensors, and connections to peers."""
+
+    def __init__(self, host="127.0.0.1", token=None, deliver=None, mode="auto", port=0):
+        mode = os.environ.get(TRANSPORT_ENV) or mode
+        if mode not in MODES:
+            raise ValueError(f"data plane mode {mode!r} is not one of {', '.join(MODES)} "
+                             f"(from {TRANSPORT_ENV} or the mode argument)")
+        self.mode = mode
+        self.host = host
+        self.address = None
+        self._port = port
+        self._token = _token_bytes(token)
+        self._deliver = deliver
+        self._shm_dir = shm.shm_dir() if mode in ("auto", "shm") else None
+        self._shm_min = 1 if mode == "shm" else SHM_MIN_BYTES
+        self._lanes = LANES
+        self._lock = threading.Lock()
+        self._closed = False
+        self._out = {}
+        self._inbound = set()
+        self._partials = {}
+        self._partials_lock = threading.Lock()
+        self._pool = _BufferPool()
+        self._counts = collections.Counter({f"{what}_{path}": 0 for what in
+                                            ("bytes_sent", "bytes_received", "tensors_sent", "tensors_received")
+                                            for path in _PATHS})
+        # reentrant: a lent buffer's finalizer counts it back, and may run while this thread counts
+        self._counts_lock = threading.RLock()
+        self._listener = None
+        self._accept_thread = None
+        self._executor = None
+        self._grpc_server = None
+        self._grpc_executor = None
+        self._grpc_stubs = {}
+
+    # -- lifecycle
+
+    def start(self):
+        """Starts listening; returns this worker's data address "host:port"."""
+        if self.mode == "grpc":
+            port = self._start_grpc()
+        else:
+            if self._shm_dir is not None:
+                shm.sweep_stale(self._shm_dir)
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((self.host, self._port))
+                listener.listen(128)
+            except OSError:
+                listener.close()
+                raise
+            self._listener = listener
+            port = listener.getsockname()[1]
+            self._accept_thread = threading.Thread(target=self._accept_loop, name="tg-dataplane-accept", daemon=True)
+            self._accept_thread.start()
+        self.address = _join_address(self.host, port)
+        return self.address
+
+    def close(self):
+        """Stops listening, closes every connection and destroys this side's shared-memory segments."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            outs = list(self._out.values())
+            self._out.clear()
+            inbound = list(self._inbound)
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._accept_thread.join()
+        for out in outs:
+            out.close()
+        for conn in inbound:
+            conn.shutdown()
+        for conn in inbound:
+            if conn.thread is not None:
+                conn.thread.join(timeout=5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._grpc_server is not None:
+            self._grpc_server.stop(grace=None)
+            self._grpc_executor.shutdown(wait=False)
+        for channel, _ in self._grpc_stubs.values():
+            channel.close()
+        self._pool.close()
+        with self._partials_lock:
+            self._partials.clear()
+
+    def __enter__(self):
+        if self.address is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- sending
+
+    def send(self, peer_address, step_id, key, array):
+        """Delivers `array` to the data plane at peer_address, which calls its deliver(step_id, key, array).
+
+        Returns once the bytes have left `array` (the caller may then change
+        it). Raises UnavailableError naming the peer when it cannot be
+        reached or goes away, UnauthenticatedError when it refuses our token.
+        """
+        array = _as_numpy(array)
+        if self.mode == "grpc":
+            path, nbytes = self._send_grpc(peer_address, step_id, key, array)
+        else:
+            out = self._outbound(peer_address)
+            try:
+                path, nbytes = out.send(step_id, key, array)
+            except OSError as e:
+                self._discard(out)
+                raise errors.UnavailableError(
+                    None, None, f"data plane peer {peer_address} went away while {key!r} of step {step_id} was "
+                    f"being sent: {e.strerror or e}") from None
+        with self._counts_lock:
+            self._counts[f"bytes_sent_{path}"] += nbytes
+            self._counts[f"tensors_sent_{path}"] += 1
+
+    def _outbound(self, address):
+        for _ in range(2):
+            with self._lock:
+                if self._closed:
+                    raise errors.CancelledError(None, None, f"data plane of {self.address} is closed")
+                out = self._out.get(address)
+                if out is None:
+                    out = self._out[address] = _Outbound(self, address)
+            try:
+                out.open()
+            except errors.OpError:
+                self._discard(out)
+                raise
+            if not out.closed_by_peer():
+                return out
+            # the peer restarted or went away since the last send: reconnect rather than write into the void
+            self._discard(out)
+        raise errors.UnavailableError(None, None, f"data plane peer {address} closes every connection")
+
+    def _discard(self, out):
+        with self._lock:
+            if self._out.get(out.address) is out:
+                del self._out[out.address]
+        out.close()
+
+    def _stripe_executor(self):
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=2 * self._lanes, thread_name_prefix="tg-dataplane-stripe")
+            return self._executor
+
+    # -- receiving
+
+    def _accept_loop(self):
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if _is_loopback(sock.getpeername()):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOOPBACK_BUFFER_BYTES)
+            conn = _Inbound(self, sock)
+            with self._lock:
+                if self._closed:
+                    sock.close()
+                    return
+                self._inbound.add(conn)
+            conn.thread = threading.Thread(target=conn.serve, name="tg-dataplane-in", daemon=True)
+            conn.thread.start()
+
+    def _connection_ended(self, conn):
+        with self._lock:
+            self._inbound.discard(conn)
+        with self._partials_lock:
+            for k in [k for k in self._partials if k[0] == conn.group]:
+                del self._partials[k]
+
+    def _buffer(self, nbytes):
+        return self._pool.take(nbytes) if nbytes >= POOL_MIN_BYTES else np.empty(nbytes, dtype=np.uint8)
+
+    def _receive_data(self, reader, group, step_id, key, enum, shape, ident, nbytes, offset, length):
+        """Reads a DATA message's payload; returns the tensor once whole, else None."""
+        if enum == wire.STRING:
+            payload = reader.take(length)
+            return wire.decode_strings(payload, shape)
+        if offset == 0 and length == nbytes:
+            buf = self._buffer(nbytes)
+            reader.read_into(memoryview(buf))
+            return wire.from_wire_bytes(buf, enum, shape)
+        with self._partials_lock:
+            partial = self._partials.get((group, ident))
+            if partial is None:
+                partial = self._partials[(group, ident)] = _Partial(step_id, self._buffer(nbytes), nbytes)
+            buf = partial.buf
+        if buf is None:
+            reader.skip(length)
+        else:
+            reader.read_into(memoryview(buf)[offset:offset + length])
+        with self._partials_lock:
+            partial.missing -= length
+            if partial.missing:
+                return None
+            del self._partials[(group, ident)]
+        return None if buf is None else wire.from_wire_bytes(buf, enum, shape)
+
+    def _arrived(self, step_id, key, array, path, nbytes):
+        with self._counts_lock:
+            self._counts[f"bytes_received_{path}"] += nbytes
+            self._counts[f"tensors_received_{path}"] += 1
+        if self._deliver is None:
+            log.warning("data plane: %r of step %d arrived, but nothing takes deliveries", key, step_id)
+            return
+        try:
+            self._deliver(step_id, key, array)
+        except Exception:  # noqa: BLE001 - one bad delivery must not end the connection
+            log.exception("data plane: delivering %r of step %d failed", key, step_id)
+
+    def _count(self, name, n):
+        with self._counts_lock:
+            self._counts[name] += n
+
+    # -- steps and status
+
+    def release_step(self, step_id):
+        """The step is over on this worker: frees the buffers of its half-received tensors.
+
+        Their remaining stripes are read and dropped as they come. Memory lent
+        to the step's deliveries (segments, pooled buffers) goes back as soon
+        as nothing references the delivered arrays; nothing waits for this
+        call to reuse it.
+        """
+        with self._partials_lock:
+            for partial in self._partials.values():
+                if partial.step_id == step_id:
+                    partial.buf = None
+
+    def stats(self):
+        """Counters: bytes and tensors per path each way, connections, segments, lent and pooled buffers."""
+        with self._lock:
+            outs = list(self._out.values())
+            inbound = list(self._inbound)
+        with self._counts_lock:
+            out = dict(self._counts)
+        lanes = [o.counts() for o in outs]
+        lent_pool, idle_pool = self._pool.counts()
+        with self._partials_lock:
+            partials = sum(p.buf is not None for p in self._partials.values())
+        out.update(
+            peers=len(outs),
+            connections_out=sum(c[0] for c in lanes),
+            connections_in=len(inbound),
+            shm_segments=sum(c[1] for c in lanes),
+            shm_segments_busy=sum(c[2] for c in lanes),
+            shm_segment_bytes=sum(c[3] for c in lanes),
+            shm_mappings=sum(len(c.mappings) for c in inbound if c.mappings is not None),
+            lent_buffers=out.pop("lent_shm", 0) + lent_pool,
+            pooled_buffers=idle_pool,
+            partial_transfers=partials,
+        )
+        return out
+
+    # -- the gRPC path
+
+    def _start_grpc(self):
+        import grpc
+
+        from tensorgrid import security
+        from tensorgrid.proto import worker_pb2
+
+        self._grpc_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="tg-dataplane-grpc")
+        token = self._token.decode("utf-8") if self._token is not None else None
+        server = security.new_server(self._grpc_executor, token)
+        handler = grpc.stream_unary_rpc_method_handler(
+            self._serve_grpc, request_deserializer=worker_pb2.TensorChunk.FromString,
+            response_serializer=worker_pb2.SendTensorResponse.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, {"SendTensor": handler}),))
+        port = security.bind(server, _join_address(self.host, self._port))
+        server.start()
+        self._grpc_server = server
+        return port
+
+    def _serve_grpc(self, request_iterator, context):
+        from tensorgrid.proto import worker_pb2
+
+        try:
+            serve_tensor_stream(request_iterator, self._arrived_grpc)
+        except errors.OpError as e:
+            context.abort(e.grpc_code, e.message)
+        return worker_pb2.SendTensorResponse()
+
+    def _arrived_grpc(self, step_id, key, array):
+        nbytes = array.nbytes if array.dtype != object else 8 * array.size + sum(len(b) for b in array.flat)
+        self._arrived(step_id, key, array, "grpc", nbytes)
+
+    def _send_grpc(self, address, step_id, key, array):
+        import grpc
+
+        from tensorgrid import security
+        from tensorgrid.proto import worker_pb2_grpc
+
+        with self._lock:
+            if self._closed:
+                raise errors.CancelledError(None, None, f"data plane of {self.address} is closed")
+            entry = self._grpc_stubs.get(address)
+            if entry is None:
+                channel = security.open_channel(address)
+                entry = self._grpc_stubs[address] = (channel, worker_pb2_grpc.WorkerServiceStub(channel))
+        token = self._token.decode("utf-8") if self._token is not None else None
+        nbytes = 0
+
+        def counted():
+            nonlocal nbytes
+            for chunk in tensor_chunks(step_id, key, array):
+                nbytes += len(chunk.data)
+                yield chunk
+        try:
+            entry[1].SendTensor(counted(), metadata=security.call_metadata(token))
+        except grpc.RpcError as e:
+            cls = errors.error_class_for_code(e.code())
+            raise cls(None, None, f"data plane peer {address}: {e.details()}") from None
+        return "grpc", nbytes
+
+
+# ---------------------------------------------------------------- the gRPC stream's two ends
+
+def tensor_chunks(step_id, key, array, chunk_bytes=GRPC_CHUNK_BYTES):
+    """Yields the TensorChunk messages that carry `array` (the first with every field, the rest data and offset).
+
+    String tensors travel in wire.encode_strings' layout; every other dtype
+    as its raw little-endian bytes.
+    """
+    from tensorgrid.proto import worker_pb2
+
+    array = _as_numpy(array)
+    try:
+        enum, data = _payload(array)
+    except TypeError as e:
+        raise errors.InvalidArgumentError(None, None, f"cannot send {key!r} for step {step_id}: {e}") from None
+    view = memoryview(data)
+    total = len(view)
+    yield worker_pb2.TensorChunk(step_id=step_id, key=key, dtype=enum, shape=array.shape, total_bytes=total,
+                                 offset=0, data=bytes(view[:chunk_bytes]))
+    for offset in range(chunk_bytes, total, chunk_bytes):
+        yield worker_pb2.TensorChunk(offset=offset, data=bytes(view[offset:offset + chunk_bytes]))
+
+
+def serve_tensor_stream(request_iterator, deliver):
+    """Consumes TensorChunk messages (one tensor after another) and calls deliver(step_id, key, array) for each.
+
+    Raises InvalidArgumentError on chunks that do not fit together (wrong
+    order, sizes, dtype or shape) or a stream that ends inside a tensor.
+    """
+    current = None
+    for chunk in request_iterator:
+        if current is None:
+            current = _StreamTensor(chunk)
+        elif chunk.offset != current.filled:
+            raise errors.InvalidArgumentError(
+                None, None, f"SendTensor: chunk of {current.key!r} at offset {chunk.offset}, expected {current.filled}")
+        if current.add(chunk.data):
+            deliver(current.step_id, current.key, current.array())
+            current = None
+    if current is not None:
+        raise errors.InvalidArgumentError(
+            None, None, f"SendTensor: the stream ended after {current.filled} of {current.total} bytes of "
+            f"{current.key!r}")
+
+
+class _StreamTensor:
+    """A tensor being assembled from its TensorChunks."""
+
+    __slots__ = ("step_id", "key", "enum", "shape", "total", "filled", "buf")
+
+    def __init__(self, chunk):
+        self.step_id, self.key, self.enum = chunk.step_id, chunk.key, chunk.dtype
+        self.shape, self.total, self.filled = tuple(chunk.shape), chunk.total_bytes, 0
+        if chunk.offset != 0:
+            raise errors.InvalidArgumentError(
+                None, None, f"SendTensor: {self.key!r} starts at offset {chunk.offset}, not 0")
+        try:
+            _check_tensor(self.enum, self.shape, self.total, 0, self.total, self.key)
+        except wire.ProtocolError as e:
+            raise errors.InvalidArgumentError(None, None, f"SendTensor: {e}") from None
+        self.buf = np.empty(self.total, dtype=np.uint8)
+
+    def add(self, data):
+        """Appends a chunk's bytes; True once the tensor is whole."""
+        end = self.filled + len(data)
+        if end > self.total:
+            raise errors.InvalidArgumentError(
+                None, None, f"SendTensor: {self.key!r} got {end} bytes, its header says {self.total}")
+        self.buf[self.filled:end] = np.frombuffer(data, dtype=np.uint8)
+        self.filled = end
+        return end == self.total
+
+    def array(self):
+        if self.enum == wire.STRING:
+            try:
+                return wire.decode_strings(memoryview(self.buf), self.shape)
+            except wire.ProtocolError as e:
+                raise errors.InvalidArgumentError(None, None, f"SendTensor: {e}") from None
+        return wire.from_wire_bytes(self.buf, self.enum, self.shape)

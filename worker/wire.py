@@ -1,0 +1,155 @@
+"""The raw data-plane wire format: handshake, message headers, dtype codes, string payloads.
+
+Every integer is little-endian, every tensor payload is the row-major
+little-endian element bytes. A connection opens with three records:
+
+    server -> client  CHALLENGE  magic, version, flags (bit 0: a token is required), 16-byte nonce
+    client -> server  HELLO      magic, version, lane, flags (bit 0: probe follows), group id,
+                                 HMAC-SHA256(token, nonce) (zeros without a token), probe name length,
+                                 probe content; then the probe name
+    server -> client  WELCOME    status (OK, BAD_TOKEN, BAD_VERSION), same_host (1 when the server
+                                 read the probe file and found the probe content in it)
+
+After that the client (the side that sends tensors) writes messages, each a
+HEADER followed by the shape (ndim int64), the key (UTF-8), the segment name
+(SHM only) and, for DATA, `length` payload bytes; the server writes back
+only RELEASE records, the 8-byte ids of shared-memory segments it no longer
+uses. A connection is one of the `lanes` of a group: lane 0 carries every
+message kind, the other lanes only DATA stripes of large tensors.
+"""
+
+import hashlib
+import hmac
+import struct
+import sys
+
+import numpy as np
+
+from tensorgrid.framework import dtypes
+
+MAGIC = b"TGDP"
+VERSION = 1
+
+CHALLENGE = struct.Struct("<4sHBx16s")
+HELLO = struct.Struct("<4sHBBQ32sH16s")
+WELCOME = struct.Struct("<BB")
+HEADER = struct.Struct("<BBBxIqQQQQQI")
+RELEASE = struct.Struct("<Q")
+
+NEED_TOKEN = 1
+WITH_PROBE = 1
+
+OK, BAD_TOKEN, BAD_VERSION = 0, 1, 2
+
+# Message kinds (HEADER's first field). The meaning of the other fields:
+#   DATA  ident: transfer id (stripes of one tensor share it); bytes [offset, offset+length) of nbytes follow.
+#   SHM   ident: segment id; the tensor's nbytes lie at the start of segment `name`, seg_size bytes long.
+#   DROP  ident: segment id the sender destroyed; the receiver forgets its mapping.
+DATA, SHM, DROP = 1, 2, 3
+
+MAX_NDIM = 254
+MAX_KEY_BYTES = 1 << 16
+MAX_NAME_BYTES = 255
+
+STRING = dtypes.string.as_datatype_enum
+BIG_ENDIAN_HOST = sys.byteorder == "big"
+
+# DataType number -> the little-endian numpy dtype its elements travel as.
+WIRE_DTYPE = {
+    d.as_datatype_enum: np.dtype(d.as_numpy_dtype).newbyteorder("<")
+    for d in dtypes.ALL if d.as_numpy_dtype is not np.object_
+}
+
+
+class ProtocolError(Exception):
+    """A peer wrote something this wire format does not allow; the connection is dropped."""
+
+
+_ENUM_OF = {}
+
+
+def token_mac(token, nonce):
+    """HELLO's proof of the token: HMAC-SHA256(token, nonce), or 32 zero bytes without a token."""
+    return hmac.new(token, nonce, hashlib.sha256).digest() if token else bytes(32)
+
+
+def recv_exact(sock, n):
+    """Exactly n bytes from a socket; EOFError when the peer closes first."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if not k:
+            raise EOFError(f"connection closed after {got} of {n} bytes")
+        got += k
+    return bytes(buf)
+
+
+def dtype_enum(np_dtype):
+    """The DataType number of a numpy dtype (any byte order); strings map to DT_STRING."""
+    enum = _ENUM_OF.get(np_dtype)
+    if enum is None:
+        if np_dtype.kind in "OSU":
+            enum = STRING
+        else:
+            enum = dtypes.as_dtype(np_dtype if np_dtype.isnative else np_dtype.newbyteorder("=")).as_datatype_enum
+        _ENUM_OF[np_dtype] = enum
+    return enum
+
+
+def to_wire_bytes(array):
+    """A flat uint8 view (or copy, when the layout or byte order needs one) of a numeric array's wire bytes."""
+    wire = WIRE_DTYPE[dtype_enum(array.dtype)]
+    if array.dtype != wire:
+        array = array.astype(wire)
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+
+
+def from_wire_bytes(buffer, enum, shape):
+    """The array of DataType `enum` and `shape` whose wire bytes start `buffer` (no copy on little-endian hosts)."""
+    wire = WIRE_DTYPE[enum]
+    arr = np.frombuffer(buffer, dtype=wire, count=element_count(shape)).reshape(shape)
+    if BIG_ENDIAN_HOST:
+        arr = arr.astype(wire.newbyteorder("="))
+    return arr
+
+
+def element_count(shape):
+    count = 1
+    for d in shape:
+        count *= d
+    return count
+
+
+def encode_strings(array):
+    """DT_STRING payload: one uint64 length per element, then the elements' bytes (str as UTF-8)."""
+    items = [x if isinstance(x, bytes) else _utf8(x) for x in array.reshape(-1).tolist()]
+    lengths = np.array([len(b) for b in items], dtype="<u8")
+    return lengths.tobytes() + b"".join(items)
+
+
+def decode_strings(payload, shape):
+    """The numpy object array of bytes that encode_strings wrote."""
+    count = element_count(shape)
+    head = 8 * count
+    if len(payload) < head:
+        raise ProtocolError(f"string tensor of shape {list(shape)} needs {head} length bytes, got {len(payload)}")
+    lengths = np.frombuffer(payload, dtype="<u8", count=count)
+    ends = np.cumsum(lengths, dtype=np.uint64) + np.uint64(head)
+    total = int(ends[-1]) if count else head
+    if total != len(payload):
+        raise ProtocolError(f"string tensor payload is {len(payload)} bytes, its lengths say {total}")
+    data = bytes(payload)
+    out = np.empty(count, dtype=object)
+    start = head
+    for i, end in enumerate(ends.tolist()):
+        out[i] = data[start:end]
+        start = end
+    return out.reshape(shape)
+
+
+def _utf8(element):
+    if isinstance(element, str):
+        return element.encode("utf-8")
+    raise TypeError(f"a string tensor holds bytes or str elements, not {type(element).__name__} ({element!r})")
