@@ -1,0 +1,247 @@
+"""LocalCluster: a real master process and N real worker processes on this machine.
+
+Used by tests, `tensorgrid local` and the benchmarks. Every process is
+`python -m tensorgrid.cli ...` on port 0; each writes a port file once it
+serves (a worker only after the master registered it), so starting waits on
+files, never on fixed sleeps. The cluster always stops what it started: on
+stop(), on leaving a `with` block, at interpreter exit, and (Linux) when the
+process that started it dies.
+"""
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import tensorgrid
+
+
+class ClusterError(RuntimeError):
+    """A cluster process did not start, or died while starting."""
+
+
+def _die_with_parent():
+    """Child side of Popen: get SIGTERM when the parent goes away (Linux), so no process outlives a crash."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _Proc:
+    def __init__(self, name, argv, env, log_path, port_file):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.port_file = port_file
+        self.info = None
+        out = open(log_path, "ab") if log_path else None
+        try:
+            self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL,
+                                          stderr=out, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        finally:
+            if out is not None:
+                out.close()
+
+    def wait_ready(self, deadline):
+        while True:
+            if os.path.exists(self.port_file):
+                with open(self.port_file, encoding="utf-8") as f:
+                    self.info = json.load(f)
+                return self.info
+            code = self.popen.poll()
+            if code is not None:
+                raise ClusterError(f"{self.name} exited with status {code} while starting: {self.log_tail(1)}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{self.name} did not start in time: {self.log_tail(1)}")
+            time.sleep(0.02)
+
+    def log_tail(self, lines=20):
+        if not self.log_path or not os.path.exists(self.log_path):
+            return "(no log)"
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            tail = f.read().splitlines()[-lines:]
+        return "\n".join(tail) or "(empty log)"
+
+    def signal(self, signum):
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout=5.0):
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait()
+
+
+class LocalCluster:
+    """A master, `num_workers` workers (/job:worker/task:0..N-1) and `num_ps` parameter servers
+    (/job:ps/task:0..M-1) as processes of this machine. Methods that take a task index `i` take
+    job="ps" for the latter."""
+
+    def __init__(self, num_workers=2, token=None, extra_worker_args=(), env=None, host="127.0.0.1", master_port=0,
+                 heartbeat_timeout=None, heartbeat_interval=None, log_level="warning", log_to="files",
+                 start_timeout=60.0, extra_master_args=(), num_ps=0):
+        self.num_workers = num_workers
+        self.num_ps = num_ps
+        self.token = token
+        self.extra_worker_args = list(extra_worker_args)
+        self.host = host
+        self.heartbeat_interval = heartbeat_interval
+        self.log_level = log_level
+        self.start_timeout = start_timeout
+        self._dir = tempfile.mkdtemp(prefix="tensorgrid-cluster-")
+        self._log_to_files = log_to == "files"
+        self._env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(tensorgrid.__file__)))
+        self._env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, self._env.get("PYTHONPATH")) if p)
+        self._env.pop("TENSORGRID_TOKEN", None)
+        self._env.update(env or {})
+        self._token_file = None
+        if token:
+            self._token_file = os.path.join(self._dir, "token")
+            with open(os.open(self._token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as f:
+                f.write(token)
+        self._starts = 0
+        self.master = None
+        self.workers = [None] * num_workers
+        self.ps = [None] * num_ps
+        self._heartbeat_timeout = heartbeat_timeout
+        self._extra_master_args = list(extra_master_args)
+        atexit.register(self.stop)
+        try:
+            self.master = self._spawn("master", self._master_args(master_port))
+            self.master.wait_ready(time.monotonic() + start_timeout)
+            for job, procs in (("worker", self.workers), ("ps", self.ps)):
+                for i in range(len(procs)):
+                    procs[i] = self._spawn_task(job, i)
+            deadline = time.monotonic() + start_timeout
+            for proc in self.workers + self.ps:
+                proc.wait_ready(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    # ---- processes -------------------------------------------------------------------------
+    def _spawn(self, name, args):
+        self._starts += 1
+        port_file = os.path.join(self._dir, f"{name}.{self._starts}.port")
+        log_path = os.path.join(self._dir, f"{name}.log") if self._log_to_files else None
+        argv = [sys.executable, "-m", "tensorgrid.cli", *args, "--port-file", port_file, "--log-level", self.log_level]
+        if self._token_file:
+            argv += ["--token-file", self._token_file]
+        return _Proc(name, argv, self._env, log_path, port_file)
+
+    def _master_args(self, port):
+        args = ["master", "--host", self.host, "--port", str(port), *self._extra_master_args]
+        if self._heartbeat_timeout is not None:
+            args += ["--heartbeat-timeout", str(self._heartbeat_timeout)]
+        return args
+
+    def _spawn_task(self, job, i):
+        args = ["worker", "--master", self.master_address, "--host", self.host, "--job", job, "--task", str(i),
+                *self.extra_worker_args]
+        if self.heartbeat_interval is not None:
+            args += ["--heartbeat-interval", str(self.heartbeat_interval)]
+        return self._spawn(f"{job}{i}", args)
+
+    def _tasks(self, job):
+        return self.ps if job == "ps" else self.workers
+
+    @property
+    def log_dir(self):
+        """The folder holding each process's log file (when logging to files) and port file."""
+        return self._dir
+
+    @property
+    def master_address(self):
+        return self.master.info["address"]
+
+    @property
+    def target(self):
+        """The tg.Session target of this cluster: 'grpc://host:port'."""
+        return f"grpc://{self.master_address}"
+
+    def worker_info(self, i, job="worker"):
+        """What task i wrote once registered: port, address, data_address, step_address, job, task, pid,
+        incarnation."""
+        return self._tasks(job)[i].info
+
+    def kill_worker(self, i, job="worker"):
+        """SIGKILLs task i (no goodbye to the master) and waits for it to be gone."""
+        proc = self._tasks(job)[i]
+        proc.signal(signal.SIGKILL)
+        proc.popen.wait()
+
+    def stop_worker(self, i, timeout=5.0, job="worker"):
+        """Stops task i with SIGTERM, as an operator would."""
+        self._tasks(job)[i].stop(timeout)
+
+    def restart_worker(self, i, job="worker"):
+        """Starts task i again (same job and task, new process); returns once the master registered it."""
+        procs = self._tasks(job)
+        if procs[i] is not None and procs[i].popen.poll() is None:
+            self.kill_worker(i, job)
+        procs[i] = self._spawn_task(job, i)
+        return procs[i].wait_ready(time.monotonic() + self.start_timeout)
+
+    def restart_master(self):
+        """SIGKILLs the master and starts a new one on the same port; returns once every live worker has
+        registered with it again (they do so on their next heartbeat)."""
+        port = self.master.info["port"]
+        self.master.signal(signal.SIGKILL)
+        self.master.popen.wait()
+        self.master = self._spawn("master", self._master_args(port))
+        deadline = time.monotonic() + self.start_timeout
+        self.master.wait_ready(deadline)
+        expected = sum(p is not None and p.popen.poll() is None for p in self.workers + self.ps)
+        while sum(w.health == "alive" for w in self.status().worker) < expected:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"workers did not register with the restarted master: {self.status()}")
+            time.sleep(0.05)
+        return self.master.info
+
+    def log_tail(self, name="master", lines=40):
+        """The last lines of the log of "master", "worker<i>" or "ps<i>"."""
+        if name == "master":
+            return self.master.log_tail(lines)
+        job = "ps" if name.startswith("ps") else "worker"
+        return self._tasks(job)[int(name[len(job):])].log_tail(lines)
+
+    def status(self, timeout=10.0):
+        """The master's ClusterStatusResponse."""
+        from tensorgrid.client import remote
+        from tensorgrid.proto import config_pb2
+        return remote.cluster_status(self.target, config_pb2.ConfigProto(token=self.token or ""), timeout)
+
+    def stop(self):
+        """Stops every process of the cluster (workers first) and removes its files; safe to call twice."""
+        procs = [p for p in self.workers + self.ps if p is not None]
+        procs += [self.master] if self.master is not None else []
+        for p in procs:
+            p.signal(signal.SIGTERM)
+        for p in procs:
+            p.stop()
+        self.workers = [None] * self.num_workers
+        self.ps = [None] * self.num_ps
+        self.master = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop()
+        return False

@@ -1,0 +1,589 @@
+"""The master's state machine: worker registry and health, sessions, the plan cache, step orchestration.
+
+No network here: workers are reached through client objects made by the
+`connect(address, step_address)` callable the master is built with (gRPC ones in
+master_service.py; tests pass in-process ones), so a test can drive every
+decision below without a socket.
+
+A worker client offers, each returning a future with `.result(timeout)`:
+    register_graph(session, {device: GraphDef}, {device: data address}) -> graph handle
+    run_graph(handle, step_id, feeds [(name, tensor)], trace, timeout_ms) -> RunGraphResult
+    cleanup_step(step_id, reason), deregister_graph(handle), reset(), get_status() -> dict
+and close(). Tensors are opaque to the master: whatever the client took from
+RunStep (TensorProtos, for the gRPC one) goes to the workers untouched.
+
+Per step signature (graph version, feeds, fetches, targets, and the set of
+devices the cluster has) the master plans once (runtime/plan.plan_step over
+every registered device) and registers each
+worker's partitions on it once; it registers again, on every worker of the
+plan, when one of them restarted (new incarnation: its graphs are gone, and
+the others' routes name its old data address). A step is then one RunGraph
+per involved worker, issued together; the first error cancels the step on
+the others (CleanupStep) and is what the client gets.
+"""
+
+import dataclasses
+import itertools
+import logging
+import random
+import threading
+import time
+
+from tensorgrid.framework import device_spec, errors
+from tensorgrid.ops import registry
+from tensorgrid.proto import config_pb2, convert
+from tensorgrid.runtime import plan as plan_lib
+
+log = logging.getLogger("tensorgrid.master")
+
+DEFAULT_JOB = "worker"
+# After a step failed, how long the other workers get to end their part before the master stops waiting.
+ABORT_GRACE_S = 5.0
+# Plans kept per session; beyond this the cache starts over (a client cycling signatures).
+MAX_PLANS_PER_SESSION = 512
+# A plan dropped from the cache (the graph grew, the devices changed) stays registered this long for the
+# steps that may still run it.
+RETIRE_AFTER_S = 30.0
+
+
+@dataclasses.dataclass
+class RunGraphResult:
+    """One worker's answer to RunGraph: fetched tensors, and when traced its DeviceStepStats and graphs."""
+
+    fetches: list                       # [(tensor name, tensor)]
+    dev_stats: list = dataclasses.field(default_factory=list)
+    partition_graphs: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(eq=False)
+class WorkerRecord:
+    """What the master knows about one worker task."""
+
+    job: str
+    task: int
+    address: str
+    data_address: str
+    incarnation: int
+    devices: list                       # [(full name, device type, index, memory bytes)]
+    client: object
+    last_heartbeat: float
+    step_address: str = ""
+    alive: bool = True
+    dead_reason: str = ""
+
+    @property
+    def key(self):
+        return (self.job, self.task)
+
+    @property
+    def name(self):
+        return f"/job:{self.job}/task:{self.task}"
+
+    def __repr__(self):
+        state = "alive" if self.alive else f"dead ({self.dead_reason})"
+        return f"<worker {self.name} at {self.address} incarnation {self.incarnation:x} {state}>"
+
+
+class _PlanEntry:
+    """A planned step signature and its registrations on the workers."""
+
+    def __init__(self, plan, worker_of_device):
+        self.plan = plan
+        self.lock = threading.Lock()
+        self.graph_defs = {d: convert.graph_ir_to_proto(p) for d, p in plan.partitions.items()}
+        self.devices_of = {}            # worker key -> [device]
+        for dev in plan.partitions:
+            self.devices_of.setdefault(worker_of_device[dev], []).append(dev)
+        self.workers = list(self.devices_of)
+        self.feeds_for = {}             # worker key -> fed tensor names its partitions read
+        for name, devs in plan.feed_devices.items():
+            for w in {worker_of_device[d] for d in devs}:
+                self.feeds_for.setdefault(w, set()).add(name)
+        self.epoch = None               # (incarnation, data address) of each worker when registered
+        self.handles = {}               # worker key -> graph handle
+
+
+class _Session:
+    def __init__(self, handle, graph, config):
+        self.handle = handle
+        self.graph = graph
+        self.version = 1
+        self.plans = {}
+        self.lock = threading.Lock()
+        self.steps_run = 0
+        self.soft_placement = bool(config is not None and config.allow_soft_placement)
+        self.timeout_ms = int(config.operation_timeout_in_ms) if config is not None else 0
+        self.device_count = dict(config.device_count) if config is not None else {}
+        self.closed = False
+        self.retired = []               # (time, _PlanEntry) no longer planned for, deregistered later
+
+
+class _RunningStep:
+    """A step in flight: the workers it runs on, their RunGraph futures, and its first (root) error."""
+
+    __slots__ = ("step_id", "records", "futures", "error", "fallback", "lock", "aborted", "pending", "done")
+
+    def __init__(self, step_id, records):
+        self.step_id = step_id
+        self.records = records          # worker key -> WorkerRecord
+        self.futures = {}
+        self.error = None
+        self.fallback = None            # a CancelledError, raised only if no root error comes
+        self.lock = threading.Lock()
+        self.aborted = False
+        self.pending = 0
+        self.done = threading.Event()   # every RunGraph answered, or the step failed
+
+
+class Master:
+    """Registry of workers, sessions and running steps, and the rules that tie them together."""
+
+    def __init__(self, connect, heartbeat_timeout=10.0, heartbeat_interval=1.0, clock=time.monotonic):
+        self._connect = connect
+        self.heartbeat_timeout = heartbeat_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._workers = {}              # (job, task) -> WorkerRecord
+        self._sessions = {}
+        self._steps = {}                # step id -> _RunningStep
+        self._session_ids = itertools.count(1)
+        self._step_ids = itertools.count((random.getrandbits(30) << 24) + 1)
+        self._tag = f"{random.getrandbits(32):08x}"
+        self._device_epoch = 0          # bumped when the set of device names changes; part of every plan key
+
+    # ---- workers ---------------------------------------------------------------------------------
+    def register_worker(self, address, data_address, job, task, incarnation, devices, step_address=""):
+        """Adds (or re-adds) a worker; returns its WorkerRecord. devices: [(type, index, memory)].
+
+        A task already held by a live worker of another incarnation is only
+        taken over when that worker no longer answers (it was restarted).
+        """
+        job = job or DEFAULT_JOB
+        if not address:
+            raise errors.InvalidArgumentError(None, None, "RegisterWorker needs the worker's address")
+        if task is not None and task < 0:
+            raise errors.InvalidArgumentError(None, None, f"task must be >= 0, got {task}")
+        for t, i, _ in devices:
+            if t not in ("CPU", "GPU") or i < 0:
+                raise errors.InvalidArgumentError(None, None, f"bad device {t}:{i} (types are CPU and GPU)")
+        if not devices:
+            raise errors.InvalidArgumentError(None, None, "a worker needs at least one device")
+        with self._lock:
+            if task is None:
+                task = self._free_task(job, incarnation)
+            old = self._workers.get((job, task))
+        if old is not None and old.incarnation != incarnation and old.alive and self._still_serving(old):
+            raise errors.AlreadyExistsError(
+                None, None, f"{old.name} is served by a live worker at {old.address}; "
+                "stop it or ask for another --task")
+        names = [(device_spec.full_name(job, task, t, i), t, i, m) for t, i, m in devices]
+        with self._lock:
+            old = self._workers.get((job, task))
+            if old is not None and old.incarnation == incarnation and old.address == address:
+                client = old.client
+            else:
+                client = self._connect(address, step_address)
+            rec = WorkerRecord(job, task, address, data_address or address, incarnation, names, client,
+                               self._clock(), step_address)
+            if old is None or [n for n, *_ in old.devices] != [n for n, *_ in names]:
+                self._device_epoch += 1
+            self._workers[(job, task)] = rec
+        if old is not None and old.client is not client:
+            if old.incarnation != incarnation:
+                self._fail_steps_of(old, f"{old.name} restarted (new incarnation)")
+            old.client.close()
+        log.info("worker %s registered at %s (data %s), incarnation %x, devices %s",
+                 rec.name, address, rec.data_address, incarnation, [n for n, *_ in names])
+        return rec
+
+    def _free_task(self, job, incarnation):
+        """The task of this incarnation if known, else the lowest index of `job` with no live worker."""
+        for rec in self._workers.values():
+            if rec.job == job and rec.incarnation == incarnation:
+                return rec.task
+        for i in itertools.count():
+            rec = self._workers.get((job, i))
+            if rec is None or not rec.alive:
+                return i
+
+    def _still_serving(self, rec):
+        try:
+            status = rec.client.get_status().result(timeout=min(2.0, self.heartbeat_timeout))
+        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+            return False
+        return status.get("incarnation") == rec.incarnation
+
+    def heartbeat(self, job, task, incarnation, shutting_down=False):
+        """Records a heartbeat; False when this worker is unknown under this incarnation."""
+        with self._lock:
+            rec = self._workers.get((job, task))
+            if rec is None or rec.incarnation != incarnation:
+                return False
+            rec.last_heartbeat = self._clock()
+            if not rec.alive and not shutting_down:
+                rec.alive = True
+                rec.dead_reason = ""
+                log.warning("worker %s is back", rec.name)
+        if shutting_down:
+            self._mark_dead(rec, "it shut down")
+        return True
+
+    def check_health(self):
+        """Marks dead every worker whose last heartbeat is older than the timeout; returns them."""
+        now = self._clock()
+        with self._lock:
+            late = [r for r in self._workers.values()
+                    if r.alive and now - r.last_heartbeat > self.heartbeat_timeout]
+        for rec in late:
+            self._mark_dead(rec, f"no heartbeat for {now - rec.last_heartbeat:.1f} s "
+                                 f"(timeout {self.heartbeat_timeout:g} s)")
+        return late
+
+    def _mark_dead(self, rec, reason):
+        with self._lock:
+            if not rec.alive:
+                return
+            rec.alive = False
+            rec.dead_reason = reason
+        log.warning("worker %s at %s is dead: %s", rec.name, rec.address, reason)
+        self._fail_steps_of(rec, reason)
+
+    def _fail_steps_of(self, rec, reason):
+        with self._lock:
+            steps = [s for s in self._steps.values() if s.records.get(rec.key) is rec]
+        for step in steps:
+            self._fail(step, errors.UnavailableError(
+                None, None, f"worker {rec.name} ({rec.address}) is unavailable: {reason}"), rec.key)
+
+    def workers(self):
+        with self._lock:
+            return list(self._workers.values())
+
+    def list_devices(self):
+        """(name, type, memory bytes) of every device of a live worker."""
+        with self._lock:
+            return [(n, t, m) for r in sorted(self._workers.values(), key=lambda r: r.key) if r.alive
+                    for n, t, _, m in r.devices]
+
+    def _all_devices(self):
+        with self._lock:
+            return {n: r for r in self._workers.values() for n, *_ in r.devices}
+
+    # ---- sessions --------------------------------------------------------------------------------
+    def create_session(self, graph, config=None):
+        """Opens a session on `graph` (a GraphIR); returns (handle, graph version)."""
+        graph.validate(registry.OPS)
+        handle = f"s{next(self._session_ids)}-{self._tag}"
+        with self._lock:
+            self._sessions[handle] = _Session(handle, graph, config)
+        log.info("session %s created with %d nodes", handle, len(graph))
+        return handle, 1
+
+    def _session(self, handle):
+        sess = self._sessions.get(handle)
+        if sess is None:
+            raise errors.NotFoundError(None, None, f"session {handle!r} does not exist (closed, reset, or "
+                                       "the master restarted)")
+        return sess
+
+    def extend_session(self, handle, nodes, current_version):
+        """Adds `nodes` to the session's graph (replacing nodes of the same name); returns the new version."""
+        from tensorgrid.runtime.ir import GraphIR
+        sess = self._session(handle)
+        with sess.lock:
+            if current_version and current_version != sess.version:
+                raise errors.FailedPreconditionError(
+                    None, None, f"session {handle} is at graph version {sess.version}, the request extends "
+                    f"version {current_version}")
+            graph = GraphIR()
+            graph.nodes = dict(sess.graph.nodes)
+            for node in nodes:
+                graph.nodes[node.name] = node
+            graph.validate(registry.OPS)
+            sess.graph = graph
+            sess.version += 1
+            self._retire(sess, list(sess.plans))
+            return sess.version
+
+    def close_session(self, handle):
+        with self._lock:
+            sess = self._sessions.pop(handle, None)
+        if sess is None:
+            return
+        sess.closed = True
+        self._deregister_plans(sess)
+        log.info("session %s closed after %d steps", handle, sess.steps_run)
+
+    def _deregister_plans(self, sess):
+        with sess.lock:
+            entries = list(sess.plans.values()) + [e for _, e in sess.retired]
+            sess.plans, sess.retired = {}, []
+        for entry in entries:
+            self._deregister(entry)
+
+    def _retire(self, sess, keys):
+        """Drops plans from the cache (lock held); their graphs leave the workers once no step can still use
+        them, RETIRE_AFTER_S later."""
+        now = self._clock()
+        sess.retired.extend((now, sess.plans.pop(k)) for k in keys)
+        while sess.retired and now - sess.retired[0][0] > RETIRE_AFTER_S:
+            self._deregister(sess.retired.pop(0)[1])
+
+    def _deregister(self, entry):
+        with self._lock:
+            current = dict(self._workers)
+        for key, handle in entry.handles.items():
+            rec = current.get(key)
+            if rec is not None and rec.alive and entry.epoch and (rec.incarnation, rec.data_address) in entry.epoch:
+                rec.client.deregister_graph(handle)
+        entry.handles = {}
+
+    def reset(self):
+        """Closes every session and clears every variable on every live worker."""
+        with self._lock:
+            sessions = list(self._sessions)
+            steps = list(self._steps.values())
+        for step in steps:
+            self._fail(step, errors.CancelledError(None, None, "the cluster was reset"), None)
+        for handle in sessions:
+            self.close_session(handle)
+        pending = [(r, r.client.reset()) for r in self.workers() if r.alive]
+        for rec, fut in pending:
+            try:
+                fut.result(timeout=30)
+            except Exception as e:  # noqa: BLE001
+                raise errors.UnavailableError(None, None, f"cannot reset {rec.name} at {rec.address}: {e}") from None
+        log.info("cluster reset: %d sessions closed, %d workers cleared", len(sessions), len(pending))
+
+    # ---- steps -------------------------------------------------------------------------------------
+    def run_step(self, handle, feeds, fetches, targets, timeout_ms=0, trace=False):
+        """Runs one step; feeds: [(tensor name, tensor)]; returns ([(name, tensor)] in fetch order,
+        a RunMetadata or None, step id)."""
+        sess = self._session(handle)
+        feed_names = tuple(sorted(name for name, _ in feeds))
+        if len(set(feed_names)) != len(feed_names):
+            raise errors.InvalidArgumentError(None, None, f"a tensor is fed twice: {list(feed_names)}")
+        key = (sess.version, self._device_epoch, feed_names, tuple(fetches), tuple(targets))
+        entry = sess.plans.get(key)
+        if entry is None:
+            entry = self._plan(sess, key)
+        timeout_ms = timeout_ms or sess.timeout_ms
+        deadline = self._clock() + timeout_ms / 1000.0 if timeout_ms > 0 else None
+        records = self._registered(sess, entry)
+        step = _RunningStep(next(self._step_ids), records)
+        sess.steps_run += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("step %d of session %s on %s", step.step_id, handle, [records[k].name for k in entry.workers])
+        if not entry.workers:
+            return self._collect(step, entry, fetches, {}, trace)
+        feed_of = dict(feeds)
+        step.pending = len(entry.workers)
+        with self._lock:
+            self._steps[step.step_id] = step
+        try:
+            for wkey in entry.workers:
+                rec = records[wkey]
+                wfeeds = [(n, feed_of[n]) for n in entry.feeds_for.get(wkey, ())]
+                remaining = 0 if deadline is None else max(1, int((deadline - self._clock()) * 1000))
+                try:
+                    fut = rec.client.run_graph(entry.handles[wkey], step.step_id, wfeeds, trace, remaining)
+                except errors.OpError as e:
+                    self._fail(step, e, wkey)
+                    break
+                step.futures[wkey] = fut
+                fut.add_done_callback(lambda f, k=wkey: self._on_done(step, k, f))
+            results = self._wait(step, deadline)
+        finally:
+            with self._lock:
+                self._steps.pop(step.step_id, None)
+        return self._collect(step, entry, fetches, results, trace)
+
+    def _plan(self, sess, key):
+        version, _, feeds, fetches, targets = key
+        with sess.lock:
+            entry = sess.plans.get(key)
+            if entry is not None:
+                return entry
+            if sess.version != version:
+                raise errors.AbortedError(None, None, "the session's graph changed while the step was planned; "
+                                          "run it again")
+            owners = self._all_devices()
+            devices = self._session_devices(sess, owners)
+            plan = plan_lib.plan_step(sess.graph, feeds, fetches, targets, devices,
+                                      default_device=self._default_device(devices),
+                                      allow_soft_placement=sess.soft_placement, known_ops=registry.OPS)
+            entry = _PlanEntry(plan, {d: owners[d].key for d in plan.partitions})
+            stale = [k for k in sess.plans if k[1] != key[1]]
+            self._retire(sess, list(sess.plans) if len(sess.plans) >= MAX_PLANS_PER_SESSION else stale)
+            sess.plans[key] = entry
+        log.info("session %s: planned %s", sess.handle, plan)
+        return entry
+
+    @staticmethod
+    def _session_devices(sess, owners):
+        if not sess.device_count:
+            return sorted(owners)
+        kept, seen = [], {}
+        for name in sorted(owners):
+            spec = device_spec.DeviceSpec.from_string(name)
+            limit = sess.device_count.get(spec.device_type)
+            count_key = (spec.job, spec.task, spec.device_type)
+            if limit is not None and seen.get(count_key, 0) >= limit:
+                continue
+            seen[count_key] = seen.get(count_key, 0) + 1
+            kept.append(name)
+        return kept
+
+    @staticmethod
+    def _default_device(devices):
+        """The first CPU of the lowest task of job 'worker' (of any job when there is none)."""
+        def rank(name):
+            spec = device_spec.DeviceSpec.from_string(name)
+            return (spec.device_type != "CPU", spec.job != DEFAULT_JOB, spec.job or "", spec.task or 0,
+                    spec.device_index or 0)
+        return min(devices, key=rank) if devices else None
+
+    def _registered(self, sess, entry):
+        """The live worker records of the plan, with the plan registered on each of them."""
+        with self._lock:
+            records = {k: self._workers.get(k) for k in entry.workers}
+        for key, rec in records.items():
+            if rec is None:
+                raise errors.UnavailableError(None, None, f"worker /job:{key[0]}/task:{key[1]} is not registered")
+            if not rec.alive:
+                raise errors.UnavailableError(
+                    None, None, f"worker {rec.name} ({rec.address}) is unavailable: {rec.dead_reason}")
+        epoch = tuple((records[k].incarnation, records[k].data_address) for k in entry.workers)
+        if entry.epoch == epoch:
+            return records
+        with entry.lock:
+            if entry.epoch != epoch:
+                if entry.epoch is not None:
+                    self._deregister(entry)
+                addresses = {d: records[k].data_address for k, devs in entry.devices_of.items() for d in devs}
+                pending = {k: records[k].client.register_graph(
+                    sess.handle, {d: entry.graph_defs[d] for d in entry.devices_of[k]}, addresses)
+                    for k in entry.workers}
+                handles, failure = {}, None
+                for k, fut in pending.items():
+                    try:
+                        handles[k] = fut.result()
+                    except errors.OpError as e:
+                        if getattr(e, "in_transit", False):
+                            e = errors.UnavailableError(
+                                None, None, f"worker {records[k].name} ({records[k].address}) is unavailable: "
+                                f"{e.message}")
+                        failure = failure or e
+                if failure is not None:
+                    for k, h in handles.items():
+                        records[k].client.deregister_graph(h)
+                    raise failure
+                entry.handles = handles
+                entry.epoch = epoch
+        return records
+
+    def _on_done(self, step, key, fut):
+        if not fut.cancelled():
+            err = fut.exception()
+            if err is not None:
+                rec = step.records[key]
+                if getattr(err, "in_transit", False):
+                    # The RunGraph call itself failed, not a node on the worker: the worker is gone.
+                    reason = f"its RunGraph call failed: {err.message}"
+                    err = errors.UnavailableError(None, None, f"worker {rec.name} ({rec.address}) is unavailable: "
+                                                  f"{reason}")
+                    self._fail(step, err, key)
+                    self._mark_dead(rec, reason)
+                else:
+                    self._fail(step, err, key)
+        with step.lock:
+            step.pending -= 1
+            if step.pending == 0:
+                step.done.set()
+
+    def _fail(self, step, err, source):
+        """Records `err` for `step` (the first error that is not a cancellation is the root),
+        cancels the step on every other worker and wakes the step's waiter."""
+        err = errors.from_exception(err)
+        with step.lock:
+            if isinstance(err, errors.CancelledError):
+                if step.fallback is None:
+                    step.fallback = err
+            elif step.error is None:
+                step.error = err
+            if step.aborted:
+                return
+            step.aborted = True
+        origin = step.records[source].name if source in step.records else "the master"
+        reason = f"{type(err).__name__} on {origin}: {err.message}"
+        log.info("step %d failed: %s", step.step_id, reason)
+        for key, rec in step.records.items():
+            if key != source and rec.alive:
+                rec.client.cleanup_step(step.step_id, reason)
+        step.done.set()
+
+    def _wait(self, step, deadline):
+        """The RunGraph results of every worker, or the step's root error."""
+        timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        if not step.done.wait(timeout):
+            self._fail(step, errors.DeadlineExceededError(
+                None, None, f"step {step.step_id} ran past its deadline"), None)
+        if step.aborted:
+            for fut in step.futures.values():
+                if not fut.done():
+                    fut.cancel()
+            raise step.error if step.error is not None else step.fallback
+        return {key: fut.result() for key, fut in step.futures.items()}
+
+    def _collect(self, step, entry, fetches, results, trace):
+        produced = {}
+        for res in results.values():
+            for name, tensor in res.fetches:
+                produced[name] = tensor
+        missing = [f for f in fetches if f not in produced and plan_lib.tensor_name(f) not in produced]
+        if missing:
+            raise errors.InternalError(None, None, f"step {step.step_id} did not produce {missing}")
+        out = [(f, produced.get(f, produced.get(plan_lib.tensor_name(f)))) for f in fetches]
+        metadata = None
+        if trace:
+            metadata = config_pb2.RunMetadata()
+            for res in results.values():
+                metadata.step_stats.dev_stats.extend(res.dev_stats)
+                metadata.partition_graphs.extend(res.partition_graphs)
+        return out, metadata, step.step_id
+
+    # ---- status ----------------------------------------------------------------------------------------
+    def cluster_status(self):
+        """Workers (with their live step-table sizes), sessions and steps in flight, as plain dicts."""
+        now = self._clock()
+        recs = sorted(self.workers(), key=lambda r: r.key)
+        asks = {r.key: r.client.get_status() for r in recs if r.alive}
+        workers = []
+        for rec in recs:
+            info = {"job": rec.job, "task": rec.task, "address": rec.address, "data_address": rec.data_address,
+                    "incarnation": rec.incarnation, "health": "alive" if rec.alive else "dead",
+                    "dead_reason": rec.dead_reason, "last_heartbeat_age_s": now - rec.last_heartbeat,
+                    "devices": rec.devices, "reachable": False}
+            fut = asks.get(rec.key)
+            if fut is not None:
+                try:
+                    info.update(fut.result(timeout=2.0))
+                    info["reachable"] = True
+                except Exception:  # noqa: BLE001 - an unreachable worker shows as such
+                    pass
+            workers.append(info)
+        with self._lock:
+            sessions = [{"session_handle": s.handle, "graph_version": s.version, "graph_nodes": len(s.graph),
+                         "cached_plans": len(s.plans), "steps_run": s.steps_run} for s in self._sessions.values()]
+            active = len(self._steps)
+        return {"workers": workers, "sessions": sessions, "active_steps": active}
+
+    def close(self):
+        """Fails the steps in flight (the master is stopping) and closes the channels to the workers."""
+        with self._lock:
+            steps = list(self._steps.values())
+        for step in steps:
+            self._fail(step, errors.UnavailableError(None, None, "the master is stopping"), None)
+        for rec in self.workers():
+            rec.client.close()

@@ -1,0 +1,295 @@
+"""The master's gRPC face: a thin MasterService servicer over runtime/master.Master, the gRPC client
+the master reaches workers with, and create_server.
+
+The servicer only parses requests, calls the state machine and builds
+responses; errors become status codes in tensorgrid.security.
+"""
+
+import concurrent.futures
+import logging
+import threading
+
+import grpc
+
+from tensorgrid import security, step_channel
+from tensorgrid.framework import errors
+from tensorgrid.proto import master_pb2, worker_pb2, worker_pb2_grpc
+from tensorgrid.runtime import master as master_lib
+
+log = logging.getLogger("tensorgrid.master")
+
+# Slack on a RunGraph call's own gRPC deadline: the master enforces the step's deadline itself.
+RPC_DEADLINE_SLACK_S = 5.0
+CONTROL_TIMEOUT_S = 60.0
+
+
+class _CallFuture:
+    """A gRPC call future that speaks the master's terms: OpErrors and TimeoutError, converted results."""
+
+    __slots__ = ("_call", "_convert")
+
+    def __init__(self, call, convert_result):
+        self._call = call
+        self._convert = convert_result
+
+    def result(self, timeout=None):
+        try:
+            return self._convert(self._call.result(timeout=timeout))
+        except grpc.FutureTimeoutError:
+            raise TimeoutError() from None
+        except grpc.FutureCancelledError:
+            raise errors.CancelledError(None, None, "the call was cancelled") from None
+        except grpc.RpcError as e:
+            raise security.error_from_rpc(e) from None
+
+    def exception(self, timeout=None):
+        if self._call.cancelled():
+            return errors.CancelledError(None, None, "the call was cancelled")
+        exc = self._call.exception(timeout=timeout)
+        return None if exc is None else security.error_from_rpc(exc)
+
+    def add_done_callback(self, fn):
+        self._call.add_done_callback(lambda _: fn(self))
+
+    def cancel(self):
+        return self._call.cancel()
+
+    def cancelled(self):
+        return self._call.cancelled()
+
+    def done(self):
+        return self._call.done()
+
+
+def _run_graph_result(response):
+    return master_lib.RunGraphResult(
+        [(t.name, t.tensor) for t in response.recv],
+        list(response.step_stats.dev_stats) if response.HasField("step_stats") else [],
+        list(response.partition_graph))
+
+
+def _status_dict(response):
+    return {"incarnation": response.incarnation, "active_steps": response.active_steps,
+            "rendezvous_entries": response.rendezvous_entries, "registered_graphs": response.registered_graphs,
+            "resources": response.resources, "finished_steps_remembered": response.finished_steps_remembered,
+            "transport": dict(response.transport)}
+
+
+def _ignore(_):
+    return None
+
+
+def _parse_run_graph(data):
+    return _run_graph_result(worker_pb2.RunGraphResponse.FromString(data))
+
+
+class GrpcWorkerClient:
+    """The master's persistent channels to one worker: gRPC, and the step channel for RunGraph when the
+    worker offers one."""
+
+    def __init__(self, address, step_address="", token=None, tls=None):
+        self.address = address
+        self._channel = security.open_channel(address, tls)
+        self._stub = worker_pb2_grpc.WorkerServiceStub(self._channel)
+        self._metadata = security.call_metadata(token)
+        self._fast = None
+        if step_address and step_channel.enabled(tls):
+            self._fast = step_channel.StepChannelClient(step_address, worker_pb2, "WorkerService", token)
+        # gRPC cancels a call whose future is garbage collected: calls nobody waits for live here until done.
+        self._unawaited = set()
+        self._unawaited_lock = threading.Lock()
+
+    def _keep(self, call):
+        with self._unawaited_lock:
+            self._unawaited.add(call)
+        call.add_done_callback(self._forget)
+        return _CallFuture(call, _ignore)
+
+    def _forget(self, call):
+        with self._unawaited_lock:
+            self._unawaited.discard(call)
+
+    def register_graph(self, session, graph_defs, device_address):
+        request = worker_pb2.RegisterGraphRequest(session_handle=session, device_address=device_address)
+        for dev, gd in graph_defs.items():
+            request.partition.add(device=dev, graph=gd)
+        call = self._stub.RegisterGraph.future(request, timeout=CONTROL_TIMEOUT_S, metadata=self._metadata)
+        return _CallFuture(call, lambda r: r.graph_handle)
+
+    def run_graph(self, handle, step_id, feeds, trace, timeout_ms):
+        request = worker_pb2.RunGraphRequest(graph_handle=handle, step_id=step_id, trace=trace,
+                                             timeout_in_ms=timeout_ms)
+        if feeds:
+            add = request.send.add
+            for name, tensor in feeds:
+                add(name=name, tensor=tensor)
+        if self._fast is not None:
+            return self._fast.call_async("RunGraph", request, _parse_run_graph)
+        timeout = timeout_ms / 1000.0 + RPC_DEADLINE_SLACK_S if timeout_ms else None
+        call = self._stub.RunGraph.future(request, timeout=timeout, metadata=self._metadata)
+        return _CallFuture(call, _run_graph_result)
+
+    def cleanup_step(self, step_id, reason):
+        request = worker_pb2.CleanupStepRequest(step_id=step_id, reason=reason)
+        return self._keep(self._stub.CleanupStep.future(request, timeout=CONTROL_TIMEOUT_S, metadata=self._metadata))
+
+    def deregister_graph(self, handle):
+        request = worker_pb2.DeregisterGraphRequest(graph_handle=handle)
+        return self._keep(self._stub.DeregisterGraph.future(request, timeout=CONTROL_TIMEOUT_S,
+                                                            metadata=self._metadata))
+
+    def reset(self):
+        return _CallFuture(self._stub.ResetResources.future(worker_pb2.ResetResourcesRequest(),
+                                                            timeout=CONTROL_TIMEOUT_S, metadata=self._metadata),
+                           _ignore)
+
+    def get_status(self):
+        return _CallFuture(self._stub.GetStatus.future(worker_pb2.GetStatusRequest(), timeout=5.0,
+                                                       metadata=self._metadata), _status_dict)
+
+    def close(self):
+        self._channel.close()
+        if self._fast is not None:
+            self._fast.close()
+
+
+class MasterServicer:
+    """MasterService: parses each request, calls the Master, builds the response."""
+
+    def __init__(self, master, address="", step_port=0):
+        self.master = master
+        self.address = address
+        self.step_port = step_port
+
+    def CreateSession(self, request):
+        graph = security.parse_graph_def(request.graph_def)
+        handle, version = self.master.create_session(graph, request.config)
+        return master_pb2.CreateSessionResponse(session_handle=handle, graph_version=version,
+                                                step_port=self.step_port)
+
+    def ExtendSession(self, request):
+        nodes = list(security.parse_graph_def(request.graph_def))
+        version = self.master.extend_session(request.session_handle, nodes, request.current_graph_version)
+        return master_pb2.ExtendSessionResponse(new_graph_version=version)
+
+    def RunStep(self, request):
+        feeds = [(t.name, t.tensor) for t in request.feed]
+        options = request.options
+        tensors, metadata, step_id = self.master.run_step(
+            request.session_handle, feeds, list(request.fetch), list(request.target),
+            options.timeout_in_ms, options.trace_level != 0)
+        response = master_pb2.RunStepResponse(step_id=step_id)
+        add = response.tensor.add
+        for name, tensor in tensors:
+            add(name=name, tensor=tensor)
+        if metadata is not None:
+            response.metadata.CopyFrom(metadata)
+        return response
+
+    def CloseSession(self, request):
+        self.master.close_session(request.session_handle)
+        return master_pb2.CloseSessionResponse()
+
+    def ListDevices(self, request):
+        response = master_pb2.ListDevicesResponse()
+        for name, device_type, memory in self.master.list_devices():
+            response.device.add(name=name, device_type=device_type, memory_limit=memory)
+        return response
+
+    def RegisterWorker(self, request):
+        devices = [(d.device_type, d.index, d.memory_limit) for d in request.device]
+        rec = self.master.register_worker(request.address, request.data_address, request.job,
+                                          request.task if request.HasField("task") else None,
+                                          request.incarnation, devices, request.step_address)
+        response = master_pb2.RegisterWorkerResponse(
+            job=rec.job, task=rec.task, heartbeat_interval_ms=int(self.master.heartbeat_interval * 1000))
+        for name, device_type, index, memory in rec.devices:
+            response.device.add(name=name, device_type=device_type, index=index, memory_limit=memory)
+        return response
+
+    def Heartbeat(self, request):
+        known = self.master.heartbeat(request.job, request.task, request.incarnation, request.shutting_down)
+        return master_pb2.HeartbeatResponse(known=known)
+
+    def ClusterStatus(self, request):
+        return status_proto(self.master.cluster_status(), self.address)
+
+    def Reset(self, request):
+        self.master.reset()
+        return master_pb2.ResetResponse()
+
+
+def status_proto(status, address=""):
+    """The ClusterStatusResponse for Master.cluster_status()'s dicts."""
+    response = master_pb2.ClusterStatusResponse(active_steps=status["active_steps"], master_address=address)
+    for w in status["workers"]:
+        ws = response.worker.add(
+            job=w["job"], task=w["task"], address=w["address"], data_address=w["data_address"],
+            incarnation=w["incarnation"], health=w["health"], dead_reason=w["dead_reason"],
+            last_heartbeat_age_s=w["last_heartbeat_age_s"],
+            active_steps=w.get("active_steps", 0), rendezvous_entries=w.get("rendezvous_entries", 0),
+            registered_graphs=w.get("registered_graphs", 0), resources=w.get("resources", 0),
+            reachable=w["reachable"])
+        for name, device_type, index, memory in w["devices"]:
+            ws.device.add(name=name, device_type=device_type, index=index, memory_limit=memory)
+    for s in status["sessions"]:
+        response.session.add(**s)
+    return response
+
+
+class MasterServer:
+    """A running master: the gRPC server, the step channel server, the Master state and the heartbeat monitor."""
+
+    def __init__(self, server, master, fast_server=None):
+        self.grpc_server = server
+        self.fast_server = fast_server
+        self.master = master
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="tg-heartbeat-monitor", daemon=True)
+
+    def _watch(self):
+        period = max(0.05, min(0.5, self.master.heartbeat_timeout / 4))
+        while not self._stop.wait(period):
+            try:
+                self.master.check_health()
+            except Exception:  # noqa: BLE001 - the monitor must keep running
+                log.exception("heartbeat check failed")
+
+    def start(self):
+        self.grpc_server.start()
+        if self.fast_server is not None:
+            self.fast_server.start()
+        self._monitor.start()
+        return self
+
+    def stop(self, grace=1.0):
+        self._stop.set()
+        if self.fast_server is not None:
+            self.fast_server.close()
+        event = self.grpc_server.stop(grace)
+        self.master.close()
+        return event
+
+    def wait_for_termination(self, timeout=None):
+        return self.grpc_server.wait_for_termination(timeout)
+
+
+def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbeat_interval=1.0, max_workers=64):
+    """A MasterServer bound to host:port (port 0: any free port), not yet started; returns (server, port).
+
+    Unless TLS is on, the master also serves its methods on a step channel
+    port of the same host, which CreateSession tells clients.
+    """
+    master = master_lib.Master(lambda addr, step_addr: GrpcWorkerClient(addr, step_addr, token, tls),
+                               heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval)
+    server = security.new_server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tg-master-rpc"), token)
+    port = security.bind(server, address, tls)
+    host = address.rsplit(":", 1)[0]
+    servicer = MasterServicer(master, f"{host}:{port}")
+    fast = None
+    if step_channel.enabled(tls):
+        fast = step_channel.StepChannelServer(master_pb2, "MasterService", servicer, host, 0, token)
+        servicer.step_port = fast.port
+    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer),))
+    return MasterServer(server, master, fast), port

@@ -1,0 +1,346 @@
+"""The `tensorgrid` command: master, worker, local, status and demo (SPEC section 6).
+
+Every command has --help, exits non-zero with a one-line reason on bad
+arguments or an unreachable master (no traceback), and stops cleanly on
+SIGINT and SIGTERM; SIGUSR1 prints every thread's stack to stderr. Logs go
+to stderr, quiet by default (--log-level); each line names the process and,
+inside a request, the request id.
+"""
+
+import argparse
+import faulthandler
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+from tensorgrid import security
+
+DEFAULT_MASTER = "127.0.0.1:7070"
+
+
+class _OneLineError(Exception):
+    """An error reported as a single line and exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.request_id = security.request_id.get()
+        return True
+
+
+def _setup_logging(level):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s pid=%(process)d req=%(request_id)s: %(message)s"))
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger("tensorgrid")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def _address(text):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _port(text):
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return int(text)
+
+
+def _task(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a task index >= 0, got {text!r}")
+    return int(text)
+
+
+def _add_common(p, server=True):
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="how much to log to stderr (default: warning)")
+    p.add_argument("--token-file", help="file holding the cluster's shared token (default: $TENSORGRID_TOKEN)")
+    p.add_argument("--tls-ca", help="PEM certificate authority that signs the cluster's certificates")
+    if server:
+        p.add_argument("--tls-cert", help="PEM certificate of this server (turns on TLS, with --tls-key)")
+        p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+        p.add_argument("--port-file", help="write {port, address, ...} as JSON to this file once listening")
+    else:
+        p.add_argument("--tls-cert", help="PEM client certificate, when the servers ask for one")
+        p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+
+
+def build_parser():
+    parser = _Parser(prog="tensorgrid", description="tensorgrid: a distributed dataflow-graph runtime.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("master", help="run the master", description="Run a tensorgrid master until Ctrl-C.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=7070, help="port to listen on; 0 picks one (default: 7070)")
+    p.add_argument("--heartbeat-timeout", type=_positive(float), default=10.0,
+                   help="seconds without a heartbeat before a worker is marked dead (default: 10)")
+    _add_common(p)
+
+    p = sub.add_parser("worker", help="run a worker", description="Run a tensorgrid worker until Ctrl-C.")
+    p.add_argument("--master", type=_address, default=_default_master(),
+                   help=f"the master's HOST:PORT (default: $TENSORGRID_MASTER or {DEFAULT_MASTER})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=0, help="port to listen on; 0 picks one (default: 0)")
+    p.add_argument("--advertise", type=_address, help="HOST:PORT other processes reach this worker at")
+    p.add_argument("--job", default="worker", help="job name (default: worker)")
+    p.add_argument("--task", type=_task, help="task index (default: the master assigns one)")
+    p.add_argument("--devices", default="cpu", choices=["cpu", "gpu", "all"], help="devices to serve (default: cpu)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="run py_func payloads (cloudpickle runs arbitrary code: trusted clients only)")
+    p.add_argument("--heartbeat-interval", type=_positive(float), default=1.0,
+                   help="seconds between heartbeats (default: 1)")
+    p.add_argument("--master-wait", type=float, default=10.0,
+                   help="seconds to keep trying to reach the master at start (default: 10)")
+    _add_common(p)
+
+    p = sub.add_parser("local", help="run a master and workers on this machine",
+                       description="Run a master and N workers on this machine until Ctrl-C; prints the target.")
+    p.add_argument("--workers", type=_positive(int), default=2, help="number of workers (default: 2)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=7070, help="the master's port; 0 picks one (default: 7070)")
+    p.add_argument("--allow-pickle", action="store_true", help="let the workers run py_func payloads")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="how much the master and workers log into their log files (default: warning)")
+    p.add_argument("--token-file", help="file holding the cluster's shared token (default: $TENSORGRID_TOKEN)")
+
+    p = sub.add_parser("status", help="show the cluster's workers, devices, health and sessions",
+                       description="Print what the master knows about its cluster.")
+    p.add_argument("--master", type=_address, default=_default_master(),
+                   help=f"the master's HOST:PORT (default: $TENSORGRID_MASTER or {DEFAULT_MASTER})")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--timeout", type=_positive(float), default=10.0, help="seconds to wait for the master")
+    _add_common(p, server=False)
+
+    p = sub.add_parser("demo", help="train the demo model on a cluster", add_help=False,
+                       description="Train the demo model (SPEC section 8).")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _default_master():
+    target = os.environ.get("TENSORGRID_MASTER", "")
+    return target[len("grpc://"):] if target.startswith("grpc://") else (target or DEFAULT_MASTER)
+
+
+def _token(args):
+    try:
+        return security.read_token(args.token_file)
+    except ValueError as e:
+        raise _OneLineError(str(e)) from None
+
+
+def _tls(args):
+    tls = security.TlsFiles(getattr(args, "tls_cert", None), getattr(args, "tls_key", None),
+                            getattr(args, "tls_ca", None))
+    if bool(tls.cert) != bool(tls.key):
+        raise _OneLineError("--tls-cert and --tls-key go together")
+    for path in (tls.cert, tls.key, tls.ca):
+        if path and not os.path.isfile(path):
+            raise _OneLineError(f"no such file: {path}")
+    return tls
+
+
+def write_port_file(path, info):
+    """Writes `info` as JSON to `path` atomically, so a reader never sees half of it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+def _wait_for_signal():
+    """Blocks until SIGINT or SIGTERM."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        stop.set()
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.wait(3600):
+        pass
+
+
+def _exit_now(code):
+    """Exits once the servers are stopped, without waiting on threads a kernel may still hold (a py_func
+    sleeping, say): a server process must end when told to."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_master(args):
+    from tensorgrid.runtime import master_service
+    try:
+        server, port = master_service.create_server(f"{args.host}:{args.port}", token=_token(args), tls=_tls(args),
+                                                    heartbeat_timeout=args.heartbeat_timeout)
+    except (OSError, ValueError) as e:
+        raise _OneLineError(str(e)) from None
+    server.start()
+    address = f"{args.host}:{port}"
+    if args.port_file:
+        step_port = server.fast_server.port if server.fast_server is not None else 0
+        write_port_file(args.port_file, {"port": port, "address": address, "step_port": step_port,
+                                         "pid": os.getpid()})
+    print(f"tensorgrid master listening on {address} (target grpc://{address})", flush=True)
+    _wait_for_signal()
+    server.stop(1.0).wait(3)
+    _exit_now(0)
+
+
+def _run_worker(args):
+    from tensorgrid.framework import errors
+    from tensorgrid.worker import worker as worker_lib
+    from tensorgrid.worker import worker_service
+    try:
+        devices = worker_lib.local_devices(args.devices)
+        proc = worker_service.WorkerProcess(
+            args.master, host=args.host, port=args.port, advertise=args.advertise, job=args.job, task=args.task,
+            devices=devices, allow_pickle=args.allow_pickle, token=_token(args), tls=_tls(args),
+            heartbeat_interval=args.heartbeat_interval)
+    except (OSError, ValueError) as e:
+        raise _OneLineError(str(e)) from None
+    try:
+        proc.start(wait_s=args.master_wait)
+    except errors.OpError as e:
+        raise _OneLineError(e.message) from None
+    name = proc.worker.task_name
+    if args.port_file:
+        write_port_file(args.port_file, {"port": proc.port, "address": proc.address, "data_address": proc.data_address,
+                                         "step_address": proc.link.step_address, "job": proc.worker.job,
+                                         "task": proc.worker.task, "pid": os.getpid(),
+                                         "incarnation": proc.worker.incarnation})
+    print(f"tensorgrid worker {name} listening on {proc.address} (data {proc.data_address}), "
+          f"master {args.master}", flush=True)
+    _wait_for_signal()
+    proc.stop()
+    _exit_now(0)
+
+
+def _run_local(args):
+    from tensorgrid.runtime.cluster import ClusterError, LocalCluster
+    try:
+        token = _token(args)
+        extra = ["--allow-pickle"] if args.allow_pickle else []
+        cluster = LocalCluster(num_workers=args.workers, token=token, host=args.host, master_port=args.port,
+                               extra_worker_args=extra, log_level=args.log_level)
+    except ClusterError as e:
+        raise _OneLineError(str(e)) from None
+    with cluster:
+        print(f"tensorgrid local cluster: master and {args.workers} workers; target {cluster.target}", flush=True)
+        print(f"logs in {cluster.log_dir}; press Ctrl-C to stop", flush=True)
+        _wait_for_signal()
+    return 0
+
+
+def _run_status(args):
+    from tensorgrid.client import remote
+    from tensorgrid.framework import errors
+    from tensorgrid.proto import config_pb2
+    tls = _tls(args)
+    config = config_pb2.ConfigProto(token=_token(args) or "")
+    try:
+        status = remote.cluster_status(f"grpc://{args.master}", config, timeout=args.timeout,
+                                       tls=tls if tls.enabled else None)
+    except errors.OpError as e:
+        raise _OneLineError(e.message.splitlines()[0]) from None
+    if args.json:
+        from google.protobuf import json_format
+        print(json_format.MessageToJson(status, preserving_proto_field_name=True,
+                                        always_print_fields_with_no_presence=True))
+        return 0
+    print(format_status(status, args.master))
+    return 0
+
+
+def format_status(status, master):
+    """A human-readable table of a ClusterStatusResponse."""
+    alive = sum(w.health == "alive" for w in status.worker)
+    lines = [f"master {master}: {_count(len(status.worker), 'worker')} ({alive} alive), "
+             f"{_count(len(status.session), 'session')}, {_count(status.active_steps, 'step')} running"]
+    rows = [("WORKER", "ADDRESS", "HEALTH", "HEARTBEAT", "DEVICES", "STEPS", "RENDEZVOUS", "GRAPHS", "VARIABLES")]
+    for w in status.worker:
+        devices = ",".join(d.name.rsplit("/device:", 1)[-1] for d in w.device)
+        rows.append((f"/job:{w.job}/task:{w.task}", w.address, w.health if w.reachable or w.health != "alive"
+                     else "alive (unreachable)", f"{w.last_heartbeat_age_s:.1f}s ago", devices,
+                     str(w.active_steps), str(w.rendezvous_entries), str(w.registered_graphs), str(w.resources)))
+    lines += _table(rows)
+    lines += [f"/job:{w.job}/task:{w.task} is dead: {w.dead_reason}" for w in status.worker if w.dead_reason]
+    if status.session:
+        rows = [("SESSION", "GRAPH VERSION", "NODES", "PLANS", "STEPS")]
+        for s in status.session:
+            rows.append((s.session_handle, str(s.graph_version), str(s.graph_nodes), str(s.cached_plans),
+                         str(s.steps_run)))
+        lines += [""] + _table(rows)
+    return "\n".join(lines)
+
+
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _table(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _run_demo(args):
+    import importlib
+    import importlib.util
+    if importlib.util.find_spec("tensorgrid.demo") is None:
+        sys.stderr.write("tensorgrid demo: error: the demo is not yet available in this build\n")
+        return 2
+    return importlib.import_module("tensorgrid.demo").main(args.args)
+
+
+COMMANDS = {"master": _run_master, "worker": _run_worker, "local": _run_local, "status": _run_status,
+            "demo": _run_demo}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    if args.command != "demo":
+        _setup_logging(args.log_level)
+        # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a process waits.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except _OneLineError as e:
+        sys.stderr.write(f"tensorgrid {args.command}: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""The boundary between tensorgrid processes: tokens, TLS, message limits, and errors that cross it.
+
+Every server (master, worker) and every channel (client to master, master to
+worker, worker to worker) is made here, so they all apply the same rules:
+
+- A shared token (--token-file, or TENSORGRID_TOKEN) travels in the call
+  metadata under TOKEN_KEY; a server started with one rejects any call
+  without it with UNAUTHENTICATED (`TokenInterceptor`).
+- TLS turns on when a certificate and key are given (--tls-cert/--tls-key,
+  --tls-ca for the authority that signs peers; clients read
+  TENSORGRID_TLS_CA, TENSORGRID_TLS_CERT and TENSORGRID_TLS_KEY).
+- Messages are capped at MAX_MESSAGE_BYTES both ways (documented in
+  master.proto); tensors that cross workers stream in chunks instead.
+- Requests arrive as raw bytes and are parsed by `invoke` (under gRPC
+  through `service_handlers`, and under tensorgrid/step_channel.py), so
+  garbage gets INVALID_ARGUMENT instead of gRPC's INTERNAL, and a handler's
+  OpError goes back as its own status code, message and node name
+  (trailing metadata NODE_KEY); `error_from_rpc` turns it back into the same
+  OpError class on the caller's side. A call that failed on the way, with
+  no answer from the server, is an UnavailableError marked `.in_transit`:
+  the peer is gone, which is not the same as a peer reporting unavailability.
+"""
+
+import contextvars
+import dataclasses
+import hmac
+import itertools
+import logging
+import os
+import socket
+
+import grpc
+from google.protobuf import message as protobuf_message
+
+from tensorgrid.framework import errors
+
+TOKEN_KEY = "tg-token"
+NODE_KEY = "tg-node"
+# Trailing metadata every error a tensorgrid server sends carries; its absence means the call failed in transit.
+ORIGIN_KEY = "tg-error"
+TOKEN_ENV = "TENSORGRID_TOKEN"
+# Control messages carry feeds and fetches; tensors between workers are chunked, so 1 GiB is ample.
+MAX_MESSAGE_BYTES = 1 << 30
+CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Connection failures must surface at once (a killed worker), not after a reconnect backoff.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),
+)
+SERVER_OPTIONS = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+)
+
+log = logging.getLogger("tensorgrid.rpc")
+request_id = contextvars.ContextVar("tensorgrid_request_id", default="-")
+_request_ids = itertools.count(1)
+
+
+def read_token(token_file=None):
+    """The shared token from `token_file`, else from TENSORGRID_TOKEN; None when neither sets one."""
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as e:
+            raise ValueError(f"cannot read token file {token_file}: {e.strerror}") from None
+        if not token:
+            raise ValueError(f"token file {token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def call_metadata(token):
+    """The metadata every call presents: the token, when there is one."""
+    return ((TOKEN_KEY, token),) if token else None
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Rejects every call whose metadata lacks the shared token, with UNAUTHENTICATED."""
+
+    def __init__(self, token):
+        self._token = token.encode("utf-8")
+
+    def intercept_service(self, continuation, handler_call_details):
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == TOKEN_KEY:
+                given = value if isinstance(value, bytes) else value.encode("utf-8")
+                if hmac.compare_digest(given, self._token):
+                    return continuation(handler_call_details)
+                break
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        def deny(request, context):
+            log.warning("rejected %s: missing or wrong token", method)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          f"{method}: this cluster requires its token (tg.ConfigProto(token=...) "
+                          f"or {TOKEN_ENV}); the call had none or a wrong one")
+
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(deny)
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """Paths of a PEM certificate, its key, and the authority that signs peers (any may be None)."""
+
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+
+    @classmethod
+    def from_env(cls):
+        return cls(os.environ.get("TENSORGRID_TLS_CERT"), os.environ.get("TENSORGRID_TLS_KEY"),
+                   os.environ.get("TENSORGRID_TLS_CA"))
+
+    @property
+    def enabled(self):
+        return bool(self.ca or (self.cert and self.key))
+
+    def _read(self, path, what):
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ValueError(f"cannot read TLS {what} {path}: {e.strerror}") from None
+
+    def server_credentials(self):
+        if not (self.cert and self.key):
+            raise ValueError("TLS on a server needs both --tls-cert and --tls-key")
+        ca = self._read(self.ca, "CA")
+        return grpc.ssl_server_credentials([(self._read(self.key, "key"), self._read(self.cert, "certificate"))],
+                                           root_certificates=ca, require_client_auth=ca is not None)
+
+    def channel_credentials(self):
+        return grpc.ssl_channel_credentials(root_certificates=self._read(self.ca, "CA"),
+                                            private_key=self._read(self.key, "key"),
+                                            certificate_chain=self._read(self.cert, "certificate"))
+
+
+def open_channel(address, tls=None):
+    """A channel to host:port, with TLS when `tls` is enabled, and tensorgrid's limits."""
+    if tls is not None and tls.enabled:
+        return grpc.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def new_server(executor, token=None):
+    """A gRPC server on `executor` that checks `token` on every call when one is given."""
+    interceptors = (TokenInterceptor(token),) if token else ()
+    return grpc.server(executor, interceptors=interceptors, options=SERVER_OPTIONS)
+
+
+def bind(server, address, tls=None):
+    """Binds host:port (port 0 picks a free one) and returns the bound port."""
+    _check_free(address)
+    try:
+        if tls is not None and tls.enabled:
+            port = server.add_secure_port(address, tls.server_credentials())
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as e:
+        raise OSError(f"cannot listen on {address}: {e}") from None
+    if not port:
+        raise OSError(f"cannot listen on {address} (in use, or not an address of this host)")
+    return port
+
+
+def _check_free(address):
+    """OSError with a plain reason when host:port cannot be bound (gRPC would also log a C++ error line)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as e:
+        raise OSError(f"cannot listen on {address}: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------- errors across processes
+
+def abort_with(context, err):
+    """Ends the call with `err`'s status code, message and node name."""
+    node = getattr(err, "node_name", None) or (err.op if isinstance(err.op, str) else None)
+    context.set_trailing_metadata(((ORIGIN_KEY, "1"), (NODE_KEY, node)) if node else ((ORIGIN_KEY, "1"),))
+    context.abort(err.grpc_code, err.message or type(err).__name__)
+
+
+def in_transit(message):
+    """The UnavailableError of a call that failed on the way (no answer from the server)."""
+    err = errors.UnavailableError(None, None, message)
+    err.in_transit = True
+    return err
+
+
+def error_from_rpc(exc, unavailable_prefix=""):
+    """The OpError a failed call stands for: same class, same message, node name kept in `.op`.
+
+    A call that failed in transit (the server sent no error of its own) has
+    `.in_transit` set, and unavailable_prefix before its message.
+    """
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    node, from_server = None, False
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == NODE_KEY:
+            node = value
+        elif key == ORIGIN_KEY:
+            from_server = True
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in details.lower():
+        details = f"{details} (tensorgrid's gRPC messages are capped at {MAX_MESSAGE_BYTES} bytes)"
+    if code == grpc.StatusCode.UNAVAILABLE and not from_server:
+        return in_transit(f"{unavailable_prefix}: {details}" if unavailable_prefix else details)
+    cls = errors.error_class_for_code(code)
+    err = cls(None, node, details)
+    if node:
+        err.node_name = node
+    return err
+
+
+# ---------------------------------------------------------------- servicers
+
+def parse_graph_def(graph_def):
+    """The GraphIR of a GraphDef from another process; INVALID_ARGUMENT for anything that does not decode."""
+    from tensorgrid.proto import convert
+    try:
+        return convert.graph_def_to_ir(graph_def)
+    except errors.OpError:
+        raise
+    except (TypeError, ValueError, KeyError) as e:
+        raise errors.InvalidArgumentError(None, None, f"malformed GraphDef: {type(e).__name__}: {e}") from None
+
+
+def service_handlers(pb2_module, service_name, impl):
+    """A generic handler serving `service_name` of `pb2_module` with impl.<Method>(request) -> response.
+
+    Requests are parsed here: undecodable bytes get INVALID_ARGUMENT. A method
+    raising an OpError ends the call with that error's status; any other
+    exception is logged and ends it with INTERNAL. Every call runs under a
+    fresh request id, which the logs print.
+    """
+    service = pb2_module.DESCRIPTOR.services_by_name[service_name]
+    handlers = {}
+    for method in service.methods:
+        request_cls = message_class(method.input_type)
+        response_cls = message_class(method.output_type)
+        fn = getattr(impl, method.name)
+        if method.client_streaming:
+            handlers[method.name] = grpc.stream_unary_rpc_method_handler(
+                _stream_handler(fn, request_cls, method.full_name),
+                response_serializer=response_cls.SerializeToString)
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary_handler(fn, request_cls, method.full_name),
+                response_serializer=response_cls.SerializeToString)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def message_class(descriptor):
+    """The generated message class of a message descriptor."""
+    from google.protobuf import message_factory
+    return message_factory.GetMessageClass(descriptor)
+
+
+def invoke(fn, request_cls, name, data):
+    """Parses `data` as a request_cls and returns fn(request); raises an OpError for every failure.
+
+    Undecodable bytes are INVALID_ARGUMENT; an exception that is not an
+    OpError is a bug: logged, and INTERNAL. Runs under a fresh request id.
+    """
+    token = request_id.set(f"r{next(_request_ids)}")
+    try:
+        try:
+            request = request_cls.FromString(data)
+        except protobuf_message.DecodeError as e:
+            raise errors.InvalidArgumentError(None, None, f"{name}: malformed {request_cls.__name__}: {e}") from None
+        try:
+            return fn(request)
+        except errors.OpError as e:
+            if log.isEnabledFor(logging.INFO):
+                log.info("[%s] %s -> %s: %s", request_id.get(), name, e.grpc_code.name, e.message)
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must not take the server down
+            log.exception("%s failed", name)
+            raise errors.InternalError(None, None, f"{name}: {type(e).__name__}: {e}") from None
+    finally:
+        request_id.reset(token)
+
+
+def _unary_handler(fn, request_cls, name):
+    def handle(data, context):
+        try:
+            return invoke(fn, request_cls, name, data)
+        except errors.OpError as e:
+            failure = e
+        abort_with(context, failure)
+    return handle
+
+
+def _stream_handler(fn, request_cls, name):
+    parse = request_cls.FromString
+
+    def messages(iterator):
+        for data in iterator:
+            try:
+                yield parse(data)
+            except protobuf_message.DecodeError as e:
+                raise errors.InvalidArgumentError(
+                    None, None, f"{name}: malformed {request_cls.__name__}: {e}") from None
+
+    def handle(iterator, context):
+        token = request_id.set(f"r{next(_request_ids)}")
+        try:
+            try:
+                return fn(messages(iterator))
+            except errors.OpError as e:
+                failure = e
+            except grpc.RpcError as e:
+                failure = errors.CancelledError(None, None, f"{name}: the sender went away: {e}")
+            except Exception as e:  # noqa: BLE001
+                log.exception("%s failed", name)
+                failure = errors.InternalError(None, None, f"{name}: {type(e).__name__}: {e}")
+            abort_with(context, failure)
+        finally:
+            request_id.reset(token)
+    return handle
