@@ -10,7 +10,8 @@ The rule, in order:
    and listing the devices, unless soft placement is on, in which case the
    node falls back to a device of the same task, then to any device.
 3. Groups with no spec follow their data: first each takes the device most
-   of its placed data inputs are on (ties: the first input's); then nodes
+   of its placed data inputs are on (ties: the first input's; a node with
+   only control inputs, such as tg.group's NoOp, follows those); then nodes
    still unplaced (sources such as constants and variables) take the device
    most of their consumers are on; whatever is left goes to the default
    device. So a graph with no specs stays whole on the default device, and a
@@ -113,6 +114,9 @@ def place(graph, devices, default_device=None, allow_soft_placement=False):
                 continue
             placed = [device_of(split_input(r)[0]) for r in node.inputs]
             placed = [d for d in placed if d is not None]
+            if not placed and not node.inputs:
+                # A node with only control inputs (a group's NoOp) sits with what it waits for.
+                placed = [d for d in map(device_of, node.control_inputs) if d is not None]
             if placed:
                 assign(name, _majority(placed))
 

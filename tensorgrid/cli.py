@@ -328,6 +328,9 @@ COMMANDS = {"master": _run_master, "worker": _run_worker, "local": _run_local, "
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "demo":
+        # argparse's REMAINDER drops leading options (--out ...), so the demo parses its own.
+        return _run_demo(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     if args.command != "demo":
         _setup_logging(args.log_level)
