@@ -36,7 +36,7 @@ import threading
 
 from tensorgrid import security
 from tensorgrid.framework import errors
-from tensorgrid.worker.wire import recv_exact, token_mac
+from tensorgrid.worker.wire import peer_closed, recv_exact, token_bytes, token_mac
 
 log = logging.getLogger("tensorgrid.rpc")
 
@@ -59,10 +59,6 @@ def enabled(tls=None):
     return not (tls is not None and tls.enabled) and os.environ.get(CONTROL_ENV, "") != "grpc"
 
 
-def _token_bytes(token):
-    return token.encode("utf-8") if token else None
-
-
 def _tune(sock):
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -77,7 +73,7 @@ class StepChannelServer:
         self._methods = [None if m.client_streaming else
                          (getattr(impl, m.name), security.message_class(m.input_type), m.full_name)
                          for m in service.methods]
-        self._token = _token_bytes(token)
+        self._token = token_bytes(token)
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -208,12 +204,7 @@ class _Connection:
 
     def closed_by_peer(self):
         """True when the server has closed this idle connection (checked without blocking)."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
+        return peer_closed(self.sock)
 
     def close(self):
         try:
@@ -229,7 +220,7 @@ class StepChannelClient:
         self.address = address
         service = pb2_module.DESCRIPTOR.services_by_name[service_name]
         self._index = {m.name: i for i, m in enumerate(service.methods)}
-        self._token = _token_bytes(token)
+        self._token = token_bytes(token)
         self._idle = []
         self._lock = threading.Lock()
         self._closed = False

@@ -87,12 +87,6 @@ def _join_address(host, port):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _token_bytes(token):
-    if token is None or token == "" or token == b"":
-        return None
-    return token.encode("utf-8") if isinstance(token, str) else bytes(token)
-
-
 def _as_numpy(array):
     if isinstance(array, np.ndarray):
         return array
@@ -134,16 +128,6 @@ def _send_parts(sock, parts):
             first += 1
         if sent:
             views[first] = views[first][sent:]
-
-
-def _peer_closed(sock):
-    """True when the peer has closed the connection (checked without blocking or consuming data)."""
-    try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return True
 
 
 def _header(kind, enum, shape, key, step_id, ident, nbytes, offset, length, seg_size=0, name=b""):
@@ -365,7 +349,7 @@ class _Outbound:
 
     def closed_by_peer(self):
         lanes = self.lanes
-        return not lanes or _peer_closed(lanes[0].sock)
+        return not lanes or wire.peer_closed(lanes[0].sock)
 
     def send(self, step_id, key, array):
         """Sends one tensor; returns (path, payload bytes). OSError when the connection breaks (or was closed)."""
@@ -630,7 +614,7 @@ class DataPlane:
         self.host = host
         self.address = None
         self._port = port
-        self._token = _token_bytes(token)
+        self._token = wire.token_bytes(token)
         self._deliver = deliver
         self._shm_dir = shm.shm_dir() if mode in ("auto", "shm") else None
         self._shm_min = 1 if mode == "shm" else SHM_MIN_BYTES

@@ -20,6 +20,7 @@ message kind, the other lanes only DATA stripes of large tensors.
 
 import hashlib
 import hmac
+import socket
 import struct
 import sys
 
@@ -153,3 +154,20 @@ def _utf8(element):
     if isinstance(element, str):
         return element.encode("utf-8")
     raise TypeError(f"a string tensor holds bytes or str elements, not {type(element).__name__} ({element!r})")
+
+
+def token_bytes(token):
+    """The shared token as bytes, or None when no token is set."""
+    if token is None or token == "" or token == b"":
+        return None
+    return token.encode("utf-8") if isinstance(token, str) else bytes(token)
+
+
+def peer_closed(sock):
+    """True when the peer has closed the connection (checked without blocking or consuming data)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
