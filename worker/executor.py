@@ -308,7 +308,10 @@ class Executable:
                 e._tg_node_index = i
                 raise
             vals[out] = result
-            trace.append(NodeStats(node.name, node.op, start, _now_us(), *_describe_outputs(result)))
+            shown = result
+            if out == self.sink and code in (1, 2):  # no outputs (a _Send): show the tensor it consumed
+                shown = vals[b] if code == 2 else vals[a]
+            trace.append(NodeStats(node.name, node.op, start, _now_us(), *_describe_outputs(shown)))
             if frees:
                 for f in frees:
                     vals[f] = None
