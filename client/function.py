@@ -13,6 +13,7 @@ import numpy as np
 
 from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
+from tensorgrid.client import nest
 from tensorgrid.ops import registry
 
 __all__ = ["function"]
@@ -43,33 +44,11 @@ class FuncGraph(graph_lib.Graph):
         return op
 
 
-def _flatten(structure, leaves):
-    if isinstance(structure, dict):
-        return ("dict", type(structure), [(k, _flatten(v, leaves)) for k, v in structure.items()])
-    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
-        return ("nt", type(structure), [_flatten(v, leaves) for v in structure])
-    if isinstance(structure, (list, tuple)):
-        return ("seq", type(structure), [_flatten(v, leaves) for v in structure])
-    if isinstance(structure, graph_lib.Tensor) or hasattr(structure, "_as_tensor"):
-        leaves.append(graph_lib.convert_to_tensor(structure))
-        return ("leaf", len(leaves) - 1)
-    if isinstance(structure, graph_lib.Operation):
-        return ("const", None)
-    return ("const", structure)
-
-
-def _rebuild(node, values):
-    kind = node[0]
-    if kind == "leaf":
-        return values[node[1]]
-    if kind == "const":
-        return node[1]
-    if kind == "dict":
-        return node[1]((k, _rebuild(v, values)) for k, v in node[2])
-    if kind == "nt":
-        return node[1](*[_rebuild(v, values) for v in node[2]])
-    items = [_rebuild(v, values) for v in node[2]]
-    return items if node[1] is list else node[1](items)
+def _tensor_leaf(x):
+    """Tensors and Variables are a traced function's outputs; an Operation returns None, Python values themselves."""
+    if isinstance(x, graph_lib.Tensor) or hasattr(x, "_as_tensor"):
+        return graph_lib.convert_to_tensor(x)
+    return nest.Keep(None if isinstance(x, graph_lib.Operation) else x)
 
 
 class ConcreteFunction:
@@ -93,11 +72,11 @@ class ConcreteFunction:
         fetches = [t.name for t in self.outputs]
         results, _ = self._backend.run(self.graph, feeds, fetches, self._targets)
         values = [eager.EagerTensor(results[t.name], t.dtype) for t in self.outputs]
-        return _rebuild(self._structure, values)
+        return nest.rebuild(self._structure, values)
 
     @property
     def structured_outputs(self):
-        return _rebuild(self._structure, self.outputs)
+        return nest.rebuild(self._structure, self.outputs)
 
 
 class Function:
@@ -155,7 +134,7 @@ class Function:
             tkwargs = {k: to_placeholder(v, k) for k, v in kwargs.items()}
             result = self._fn(*targs, **tkwargs)
             leaves = []
-            structure = _flatten(result, leaves)
+            structure = nest.flatten(result, _tensor_leaf, leaves)
             outputs = [array_ops.identity(t) if t.op.type == "Placeholder" else t for t in leaves]
         consumed = {t.op for op in g.get_operations() for t in op.inputs}
         consumed.update(c for op in g.get_operations() for c in op.control_inputs)

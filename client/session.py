@@ -15,6 +15,7 @@ import numpy as np
 
 from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
+from tensorgrid.client import nest
 from tensorgrid.framework import dtypes, errors
 
 
@@ -24,37 +25,20 @@ class _FetchMapper:
     def __init__(self, graph, fetches):
         self.graph = graph
         self.leaves = []
-        self.structure = self._flatten(fetches)
+        self.structure = nest.flatten(fetches, self._element, self.leaves)
 
-    def _flatten(self, f):
-        if isinstance(f, dict):
-            return ("dict", type(f), [(k, self._flatten(v)) for k, v in f.items()])
-        if isinstance(f, tuple) and hasattr(f, "_fields"):
-            return ("namedtuple", type(f), [self._flatten(v) for v in f])
-        if isinstance(f, (list, tuple)):
-            return ("seq", type(f), [self._flatten(v) for v in f])
+    def _element(self, f):
         if f is None:
             raise TypeError("Fetch argument None has invalid type <class 'NoneType'>")
         try:
-            el = self.graph.as_graph_element(f)
+            return self.graph.as_graph_element(f)
         except (KeyError, ValueError) as e:
             raise ValueError(f"Fetch argument {f!r} cannot be interpreted as a Tensor. ({e})") from None
         except TypeError as e:
             raise TypeError(f"Fetch argument {f!r} has invalid type {type(f)}: {e}") from None
-        self.leaves.append(el)
-        return ("leaf", len(self.leaves) - 1)
 
-    def build(self, values, node=None):
-        node = self.structure if node is None else node
-        kind = node[0]
-        if kind == "leaf":
-            return values[node[1]]
-        if kind == "dict":
-            return node[1]((k, self.build(values, v)) for k, v in node[2])
-        if kind == "namedtuple":
-            return node[1](*[self.build(values, v) for v in node[2]])
-        items = [self.build(values, v) for v in node[2]]
-        return items if node[1] is list else node[1](items)
+    def build(self, values):
+        return nest.rebuild(self.structure, values)
 
 
 def _to_result(value):

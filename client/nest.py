@@ -1,0 +1,43 @@
+"""Nested structures (dicts, namedtuples, lists, tuples) of tensors: flatten and rebuild."""
+
+class Keep:
+    """What a leaf function returns for a leaf that the rebuilt structure holds as `value`, uncollected."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def flatten(structure, leaf_fn, leaves):
+    """A spec of `structure`, appending leaf_fn(x) of each leaf x to `leaves`.
+
+    leaf_fn returns the value to collect, or Keep(v) to put v in the rebuilt
+    structure instead.
+    """
+    if isinstance(structure, dict):
+        return ("dict", type(structure), [(k, flatten(v, leaf_fn, leaves)) for k, v in structure.items()])
+    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+        return ("namedtuple", type(structure), [flatten(v, leaf_fn, leaves) for v in structure])
+    if isinstance(structure, (list, tuple)):
+        return ("seq", type(structure), [flatten(v, leaf_fn, leaves) for v in structure])
+    value = leaf_fn(structure)
+    if isinstance(value, Keep):
+        return ("const", value.value)
+    leaves.append(value)
+    return ("leaf", len(leaves) - 1)
+
+
+def rebuild(spec, values):
+    """The structure `spec` describes, with its leaves taken from `values`."""
+    kind = spec[0]
+    if kind == "leaf":
+        return values[spec[1]]
+    if kind == "const":
+        return spec[1]
+    if kind == "dict":
+        return spec[1]((k, rebuild(v, values)) for k, v in spec[2])
+    if kind == "namedtuple":
+        return spec[1](*[rebuild(v, values) for v in spec[2]])
+    items = [rebuild(v, values) for v in spec[2]]
+    return items if spec[1] is list else spec[1](items)
