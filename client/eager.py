@@ -159,7 +159,10 @@ def execute(opdef, inputs, attrs, name=None):
     ctx = registry.InferContext(opdef.name, name or opdef.name, [a.dtype for a in args],
                                 [np.shape(a._value) for a in args], attrs,
                                 [a._value for a in args], "")
-    specs = opdef.infer(ctx)
+    try:
+        specs = opdef.infer(ctx)
+    except ValueError as e:  # eager TF reports shape errors at run time, as InvalidArgumentError
+        raise errors.InvalidArgumentError(None, None, str(e)) from None
     fn = _kernel(opdef, attrs)
     values = [a._value for a in args]
     try:
