@@ -159,10 +159,7 @@ def execute(opdef, inputs, attrs, name=None):
     ctx = registry.InferContext(opdef.name, name or opdef.name, [a.dtype for a in args],
                                 [np.shape(a._value) for a in args], attrs,
                                 [a._value for a in args], "")
-    try:
-        specs = opdef.infer(ctx)
-    except ValueError as e:  # eager TF reports shape errors at run time, as InvalidArgumentError
-        raise errors.InvalidArgumentError(None, None, str(e)) from None
+    specs = opdef.infer(ctx)
     fn = _kernel(opdef, attrs)
     values = [a._value for a in args]
     try:
