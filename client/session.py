@@ -81,15 +81,15 @@ def _convert_feed(tensor, value):
 class BaseSession:
     """A connection to an execution engine that runs steps of one graph."""
 
-    def __init__(self, target="", graph=None, config=None):
+    def __init__(self, target=None, graph=None, config=None):
         if graph is None:
             graph = graph_lib.get_default_graph()
         if not isinstance(graph, graph_lib.Graph):
             raise TypeError(f"graph must be a tg.Graph, not {type(graph).__name__}")
         self._graph = graph
         self._config = config
-        if target is None or target == "":
-            target = "" if target == "" and "TENSORGRID_MASTER" not in os.environ else os.environ.get("TENSORGRID_MASTER", "")
+        if target is None:  # not given: $TENSORGRID_MASTER, else in-process
+            target = os.environ.get("TENSORGRID_MASTER", "")
         self._target = target
         self._closed = False
         self._default_ctx = None
@@ -213,7 +213,7 @@ class Session(BaseSession):
 class InteractiveSession(BaseSession):
     """A Session that installs itself as the default session on creation."""
 
-    def __init__(self, target="", graph=None, config=None):
+    def __init__(self, target=None, graph=None, config=None):
         super().__init__(target, graph, config)
         self._interactive_ctx = self.as_default()
         self._interactive_ctx.__enter__()

@@ -201,3 +201,13 @@ def test_closed_session_refuses_to_run(graph):
     sess.close()
     with pytest.raises(RuntimeError, match="closed"):
         sess.run(a)
+
+
+def test_tensorgrid_master_is_the_default_target_and_empty_string_is_in_process(graph, monkeypatch):
+    a = tf.constant(4.0)
+    monkeypatch.setenv("TENSORGRID_MASTER", "grpc://127.0.0.1:1")
+    with tf.Session("") as sess:
+        assert sess.run(a) == 4.0
+    with pytest.raises(errors.UnavailableError):
+        with tf.Session() as sess:
+            sess.run(a)
