@@ -2,6 +2,8 @@
 
 import datetime
 import ipaddress
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -12,6 +14,8 @@ from tensorgrid import security
 from tensorgrid.framework import errors
 from tensorgrid.proto import master_pb2, types_pb2, worker_pb2
 from tensorgrid.runtime.cluster import LocalCluster
+from tensorgrid.worker import transport
+from tests.test_transport import Inbox
 
 tf = tg.compat.v1
 TOKEN = "s3cret-token"
@@ -81,7 +85,6 @@ def test_workers_require_the_token_too(cluster):
 
 
 def test_the_data_plane_requires_the_token(cluster):
-    from tensorgrid.worker import transport
     data_address = cluster.worker_info(1)["data_address"]
     with transport.DataPlane(token="wrong") as plane:
         with pytest.raises(errors.UnauthenticatedError):
@@ -249,13 +252,147 @@ def _write_certs(tmp_path):
     return paths
 
 
-def test_tls_cluster(tmp_path, monkeypatch):
-    paths = _write_certs(tmp_path)
-    tls_args = ["--tls-cert", paths["cert"], "--tls-key", paths["key"], "--tls-ca", paths["ca"]]
-    with LocalCluster(num_workers=2, extra_master_args=tls_args, extra_worker_args=tls_args) as c:
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return _write_certs(tmp_path_factory.mktemp("certs"))
+
+
+def _tls_args(certs):
+    return ["--tls-cert", certs["cert"], "--tls-key", certs["key"], "--tls-ca", certs["ca"]]
+
+
+def _use_tls(monkeypatch, certs):
+    monkeypatch.setenv("TENSORGRID_TLS_CA", certs["ca"])
+    monkeypatch.setenv("TENSORGRID_TLS_CERT", certs["cert"])
+    monkeypatch.setenv("TENSORGRID_TLS_KEY", certs["key"])
+
+
+def _transport_stats(cluster, i, certs, token=None):
+    """Worker i's data-plane counters, from GetStatus over TLS."""
+    channel = security.open_channel(cluster.worker_info(i)["address"],
+                                    security.TlsFiles(certs["cert"], certs["key"], certs["ca"]))
+    try:
+        reply = channel.unary_unary("/tensorgrid.v1.WorkerService/GetStatus")(
+            worker_pb2.GetStatusRequest().SerializeToString(), timeout=10, metadata=security.call_metadata(token))
+    finally:
+        channel.close()
+    return dict(worker_pb2.GetStatusResponse.FromString(reply).transport)
+
+
+def test_tls_cluster(certs, monkeypatch):
+    with LocalCluster(num_workers=2, extra_master_args=_tls_args(certs), extra_worker_args=_tls_args(certs)) as c:
         with pytest.raises(errors.UnavailableError):
             _run_pair(c.target)  # plaintext to a TLS master
-        monkeypatch.setenv("TENSORGRID_TLS_CA", paths["ca"])
-        monkeypatch.setenv("TENSORGRID_TLS_CERT", paths["cert"])
-        monkeypatch.setenv("TENSORGRID_TLS_KEY", paths["key"])
+        _use_tls(monkeypatch, certs)
         np.testing.assert_allclose(_run_pair(c.target), [4.0, 6.0])
+        received = _transport_stats(c, 1, certs)
+    # both workers share this host: the Unix socket (gRPC where there is no /dev/shm), never raw TCP
+    assert received["tensors_received_tcp"] == 0
+    assert received["tensors_received_unix"] + received["tensors_received_grpc"] == 1
+
+
+def test_tls_cluster_sends_tensors_between_workers_over_tls(certs, monkeypatch):
+    value = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+    with LocalCluster(num_workers=2, token=TOKEN, extra_master_args=_tls_args(certs),
+                      extra_worker_args=_tls_args(certs), env={"TENSORGRID_TRANSPORT": "grpc"}) as c:
+        _use_tls(monkeypatch, certs)
+        g = tg.Graph()
+        with g.as_default():
+            x = tf.placeholder(tg.float32, [None], name="x")
+            with tg.device("/job:worker/task:0"):
+                a = x + 1.0
+            with tg.device("/job:worker/task:1"):
+                b = a * 2.0
+        with tg.Session(c.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+            np.testing.assert_array_equal(sess.run(b, {x: value}), (value + np.float32(1)) * np.float32(2))
+        sent, received = _transport_stats(c, 0, certs, TOKEN), _transport_stats(c, 1, certs, TOKEN)
+        with pytest.raises(grpc.RpcError) as info:
+            _transport_stats(c, 1, certs)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert sent["bytes_sent_grpc"] == received["bytes_received_grpc"] == value.nbytes
+    for path in ("tcp", "unix", "shm"):
+        assert sent[f"bytes_sent_{path}"] == received[f"bytes_received_{path}"] == 0, path
+
+
+# ---------------------------------------------------------------- the data plane under TLS
+
+@pytest.fixture
+def tls_planes(certs):
+    """Opens DataPlanes (with TLS unless tls=None is given) and closes every one at the end of the test."""
+    opened = []
+
+    def make(**kwargs):
+        kwargs.setdefault("tls", security.TlsFiles(certs["cert"], certs["key"], certs["ca"]))
+        plane = transport.DataPlane(**kwargs)
+        opened.append(plane)
+        return plane, plane.start()
+    yield make
+    for plane in opened:
+        plane.close()
+
+
+def _tensors_through(sender, address, inbox):
+    tensors = {"small": np.arange(3, dtype=np.int32), "large": np.arange(1 << 15, dtype=np.float64),
+               "strings": np.array([b"a", b"bc"], dtype=object)}
+    for key, value in tensors.items():
+        sender.send(address, 1, key, value)
+    for key, value in tensors.items():
+        assert inbox.pop(1, key).tolist() == value.tolist()
+    return sum(v.nbytes for v in tensors.values() if v.dtype != object) + 8 * 2 + 3
+
+
+@pytest.mark.parametrize("mode", ["auto", "grpc"])
+def test_tls_data_plane_never_uses_raw_tcp(tls_planes, mode):
+    inbox = Inbox()
+    receiver, address = tls_planes(mode=mode, token=TOKEN, deliver=inbox)
+    sender, _ = tls_planes(mode=mode, token=TOKEN)
+    total = _tensors_through(sender, address, inbox)
+    stats = sender.stats()
+    assert stats["bytes_sent_tcp"] == receiver.stats()["bytes_received_tcp"] == 0
+    if mode == "auto" and sender._shm_dir is not None:
+        assert stats["bytes_sent_shm"] == 8 << 15 and stats["tensors_sent_unix"] == 2
+    else:
+        assert stats["bytes_sent_grpc"] == total
+
+
+def test_tls_data_plane_sends_over_grpc_to_a_peer_without_shared_memory(tls_planes):
+    inbox = Inbox()
+    _, address = tls_planes(mode="grpc", token=TOKEN, deliver=inbox)  # offers no Unix socket: as if elsewhere
+    sender, _ = tls_planes(mode="auto", token=TOKEN)
+    total = _tensors_through(sender, address, inbox)
+    stats = sender.stats()
+    assert stats["bytes_sent_grpc"] == total and stats["connections_out"] == 0
+
+
+@pytest.mark.parametrize("mode", ["auto", "grpc"])
+def test_tls_data_plane_requires_the_token(tls_planes, mode):
+    inbox = Inbox()
+    _, address = tls_planes(mode=mode, token=TOKEN, deliver=inbox)
+    for token in (None, "wrong"):
+        intruder, _ = tls_planes(mode=mode, token=token)
+        with pytest.raises(errors.UnauthenticatedError):
+            intruder.send(address, 1, "x", np.ones(2))
+    assert not inbox.items
+
+
+@pytest.mark.parametrize("mode", ["auto", "grpc"])
+def test_plaintext_and_tls_data_planes_cannot_talk(tls_planes, monkeypatch, mode):
+    monkeypatch.setattr(transport, "HANDSHAKE_TIMEOUT_S", 0.5)  # a plaintext handshake with TLS just hangs
+    _, tls_address = tls_planes(mode=mode, token=TOKEN, deliver=lambda *a: pytest.fail("arrived"))
+    plain, plain_address = tls_planes(mode=mode, token=TOKEN, tls=None, deliver=lambda *a: pytest.fail("arrived"))
+    secure, _ = tls_planes(mode=mode, token=TOKEN)
+    with pytest.raises(errors.UnavailableError, match=tls_address):
+        plain.send(tls_address, 1, "x", np.ones(2))
+    with pytest.raises(errors.UnavailableError, match=plain_address):
+        secure.send(plain_address, 1, "x", np.ones(2))
+
+
+def test_tls_refuses_the_raw_tcp_mode(certs, monkeypatch):
+    tls = security.TlsFiles(certs["cert"], certs["key"], certs["ca"])
+    with pytest.raises(ValueError, match="unencrypted"):
+        transport.DataPlane(mode="tcp", tls=tls)
+    monkeypatch.setenv(transport.TRANSPORT_ENV, "tcp")
+    result = subprocess.run([sys.executable, "-m", "tensorgrid.cli", "worker", "--master", "127.0.0.1:1",
+                             *_tls_args(certs)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "tcp" in result.stderr and "unencrypted" in result.stderr and "Traceback" not in result.stderr

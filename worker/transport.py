@@ -25,6 +25,20 @@ insists on shared memory (every non-empty numeric tensor goes through it),
 "tcp" and "grpc" use that path for everyone; the environment variable
 TENSORGRID_TRANSPORT overrides the mode given.
 
+Under TLS (`tls`, the worker's security.TlsFiles) no tensor byte crosses a
+network in the clear. The data address is then a gRPC server with TLS
+server credentials, and tensors for peers on other hosts take the grpc path
+over a TLS channel (with this worker's certificate, for clusters that ask
+for one). Shared memory stays for same-host peers, since it never leaves the
+host: the sender asks the peer over that TLS channel for the name of its
+Unix socket (in Linux's abstract namespace, so only its host, and there only
+its network namespace, can reach it), connects there and proves the shared
+/dev/shm with the probe as above. That connection carries what the TCP one
+would (descriptors, small tensors, stripes), counted as path "unix"; a peer
+it cannot reach or that fails the probe gets grpc. Raw TCP is never used:
+mode "tcp" is refused. The token is checked on both the gRPC calls and the
+Unix socket's handshake.
+
 deliver(step_id, key, array) runs on a transport thread. The array may view
 lent memory (a segment or a pooled buffer); that memory is reused only
 after every array viewing it is gone, so keeping the array (in a variable,
@@ -42,6 +56,7 @@ import os
 import secrets
 import socket
 import struct
+import sys
 import threading
 
 import numpy as np
@@ -70,8 +85,11 @@ POOL_IDLE_BYTES = 1 << 30
 STAGING_BYTES = 64 << 10
 GRPC_CHUNK_BYTES = 4 << 20
 _SERVICE = "tensorgrid.v1.WorkerService"
+# Answers the name of the plane's same-host Unix socket (raw bytes both ways; empty: it has none).
+_LOCAL_SOCKET_METHOD = "/tensorgrid.v1.DataPlane/LocalSocket"
+_MAX_LOCAL_NAME = 100
 
-_PATHS = ("shm", "tcp", "grpc")
+_PATHS = ("shm", "tcp", "unix", "grpc")
 
 
 # ---------------------------------------------------------------- helpers
@@ -115,6 +133,18 @@ def _dial(host, port):
             sock.close()
             last = e
     raise last if last is not None else OSError(f"no address for {host}")
+
+
+def _dial_local(name):
+    """A connection to the Unix socket `name` of Linux's abstract namespace; OSError when nothing listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect("\0" + name)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _send_parts(sock, parts):
@@ -279,12 +309,18 @@ def _write(lane, parts):
 
 
 class _Outbound:
-    """This side's connections to one peer: lane 0, lanes for stripes, and segments when it shares our host."""
+    """This side's connections to one peer: lane 0, lanes for stripes, and segments when it shares our host.
+
+    Under TLS they run over the peer's Unix socket, and only to a same-host
+    peer; any other peer is marked `via_grpc` and has no connections here.
+    """
 
     def __init__(self, plane, address):
         self.plane = plane
         self.address = address
         self.host, self.port = _split_address(address)
+        self.local_name = None
+        self.via_grpc = False
         self.group = secrets.randbits(64)
         self.lanes = []
         self.pool = None
@@ -293,29 +329,60 @@ class _Outbound:
         self._release_tail = b""
         self._warned_full = False
 
+    @property
+    def path(self):
+        """The stats path of what lane 0 carries besides shared memory: "tcp", or "unix" under TLS."""
+        return "tcp" if self.local_name is None else "unix"
+
     def open(self):
         """Connects lane 0 once: UnavailableError if the peer is unreachable, UnauthenticatedError if it refuses."""
         with self.lock:
-            if self.lanes:
+            if self.lanes or self.via_grpc:
                 return
             plane = self.plane
             want_shm = plane.mode in ("auto", "shm") and plane._shm_dir is not None
-            sock, same_host = self._connect(0, want_shm)
-            self.lanes.append(_Lane(sock))
+            if plane._tls is None:
+                sock, same_host = self._connect(0, want_shm)
+            else:
+                sock, same_host = self._connect_local() if want_shm else (None, False)
             if want_shm and same_host:
+                self.lanes.append(_Lane(sock))
                 self.pool = shm.SegmentPool(plane._shm_dir)
-            elif plane.mode == "shm":
+                return
+            if sock is not None and (plane.mode == "shm" or plane._tls is not None):
+                sock.close()
+            if plane.mode == "shm":
+                other = "gRPC over TLS" if plane._tls is not None else "TCP"
                 raise errors.FailedPreconditionError(
                     None, None, f"data plane peer {self.address} does not share this host's shared memory "
                     f"({'no /dev/shm here' if plane._shm_dir is None else 'its probe failed'}); "
-                    f"mode 'shm' needs a same-host peer, 'auto' would use TCP")
+                    f"mode 'shm' needs a same-host peer, 'auto' would use {other}")
+            if plane._tls is not None:
+                self.via_grpc = True
+            else:
+                self.lanes.append(_Lane(sock))
+
+    def _connect_local(self):
+        """(connection, same host) over the peer's Unix socket; (None, False) when it has none reachable here."""
+        name = self.plane._peer_local_name(self.address)
+        if not name:
+            return None, False
+        try:
+            sock = _dial_local(name)
+        except OSError:
+            return None, False  # not in this host's network namespace: the peer is elsewhere
+        self.local_name = name
+        return self._handshake(sock, 0, True)
 
     def _connect(self, lane, probe):
         try:
-            sock = _dial(self.host, self.port)
+            sock = _dial(self.host, self.port) if self.local_name is None else _dial_local(self.local_name)
         except OSError as e:
             raise errors.UnavailableError(
                 None, None, f"data plane peer {self.address} is unreachable: {e.strerror or e}") from None
+        return self._handshake(sock, lane, probe)
+
+    def _handshake(self, sock, lane, probe):
         probe_name, probe_content = shm.make_probe(self.plane._shm_dir) if probe else ("", bytes(16))
         try:
             sock.settimeout(HANDSHAKE_TIMEOUT_S)
@@ -330,8 +397,10 @@ class _Outbound:
             sock.settimeout(None)
         except (OSError, EOFError, wire.ProtocolError) as e:
             sock.close()
+            # a TLS worker's data port waits for a TLS hello, so a plaintext handshake only times out
+            hint = " (a worker with TLS on takes TLS connections only)" if isinstance(e, TimeoutError) else ""
             raise errors.UnavailableError(
-                None, None, f"data plane peer {self.address} failed the handshake: {e}") from None
+                None, None, f"data plane peer {self.address} failed the handshake: {e}{hint}") from None
         finally:
             if probe:
                 shm.remove_probe(self.plane._shm_dir, probe_name)
@@ -348,6 +417,8 @@ class _Outbound:
         return sock, bool(same_host)
 
     def closed_by_peer(self):
+        if self.via_grpc:
+            return False  # its gRPC channel reconnects by itself
         lanes = self.lanes
         return not lanes or wire.peer_closed(lanes[0].sock)
 
@@ -370,7 +441,7 @@ class _Outbound:
             self._send_striped(step_id, key, enum, shape, data)
         else:
             _write(lanes[0], [_header(wire.DATA, enum, shape, key, step_id, 0, n, 0, n), data])
-        return "tcp", n
+        return self.path, n
 
     def _send_shm(self, lane, pool, step_id, key, enum, shape, data):
         """Sends through a segment; False (nothing sent) when /dev/shm has no room for it."""
@@ -382,8 +453,9 @@ class _Outbound:
         except OSError as e:
             if not self._warned_full:
                 self._warned_full = True
-                log.warning("data plane: no room in %s for %d bytes (%s); tensors to %s go over TCP until there is "
-                            "(a container may need a larger --shm-size)", self.plane._shm_dir, n, e, self.address)
+                log.warning("data plane: no room in %s for %d bytes (%s); tensors to %s go over %s until there is "
+                            "(a container may need a larger --shm-size)", self.plane._shm_dir, n, e, self.address,
+                            "TCP" if self.local_name is None else "its Unix socket")
             return False
         try:
             np.copyto(seg.array[:n], data)
@@ -471,6 +543,7 @@ class _Inbound:
         self.plane = plane
         self.sock = sock
         self.group = None
+        self.path = "unix" if sock.family == socket.AF_UNIX else "tcp"
         self.mappings = shm.Mappings(plane._shm_dir) if plane._shm_dir is not None else None
         self.thread = None
         self._releases = collections.deque()
@@ -495,6 +568,8 @@ class _Inbound:
             self.sock.close()
 
     def _peer_name(self):
+        if self.path == "unix":
+            return "a same-host peer (Unix socket)"
         try:
             return _join_address(*self.sock.getpeername()[:2])
         except OSError:
@@ -547,7 +622,7 @@ class _Inbound:
             array = self.plane._receive_data(reader, self.group, step_id, key, enum, shape, ident, nbytes, offset,
                                              length)
             if array is not None:
-                self.plane._arrived(step_id, key, array, "tcp", nbytes)
+                self.plane._arrived(step_id, key, array, self.path, nbytes)
         else:
             raise wire.ProtocolError(f"unknown message kind {kind}")
 
@@ -603,20 +678,32 @@ def _check_tensor(enum, shape, nbytes, offset, length, key):
 # ---------------------------------------------------------------- the data plane
 
 class DataPlane:
-    """One worker's end of the data plane: a listener that delivers arriving tensors, and connections to peers."""
+    """One worker's end of the data plane: a listener that delivers arriving tensors, and connections to peers.
 
-    def __init__(self, host="127.0.0.1", token=None, deliver=None, mode="auto", port=0):
+    tls: the worker's security.TlsFiles; with TLS on, tensors that leave the
+    host go over gRPC with TLS (see the module's docstring), and mode "tcp"
+    is a ValueError.
+    """
+
+    def __init__(self, host="127.0.0.1", token=None, deliver=None, mode="auto", port=0, tls=None):
         mode = os.environ.get(TRANSPORT_ENV) or mode
         if mode not in MODES:
             raise ValueError(f"data plane mode {mode!r} is not one of {', '.join(MODES)} "
                              f"(from {TRANSPORT_ENV} or the mode argument)")
+        self._tls = tls if tls is not None and tls.enabled else None
+        if self._tls is not None and mode == "tcp":
+            raise ValueError(f"data plane mode 'tcp' (from {TRANSPORT_ENV} or the mode argument) would send tensors "
+                             "unencrypted, and this worker runs with TLS: use auto, shm or grpc")
         self.mode = mode
         self.host = host
         self.address = None
         self._port = port
         self._token = wire.token_bytes(token)
         self._deliver = deliver
-        self._shm_dir = shm.shm_dir() if mode in ("auto", "shm") else None
+        # under TLS a same-host peer is reached through an abstract Unix socket, which only Linux has
+        use_shm = mode in ("auto", "shm") and (self._tls is None or sys.platform.startswith("linux"))
+        self._shm_dir = shm.shm_dir() if use_shm else None
+        self._local_name = None
         self._shm_min = 1 if mode == "shm" else SHM_MIN_BYTES
         self._lanes = LANES
         self._lock = threading.Lock()
@@ -642,26 +729,33 @@ class DataPlane:
 
     def start(self):
         """Starts listening; returns this worker's data address "host:port"."""
-        if self.mode == "grpc":
+        if self._shm_dir is not None:
+            shm.sweep_stale(self._shm_dir)
+        if self.mode == "grpc" or self._tls is not None:
             port = self._start_grpc()
-        else:
             if self._shm_dir is not None:
-                shm.sweep_stale(self._shm_dir)
+                self._local_name = f"{shm.PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
+                self._listen(socket.AF_UNIX, "\0" + self._local_name)
+        else:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            listener = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind((self.host, self._port))
-                listener.listen(128)
-            except OSError:
-                listener.close()
-                raise
-            self._listener = listener
-            port = listener.getsockname()[1]
-            self._accept_thread = threading.Thread(target=self._accept_loop, name="tg-dataplane-accept", daemon=True)
-            self._accept_thread.start()
+            port = self._listen(family, (self.host, self._port)).getsockname()[1]
         self.address = _join_address(self.host, port)
         return self.address
+
+    def _listen(self, family, address):
+        """Listens on `address` and starts the thread that accepts its connections; returns the socket."""
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(address)
+            listener.listen(128)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="tg-dataplane-accept", daemon=True)
+        self._accept_thread.start()
+        return listener
 
     def close(self):
         """Stops listening, closes every connection and destroys this side's shared-memory segments."""
@@ -715,10 +809,10 @@ class DataPlane:
         reached or goes away, UnauthenticatedError when it refuses our token.
         """
         array = _as_numpy(array)
-        if self.mode == "grpc":
+        out = None if self.mode == "grpc" else self._outbound(peer_address)
+        if out is None or out.via_grpc:
             path, nbytes = self._send_grpc(peer_address, step_id, key, array)
         else:
-            out = self._outbound(peer_address)
             try:
                 path, nbytes = out.send(step_id, key, array)
             except OSError as e:
@@ -770,9 +864,10 @@ class DataPlane:
                 sock, _ = self._listener.accept()
             except OSError:
                 return
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if _is_loopback(sock.getpeername()):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOOPBACK_BUFFER_BYTES)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if _is_loopback(sock.getpeername()):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOOPBACK_BUFFER_BYTES)
             conn = _Inbound(self, sock)
             with self._lock:
                 if self._closed:
@@ -883,16 +978,21 @@ class DataPlane:
 
         self._grpc_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=8, thread_name_prefix="tg-dataplane-grpc")
-        token = self._token.decode("utf-8") if self._token is not None else None
-        server = security.new_server(self._grpc_executor, token)
+        server = security.new_server(self._grpc_executor, self._token_text())
         handler = grpc.stream_unary_rpc_method_handler(
             self._serve_grpc, request_deserializer=worker_pb2.TensorChunk.FromString,
             response_serializer=worker_pb2.SendTensorResponse.SerializeToString)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, {"SendTensor": handler}),))
-        port = security.bind(server, _join_address(self.host, self._port))
+        service, method = _LOCAL_SOCKET_METHOD.strip("/").split("/")
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            service, {method: grpc.unary_unary_rpc_method_handler(self._serve_local_name)}),))
+        port = security.bind(server, _join_address(self.host, self._port), self._tls)
         server.start()
         self._grpc_server = server
         return port
+
+    def _token_text(self):
+        return self._token.decode("utf-8") if self._token is not None else None
 
     def _serve_grpc(self, request_iterator, context):
         from tensorgrid.proto import worker_pb2
@@ -903,13 +1003,15 @@ class DataPlane:
             context.abort(e.grpc_code, e.message)
         return worker_pb2.SendTensorResponse()
 
+    def _serve_local_name(self, request, context):
+        return (self._local_name or "").encode("ascii")
+
     def _arrived_grpc(self, step_id, key, array):
         nbytes = array.nbytes if array.dtype != object else 8 * array.size + sum(len(b) for b in array.flat)
         self._arrived(step_id, key, array, "grpc", nbytes)
 
-    def _send_grpc(self, address, step_id, key, array):
-        import grpc
-
+    def _grpc_peer(self, address):
+        """(channel, WorkerService stub) to the data plane at `address`, with TLS when this plane has it."""
         from tensorgrid import security
         from tensorgrid.proto import worker_pb2_grpc
 
@@ -918,9 +1020,30 @@ class DataPlane:
                 raise errors.CancelledError(None, None, f"data plane of {self.address} is closed")
             entry = self._grpc_stubs.get(address)
             if entry is None:
-                channel = security.open_channel(address)
+                channel = security.open_channel(address, self._tls)
                 entry = self._grpc_stubs[address] = (channel, worker_pb2_grpc.WorkerServiceStub(channel))
-        token = self._token.decode("utf-8") if self._token is not None else None
+            return entry
+
+    def _peer_local_name(self, address):
+        """The name of the Unix socket the peer at `address` takes same-host connections on ("" when none)."""
+        import grpc
+
+        from tensorgrid import security
+
+        channel, _ = self._grpc_peer(address)
+        try:
+            name = channel.unary_unary(_LOCAL_SOCKET_METHOD)(
+                b"", timeout=HANDSHAKE_TIMEOUT_S, metadata=security.call_metadata(self._token_text()))
+        except grpc.RpcError as e:
+            raise _peer_error(address, e) from None
+        return name.decode("ascii", "replace") if len(name) <= _MAX_LOCAL_NAME else ""
+
+    def _send_grpc(self, address, step_id, key, array):
+        import grpc
+
+        from tensorgrid import security
+
+        _, stub = self._grpc_peer(address)
         nbytes = 0
 
         def counted():
@@ -929,11 +1052,16 @@ class DataPlane:
                 nbytes += len(chunk.data)
                 yield chunk
         try:
-            entry[1].SendTensor(counted(), metadata=security.call_metadata(token))
+            stub.SendTensor(counted(), metadata=security.call_metadata(self._token_text()))
         except grpc.RpcError as e:
-            cls = errors.error_class_for_code(e.code())
-            raise cls(None, None, f"data plane peer {address}: {e.details()}") from None
+            raise _peer_error(address, e) from None
         return "grpc", nbytes
+
+
+def _peer_error(address, rpc_error):
+    """The OpError of a failed gRPC call to the data plane peer at `address`."""
+    cls = errors.error_class_for_code(rpc_error.code())
+    return cls(None, None, f"data plane peer {address}: {rpc_error.details()}")
 
 
 # ---------------------------------------------------------------- the gRPC stream's two ends

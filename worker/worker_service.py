@@ -181,9 +181,13 @@ class MasterLink:
         self._channel.close()
 
 
-def make_data_plane(worker, host, advertise_host, token=None):
-    """The worker's started data plane (worker/transport.py) and the data address to advertise."""
-    plane = transport.DataPlane(host=host, token=token, deliver=worker.deliver)
+def make_data_plane(worker, host, advertise_host, token=None, tls=None):
+    """The worker's started data plane (worker/transport.py) and the data address to advertise.
+
+    With TLS on, tensors that leave the host travel over gRPC with TLS, and
+    TENSORGRID_TRANSPORT=tcp is a ValueError.
+    """
+    plane = transport.DataPlane(host=host, token=token, deliver=worker.deliver, tls=tls)
     port = plane.start().rsplit(":", 1)[1]
     return plane, f"{advertise_host}:{port}"
 
@@ -198,7 +202,11 @@ class WorkerProcess:
         self.server, self.port = create_server(f"{host}:{port}", self.worker, token, tls)
         self.address = advertise or f"{_reachable_host(host)}:{self.port}"
         advertise_host = self.address.rsplit(":", 1)[0]
-        self.plane, self.data_address = make_data_plane(self.worker, host, advertise_host, token)
+        try:
+            self.plane, self.data_address = make_data_plane(self.worker, host, advertise_host, token, tls)
+        except BaseException:
+            self.server.stop(None)
+            raise
         self.worker.plane = self.plane
         self.fast_server = None
         step_address = ""
