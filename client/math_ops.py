@@ -15,6 +15,7 @@ from tensorgrid.client.graph import TensorOps, apply_op, convert_to_tensor
 from tensorgrid.framework import dtypes
 
 __all__ = [
+    "global_norm", "clip_by_global_norm", "clip_by_norm",
     "add", "subtract", "multiply", "divide", "truediv", "floordiv", "mod", "floormod", "negative",
     "abs", "sign", "exp", "log", "log1p", "sqrt", "rsqrt", "square", "pow", "maximum", "minimum",
     "tanh", "sigmoid", "sin", "cos", "floor", "ceil", "round", "add_n", "matmul", "tensordot", "einsum",
@@ -482,3 +483,39 @@ def reduced_shape(input_shape, axes, name=None):
 
 
 from tensorgrid.client import math_grad  # noqa: E402,F401 - registers the gradients of these ops
+
+
+def global_norm(t_list, name=None):
+    """sqrt(sum of the squares of every element of every tensor in t_list); None entries are skipped."""
+    with _scope(name, "global_norm"):
+        sums = [reduce_sum(square(convert_to_tensor(t))) for t in t_list if t is not None]
+        return sqrt(add_n(sums), name="global_norm")
+
+
+def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
+    """Scales t_list by clip_norm / max(global_norm, clip_norm); returns (clipped list, global norm)."""
+    from tensorgrid.client import array_ops
+    with _scope(name, "clip_by_global_norm"):
+        norm = global_norm(t_list) if use_norm is None else convert_to_tensor(use_norm)
+        clip = convert_to_tensor(clip_norm, dtype_hint=norm.dtype)
+        # TF's formula: an infinite norm gives NaNs rather than silently zeroing the gradients.
+        scale = clip * minimum(1.0 / norm, 1.0 / clip)
+        clipped = [None if t is None else multiply(convert_to_tensor(t), array_ops.cast(scale, convert_to_tensor(t).dtype))
+                   for t in t_list]
+        return clipped, norm
+
+
+def clip_by_norm(t, clip_norm, axes=None, name=None):
+    """t scaled so its L2 norm (over `axes`) is at most clip_norm."""
+    with _scope(name, "clip_by_norm"):
+        t = convert_to_tensor(t)
+        l2sum = reduce_sum(t * t, axes, keepdims=True)
+        positive = greater(l2sum, 0.0)
+        safe = where(positive, l2sum, l2sum * 0.0 + 1.0)
+        l2norm = where(positive, sqrt(safe), l2sum)
+        return truediv(t * clip_norm, maximum(l2norm, clip_norm))
+
+
+def _scope(name, default):
+    from tensorgrid.client import scopes
+    return scopes.name_scope(name, default)

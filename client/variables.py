@@ -39,6 +39,7 @@ __all__ = [
     "zeros_initializer", "ones_initializer", "constant_initializer", "random_normal_initializer",
     "truncated_normal_initializer", "random_uniform_initializer", "glorot_uniform_initializer",
     "glorot_normal_initializer", "variance_scaling_initializer",
+    "add_to_collection", "add_to_collections", "get_collection", "get_collection_ref",
 ]
 
 
@@ -55,6 +56,26 @@ class GraphKeys:
     LOSSES = "losses"
     SUMMARIES = "summaries"
     UPDATE_OPS = "update_ops"
+
+
+def add_to_collection(name, value):
+    """Adds `value` to the default graph's collection `name`."""
+    graph_lib.get_default_graph().add_to_collection(name, value)
+
+
+def add_to_collections(names, value):
+    for name in [names] if isinstance(names, str) else names:
+        add_to_collection(name, value)
+
+
+def get_collection(key, scope=None):
+    """A copy of the default graph's collection `key` (items whose name matches `scope`, if given)."""
+    return graph_lib.get_default_graph().get_collection(key, scope)
+
+
+def get_collection_ref(key):
+    """The default graph's collection `key` itself, to change in place."""
+    return graph_lib.get_default_graph().get_collection_ref(key)
 
 
 _eager_ids = itertools.count(1)

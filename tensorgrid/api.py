@@ -17,6 +17,7 @@ from tensorgrid.client.tape import *  # noqa: F401,F403
 from tensorgrid.client.function import *  # noqa: F401,F403
 from tensorgrid.client.scopes import *  # noqa: F401,F403
 from tensorgrid.framework import errors  # noqa: F401
+from tensorgrid.framework import dtypes as _dtypes_module
 from tensorgrid.framework.dtypes import (  # noqa: F401
     DType, as_dtype, float16, float32, float64, int8, int16, int32, int64, uint8, bool_ as bool,
     string, resource, half, double)
@@ -33,6 +34,15 @@ math = math_ops
 random = random_ops
 executing_eagerly = context.executing_eagerly
 convert_to_tensor = _graph.convert_to_tensor
+
+dtypes = _dtypes_module
+initializers = _types.SimpleNamespace(
+    zeros=variables.zeros_initializer, ones=variables.ones_initializer,
+    constant=variables.constant_initializer, random_normal=variables.random_normal_initializer,
+    truncated_normal=variables.truncated_normal_initializer, random_uniform=variables.random_uniform_initializer,
+    glorot_uniform=variables.glorot_uniform_initializer, glorot_normal=variables.glorot_normal_initializer,
+    variance_scaling=variables.variance_scaling_initializer,
+)
 
 debugging = _types.SimpleNamespace(
     assert_equal=misc_ops.__dict__.get("assert_equal"),

@@ -134,3 +134,13 @@ def test_static_shape_errors_are_raised_while_building(graph):
     b = tf.constant(np.ones((4, 5), np.float32))
     with pytest.raises(ValueError, match=r"MatMul.*test_graph.py"):
         tf.matmul(a, b)
+
+
+def test_collections(graph):
+    a = tf.constant(1.0, name="a")
+    tf.add_to_collection("mine", a)
+    tf.add_to_collections(["mine", "theirs"], "note")
+    assert tf.get_collection("mine") == [a, "note"]
+    tf.get_collection_ref("theirs").append(2)
+    assert tf.get_collection("theirs") == ["note", 2]
+    assert graph.get_collection("mine", scope="a") == [a]

@@ -550,3 +550,17 @@ def test_gradients_against_tensorflow(tf, case):
         return [g.numpy() for g in tape.gradient(y, xs)]
     for got, want in zip(grads(tg), grads(tf)):
         assert_same(got, want, what=case)
+
+
+def test_clip_by_global_norm_and_clip_by_norm(executor):
+    a = np.array([3.0, 4.0], np.float32)
+    b = np.array([[12.0]], np.float32)
+
+    def fn(x, y):
+        (cx, cy), norm = tg.clip_by_global_norm([x, y], 6.5)
+        return cx, cy, norm, tg.clip_by_norm(x, 1.0)
+    cx, cy, norm, cn = run_with(executor, fn, a, b)
+    np.testing.assert_allclose(norm, 13.0, rtol=1e-6)
+    np.testing.assert_allclose(cx, a * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(cy, b * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(cn, a / 5.0, rtol=1e-6)
