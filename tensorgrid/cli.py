@@ -177,14 +177,20 @@ def write_port_file(path, info):
     os.replace(tmp, path)
 
 
-def _wait_for_signal():
-    """Blocks until SIGINT or SIGTERM."""
+def _stop_on_signal():
+    """An event SIGINT and SIGTERM set. Installed before a server says it is ready, so a signal
+    sent as soon as it is ready still stops it cleanly."""
     stop = threading.Event()
 
     def handler(signum, frame):
         stop.set()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _wait_for(stop):
+    """Blocks until `stop` is set."""
     while not stop.wait(3600):
         pass
 
@@ -207,12 +213,13 @@ def _run_master(args):
         raise _OneLineError(str(e)) from None
     server.start()
     address = f"{args.host}:{port}"
+    stop = _stop_on_signal()
     if args.port_file:
         step_port = server.fast_server.port if server.fast_server is not None else 0
         write_port_file(args.port_file, {"port": port, "address": address, "step_port": step_port,
                                          "pid": os.getpid()})
     print(f"tensorgrid master listening on {address} (target grpc://{address})", flush=True)
-    _wait_for_signal()
+    _wait_for(stop)
     server.stop(1.0).wait(3)
     _exit_now(0)
 
@@ -234,6 +241,7 @@ def _run_worker(args):
     except errors.OpError as e:
         raise _OneLineError(e.message) from None
     name = proc.worker.task_name
+    stop = _stop_on_signal()
     if args.port_file:
         write_port_file(args.port_file, {"port": proc.port, "address": proc.address, "data_address": proc.data_address,
                                          "step_address": proc.link.step_address, "job": proc.worker.job,
@@ -241,7 +249,7 @@ def _run_worker(args):
                                          "incarnation": proc.worker.incarnation})
     print(f"tensorgrid worker {name} listening on {proc.address} (data {proc.data_address}), "
           f"master {args.master}", flush=True)
-    _wait_for_signal()
+    _wait_for(stop)
     proc.stop()
     _exit_now(0)
 
@@ -256,9 +264,10 @@ def _run_local(args):
     except ClusterError as e:
         raise _OneLineError(str(e)) from None
     with cluster:
+        stop = _stop_on_signal()
         print(f"tensorgrid local cluster: master and {args.workers} workers; target {cluster.target}", flush=True)
         print(f"logs in {cluster.log_dir}; press Ctrl-C to stop", flush=True)
-        _wait_for_signal()
+        _wait_for(stop)
     return 0
 
 

@@ -12,7 +12,24 @@ from tensorgrid.client import context
 #   graph4    - the same graph on 4 virtual CPU devices, each input pinned to its own device
 #   function  - @tg.function traced, then called with eager tensors
 #   graphdef  - the graph serialized to GraphDef bytes, imported into a fresh graph, then run
-EXECUTORS = ["eager", "graph", "graph4", "function", "graphdef"]
+#   cluster   - a real local cluster (master + 2 worker processes), inputs pinned alternately to each worker
+EXECUTORS = ["eager", "graph", "graph4", "function", "graphdef", "cluster"]
+
+_cluster = None
+
+
+def _local_cluster():
+    """One cluster for the whole test session, stopped at exit."""
+    global _cluster
+    if _cluster is None:
+        from tensorgrid.runtime.cluster import LocalCluster
+        _cluster = LocalCluster(num_workers=2, extra_worker_args=["--allow-pickle"])
+    return _cluster
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _cluster is not None:
+        _cluster.stop()
 
 
 def _to_numpy(out):
@@ -34,14 +51,23 @@ def run_with(executor, fn, *arrays):
         return _to_numpy(tg.function(fn)(*[tg.constant(a, dtype=tg.as_dtype(a.dtype)) for a in arrays]))
     g = tg.Graph()
     ndev = 4 if executor == "graph4" else 1
+    devices = [f"/job:worker/task:{i}" for i in range(2)] if executor == "cluster" else \
+        [f"/cpu:{i}" for i in range(ndev)]
     with g.as_default():
         phs = []
         for i, a in enumerate(arrays):
-            with tg.device(f"/cpu:{i % ndev}"):
+            with tg.device(devices[i % len(devices)]):
                 phs.append(tg.compat.v1.placeholder(tg.as_dtype(a.dtype), a.shape, name=f"in{i}"))
         out = fn(*phs)
     if executor == "graphdef":
         g, phs, out = _reimported(g, phs, out)
+    if executor == "cluster":
+        target = _local_cluster().target
+        try:
+            with g.as_default(), tg.Session(target, graph=g) as sess:
+                return _to_numpy(sess.run(out, dict(zip(phs, arrays))))
+        finally:
+            tg.Session.reset(target)  # variables live on the workers across sessions; tests must not share them
     with g.as_default():
         with tg.Session(graph=g, config=tg.ConfigProto(device_count={"CPU": ndev})) as sess:
             return _to_numpy(sess.run(out, dict(zip(phs, arrays))))

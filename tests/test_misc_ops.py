@@ -159,7 +159,9 @@ def test_tf1_print_returns_input_and_prints_first_n(executor, capsys):
     x = np.arange(12, dtype=np.int32).reshape(3, 4)
     got = run_with(executor, lambda t: tg.Print(t, [t, t[0, :2]], "value: ", summarize=5), x)
     np.testing.assert_array_equal(got, x)
-    assert capsys.readouterr().err == "value: [[0 1 2 3][4...]...][0 1]\n"
+    # On a cluster the worker that runs the node prints, in its own process.
+    want = "" if executor == "cluster" else "value: [[0 1 2 3][4...]...][0 1]\n"
+    assert capsys.readouterr().err == want
     g = tg.Graph()
     with g.as_default():
         y = tg.Print(tg.constant(1.0), [tg.constant(2.0)], message="m", first_n=2)
