@@ -46,8 +46,6 @@ def _to_result(value):
         if value.ndim == 0:
             return value[()]
         return value if value.flags.writeable else value.copy()
-    if hasattr(value, "get"):  # a device array (CuPy)
-        return _to_result(value.get())
     return value
 
 

@@ -59,6 +59,13 @@ class DeviceContext:
         self.resources = resources if resources is not None else ResourceStore()
         self.allow_pickle = allow_pickle
 
+    def accept(self, value):
+        """`value` in this device's memory: a CPU<->GPU copy when it arrived from the other kind."""
+        if self.xp is np:
+            from tensorgrid.ops.core_ops import to_host
+            return to_host(value)
+        return value if value is None else self.xp.asarray(value)
+
 
 def node_error(exc, node):
     """Wraps a kernel's exception into an OpError naming the node, device and creating line."""
@@ -250,6 +257,8 @@ class Executable:
             if err is not None:
                 raise err
             remaining -= 1
+            if self.device.xp is not np or type(value).__module__.startswith("cupy"):
+                value = self.device.accept(value)
             vals[self.recv_slot[r]] = value
             if trace is not None:
                 now = _now_us()

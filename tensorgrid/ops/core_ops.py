@@ -102,13 +102,14 @@ register("_Recv", _infer_recv, _recv_kernel, needs_step=True, stateful=True,
 
 def _feed_kernel(node):
     key = node.attr("key")
-    dt = dtypes.as_dtype(node.attr("dtype"))
+    xp = node.xp
 
     def feed(step):
         try:
-            return step.feeds[key]
+            value = step.feeds[key]
         except KeyError:
             raise errors.InvalidArgumentError(None, None, f"no value fed for '{key}'") from None
+        return value if xp is np else xp.asarray(value)  # a host feed for a GPU partition: one copy in
     return feed
 
 
@@ -116,8 +117,15 @@ def _fetch_kernel(node):
     key = node.attr("key")
 
     def fetch(step, value):
-        step.fetches[key] = value
+        step.fetches[key] = to_host(value)
     return fetch
+
+
+def to_host(value):
+    """A numpy value of `value`: device (CuPy) arrays are copied to the host, others pass through."""
+    if type(value).__module__.startswith("cupy"):
+        return value.get()
+    return value
 
 
 register("_Feed", _infer_recv, _feed_kernel, needs_step=True, stateful=True,
