@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from tensorgrid.client import context
-from tensorgrid.framework import device_spec, dtypes, errors
+from tensorgrid.framework import device_spec, dtypes
 from tensorgrid.framework.shapes import TensorShape, as_shape
 from tensorgrid.ops import registry
 from tensorgrid.runtime import ir

@@ -47,7 +47,6 @@ import hashlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 

@@ -2,10 +2,9 @@
 
 import types as _types
 
-from tensorgrid.client import array_ops, math_ops, nn_ops, random_ops, misc_ops
-from tensorgrid.client import variables, gradients, tape, function, context
+from tensorgrid.client import math_ops, nn_ops, random_ops, misc_ops
+from tensorgrid.client import variables, context
 from tensorgrid.client import graph as _graph
-from tensorgrid.client import session as _session
 from tensorgrid.client import train  # noqa: F401
 from tensorgrid.client.array_ops import *  # noqa: F401,F403
 from tensorgrid.client.math_ops import *  # noqa: F401,F403

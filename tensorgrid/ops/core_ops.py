@@ -155,7 +155,6 @@ def _infer_read(ctx):
 
 
 def _read_kernel(node):
-    xp = node.xp
     desc = f"{node.op} '{node.name}' on {node.device}"
 
     def read(var):
