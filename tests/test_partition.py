@@ -1,44 +1,17 @@
-"""The prune / place / partition passes, on literal graphs and through a 4-device Session."""
+"""runtime/partition.py and plan.py on literal graphs, and partitioned steps through a 4-device Session."""
 
 import numpy as np
-import pytest
 
 import tensorgrid as tg
 import tensorgrid.compat.v1 as tf
-from tensorgrid.framework import errors
-from tensorgrid.runtime import partition, placement, plan, prune
-from tensorgrid.runtime.ir import GraphIR, Node
+from tensorgrid.runtime import partition, plan
+from tensorgrid.runtime.ir import GraphIR
 
-DEVS = [f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in range(4)]
-
-
-def _const(name, value, device=""):
-    return Node(name, "Const", [], [], device, {"value": np.asarray(value, np.float32), "dtype": tg.float32})
-
-
-def _literal_graph():
-    """a(dev0) -> b(dev1), c(dev1) both read a; d(dev2) reads b and c."""
-    return GraphIR([
-        _const("a", [1.0, 2.0], DEVS[0]),
-        Node("b", "Neg", ["a:0"], [], DEVS[1]),
-        Node("c", "Exp", ["a:0"], [], DEVS[1]),
-        Node("d", "Add", ["b:0", "c:0"], [], DEVS[2]),
-    ])
-
-
-def test_prune_keeps_only_what_fetches_need_and_cuts_feeds():
-    g = _literal_graph()
-    g.add(Node("unused", "Neg", ["a:0"], [], ""))
-    p = prune.prune(g, feeds=["b:0"], fetches=["d:0"])
-    names = {n.name for n in p}
-    assert "unused" not in names
-    assert "b" not in names  # fed: its producer is not needed
-    assert p["d"].inputs[0] == prune.feed_node_name("b:0") + ":0"
-    assert p[prune.fetch_node_name("d:0")].op == "_Fetch"
+from literal_graphs import DEVS, const, diamond
 
 
 def test_partition_inserts_one_send_recv_pair_per_tensor_and_destination():
-    parts = partition.partition(_literal_graph())
+    parts = partition.partition(diamond())
     assert set(parts) == set(DEVS[:3])
     sends0 = [n for n in parts[DEVS[0]] if n.op == "_Send"]
     recvs1 = [n for n in parts[DEVS[1]] if n.op == "_Recv"]
@@ -53,7 +26,7 @@ def test_partition_inserts_one_send_recv_pair_per_tensor_and_destination():
 
 
 def test_partition_turns_cross_device_control_edges_into_send_recv():
-    g = GraphIR([_const("a", 1.0, DEVS[0]), _const("b", 2.0, DEVS[1])])
+    g = GraphIR([const("a", 1.0, DEVS[0]), const("b", 2.0, DEVS[1])])
     g["b"].control_inputs = ["a"]
     parts = partition.partition(g)
     send = next(n for n in parts[DEVS[0]] if n.op == "_Send")
@@ -62,40 +35,8 @@ def test_partition_turns_cross_device_control_edges_into_send_recv():
     assert parts[DEVS[1]]["b"].control_inputs == [recv.name]
 
 
-def test_placement_keeps_an_unpinned_graph_on_one_device():
-    g = GraphIR([_const("a", 1.0), Node("b", "Neg", ["a:0"]), Node("c", "Exp", ["b:0"])])
-    placed = placement.place(g, DEVS)
-    assert {n.device for n in placed} == {DEVS[0]}
-
-
-def test_placement_follows_inputs_and_pulls_sources_to_their_consumers():
-    g = GraphIR([_const("a", 1.0), _const("k", 2.0), Node("b", "Neg", ["a:0"], [], DEVS[3]),
-                 Node("c", "Mul", ["b:0", "k:0"])])
-    placed = placement.place(g, DEVS)
-    assert placed["a"].device == DEVS[3]  # a source goes where its consumer is pinned
-    assert placed["c"].device == DEVS[3]  # an unpinned op follows its inputs
-    assert placed["k"].device == DEVS[3]
-
-
-def test_placement_colocates_variable_ops_with_their_handle():
-    g = GraphIR([
-        Node("v", "VarHandleOp", [], [], DEVS[2], {"shared_name": "v", "dtype": tg.float32, "shape": None}),
-        Node("read", "ReadVariableOp", ["v:0"], [], "", {"dtype": tg.float32}),
-    ])
-    placed = placement.place(g, DEVS)
-    assert placed["read"].device == DEVS[2]
-
-
-def test_placement_rejects_a_spec_no_device_matches_naming_the_node():
-    g = GraphIR([_const("a", 1.0, "/job:ps/task:0")])
-    with pytest.raises(errors.InvalidArgumentError, match=r"'a'.*available devices"):
-        placement.place(g, DEVS)
-    soft = placement.place(g, DEVS, allow_soft_placement=True)
-    assert soft["a"].device in DEVS
-
-
 def test_plan_reports_where_feeds_and_fetches_live():
-    g = _literal_graph()
+    g = diamond()
     p = plan.plan_step(g, ["a:0"], ["d:0", "b:0"], [], DEVS)
     assert p.fetch_devices == {"d:0": DEVS[2], "b:0": DEVS[1]}
     assert sorted(p.feed_devices["a:0"]) == [DEVS[1]]
