@@ -46,3 +46,17 @@ def check_gradients(fn, *arrays, rtol=1e-4, atol=1e-6):
         assert s is not None, f"no gradient for input {i}"
         np.testing.assert_allclose(np.asarray(s, dtype=np.float64).reshape(n.shape), n, rtol=rtol, atol=atol,
                                    err_msg=f"gradient of input {i}")
+
+
+def tape_gradients(m, fn, arrays, weighted=False):
+    """Eager gradients of sum(fn(*x)) (or of sum(w * fn(*x)), fixed weights w, when weighted) w.r.t.
+    each x, computed with module `m`'s GradientTape: tensorgrid or TensorFlow, for differential tests."""
+    xs = [m.constant(a) for a in arrays]
+    with m.GradientTape() as tape:
+        for x in xs:
+            tape.watch(x)
+        y = fn(m, *xs)
+        if weighted:
+            weights = np.linspace(0.5, 1.5, y.shape.num_elements(), dtype=np.float32).reshape(y.shape.as_list())
+            y = m.reduce_sum(y * m.constant(weights))
+    return [g.numpy() for g in tape.gradient(y, xs)]

@@ -9,7 +9,7 @@ import tensorgrid as tg
 from tensorgrid.client import array_ops
 from tensorgrid.client.graph import apply_op
 from conftest import run_with
-from gradcheck import check_gradients
+from gradcheck import check_gradients, tape_gradients
 
 RNG = np.random.RandomState(0)
 DTYPES = [np.float32, np.float64, np.int32, np.int64]
@@ -607,15 +607,6 @@ def test_gradients_match_tensorflow(tf1, case):
     fn, extra = TF_GRADIENTS[case]
     arrays = [_arange((2, 3, 4))] + extra
 
-    def grads(m):
-        xs = [m.constant(a) for a in arrays]
-        with m.GradientTape() as tape:
-            for x in xs:
-                tape.watch(x)
-            y = fn(m, *xs)
-            weights = np.linspace(0.5, 1.5, y.shape.num_elements(), dtype=np.float32).reshape(y.shape.as_list())
-            loss = m.reduce_sum(y * m.constant(weights))
-        return [g.numpy() for g in tape.gradient(loss, xs)]
-
-    for got, want in zip(grads(tg), grads(tf1)):
+    for got, want in zip(tape_gradients(tg, fn, arrays, weighted=True),
+                         tape_gradients(tf1, fn, arrays, weighted=True)):
         _assert_same(got, want)

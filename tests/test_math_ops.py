@@ -7,7 +7,7 @@ import pytest
 
 import tensorgrid as tg
 from conftest import run_with
-from gradcheck import check_gradients
+from gradcheck import check_gradients, tape_gradients
 from tensorgrid.client import math_ops
 
 FLOATS = [np.float16, np.float32, np.float64]
@@ -541,14 +541,7 @@ def test_against_tensorflow(tf, case):
 def test_gradients_against_tensorflow(tf, case):
     fn, args = TF_GRAD_CASES[case]
 
-    def grads(m):
-        xs = [m.constant(a) for a in args]
-        with m.GradientTape() as tape:
-            for x in xs:
-                tape.watch(x)
-            y = fn(m, *xs)
-        return [g.numpy() for g in tape.gradient(y, xs)]
-    for got, want in zip(grads(tg), grads(tf)):
+    for got, want in zip(tape_gradients(tg, fn, args), tape_gradients(tf, fn, args)):
         assert_same(got, want, what=case)
 
 
