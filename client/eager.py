@@ -1,6 +1,8 @@
 """Eager execution: ops run at once on this process's CPU, through the same
 registry shape functions and NumPy kernels that a graph step uses."""
 
+import threading
+
 import numpy as np
 
 from tensorgrid.client import context
@@ -145,12 +147,14 @@ def _hashable(v):
 
 
 class _EagerStep:
-    """The step context eager kernels that need one get (no rendezvous, no feeds)."""
+    """The step context eager kernels that need one get (no rendezvous, no feeds, never cancelled)."""
 
     step_id = 0
     rendezvous = None
     feeds = {}
     fetches = {}
+    cancelled = threading.Event()
+    deadline = None
 
 
 def execute(opdef, inputs, attrs, name=None):

@@ -5,9 +5,16 @@ other Python values by value. Inside the trace, stateful ops (variable reads
 and writes, prints, asserts) run in program order, as TF's automatic control
 dependencies make them. A traced graph runs through the same plan/executor
 as a Session step, on this process's CPU, against the eager variable store.
+
+`trace_function` is the other use of the same tracing: it turns a Python
+function into a runtime.ir.Function, the value of a function-valued attr
+(a while loop's body, a cond's branch, a dataset's map function), with the
+tensors it reads from enclosing graphs captured as extra arguments.
 """
 
+import dataclasses
 import functools
+import itertools
 
 import numpy as np
 
@@ -15,6 +22,7 @@ from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import nest
 from tensorgrid.ops import registry
+from tensorgrid.runtime import ir
 
 __all__ = ["function"]
 
@@ -23,13 +31,44 @@ _UNORDERED = {"VarHandleOp", "_Feed", "_Recv", "Placeholder"}
 
 
 class FuncGraph(graph_lib.Graph):
-    """A graph being traced from a Python function, with automatic control dependencies."""
+    """A graph being traced from a Python function, with automatic control dependencies.
 
-    def __init__(self, name):
+    `outer_graph` is the graph the function is built inside (None for a
+    tg.function, whose outside is eager). A tensor of the outer graph (or of
+    one further out) used here is captured: it becomes a Placeholder of this
+    graph, and `captures` lists (outer tensor, placeholder) pairs in order,
+    for the caller to pass in as extra arguments. Ops take the outer graph's
+    device scopes and graph seed.
+    """
+
+    def __init__(self, name, outer_graph=None):
         super().__init__()
         self.name = name
         self._last_stateful = None
+        self.outer_graph = outer_graph
+        self.captures = []
+        self._captured = {}  # id(outer tensor) -> placeholder
         self.seed = None
+        if outer_graph is not None:
+            self.seed = outer_graph.seed
+            self._device_stack = list(outer_graph._device_stack)
+
+    def _capture(self, tensor, op_type):
+        placeholder = self._captured.get(id(tensor))
+        if placeholder is not None:
+            return placeholder
+        if self.outer_graph is None:
+            return super()._capture(tensor, op_type)
+        inner = tensor
+        if tensor.graph is not self.outer_graph:
+            inner = self.outer_graph._capture(tensor, op_type)
+        with self.as_default(), self.control_dependencies(None), self.device(None):
+            placeholder = graph_lib.apply_op(
+                "Placeholder", [], {"dtype": tensor.dtype, "shape": tensor.shape},
+                name="capture_" + tensor.op.name.replace("/", "_"))
+        self._captured[id(tensor)] = placeholder
+        self.captures.append((inner, placeholder))
+        return placeholder
 
     def _create_op(self, op_type, inputs, attrs, name, output_specs, source, extra_control=()):
         opdef = registry.get(op_type)
@@ -49,6 +88,59 @@ def _tensor_leaf(x):
     if isinstance(x, graph_lib.Tensor) or hasattr(x, "_as_tensor"):
         return graph_lib.convert_to_tensor(x)
     return nest.Keep(None if isinstance(x, graph_lib.Operation) else x)
+
+
+def side_effects(g):
+    """Names of g's stateful ops that no other op consumes: what must run though nothing needs it."""
+    consumed = {t.op for op in g.get_operations() for t in op.inputs}
+    consumed.update(c for op in g.get_operations() for c in op.control_inputs)
+    return [op.name for op in g.get_operations()
+            if registry.get(op.type).stateful and op.type not in _UNORDERED and op not in consumed]
+
+
+@dataclasses.dataclass
+class TracedFunction:
+    """What trace_function gives: the Function, the graph it was traced into, the outer tensors
+    to pass after the declared arguments, and the Python structure of the results."""
+
+    function: ir.Function
+    graph: FuncGraph
+    captures: list       # outer tensors, one per argument after the declared ones
+    structure: object    # nest spec of the Python function's return value
+    outputs: list        # the result tensors of `graph`, in `function.results` order
+
+    def rebuild(self, values):
+        """The Python function's return structure with `values` (one per result) as its tensors."""
+        return nest.rebuild(self.structure, values)
+
+
+_function_ids = itertools.count(1)
+
+
+def trace_function(python_fn, arg_specs, name="function", outer_graph=None, arg_names=None):
+    """Traces python_fn(*placeholders) into a Function, one Placeholder per (dtype, shape) of arg_specs.
+
+    `outer_graph` is the graph being built (the default graph when omitted);
+    tensors of it that python_fn reads are captured. The return value may be
+    any nest of tensors, Variables and Python values; its tensors are the
+    Function's results. Stateful ops whose results nothing uses (assignments,
+    prints) are its control results, so they run on every call.
+    """
+    if outer_graph is None:
+        outer_graph = graph_lib.get_default_graph()
+    g = FuncGraph(f"{name}_{next(_function_ids)}", outer_graph)
+    names = arg_names or [f"arg{i}" for i in range(len(arg_specs))]
+    with g.as_default():
+        placeholders = [graph_lib.apply_op("Placeholder", [], {"dtype": dt, "shape": graph_lib.TensorShape(shape)},
+                                           name=n)
+                        for (dt, shape), n in zip(arg_specs, names)]
+        result = python_fn(*placeholders)
+        leaves = []
+        structure = nest.flatten(result, _tensor_leaf, leaves)
+    args = [ph.op.name for ph in placeholders] + [ph.op.name for _, ph in g.captures]
+    fn = ir.Function(g.name, g.to_ir(), args, [t.name for t in leaves],
+                     [(t.dtype, t.shape.as_tuple()) for t in leaves], side_effects(g))
+    return TracedFunction(fn, g, [outer for outer, _ in g.captures], structure, leaves)
 
 
 class ConcreteFunction:
@@ -136,11 +228,7 @@ class Function:
             leaves = []
             structure = nest.flatten(result, _tensor_leaf, leaves)
             outputs = [array_ops.identity(t) if t.op.type == "Placeholder" else t for t in leaves]
-        consumed = {t.op for op in g.get_operations() for t in op.inputs}
-        consumed.update(c for op in g.get_operations() for c in op.control_inputs)
-        targets = [op.name for op in g.get_operations()
-                   if registry.get(op.type).stateful and op.type not in _UNORDERED and op not in consumed]
-        return ConcreteFunction(g, inputs, structure, outputs, targets)
+        return ConcreteFunction(g, inputs, structure, outputs, side_effects(g))
 
     def get_concrete_function(self, *args, **kwargs):
         key = self._key(args, kwargs)

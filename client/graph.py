@@ -322,6 +322,11 @@ class Graph:
     def get_name_scope(self):
         return self._name_stack
 
+    def _capture(self, tensor, op_type):
+        """The tensor of this graph that stands for `tensor` of another graph: none in a plain
+        graph (a function's graph captures tensors of the graphs it is nested in)."""
+        raise ValueError(f"{op_type}: input {tensor.name} is from a different graph than the one being built")
+
     # ---- scopes ----------------------------------------------------------------
     @contextlib.contextmanager
     def name_scope(self, name):
@@ -603,7 +608,7 @@ def apply_op(op_type, inputs, attrs=None, name=None, control_inputs=()):
     for t in inputs:
         t = convert_to_tensor(t)
         if t.graph is not graph:
-            raise ValueError(f"{op_type}: input {t.name} is from a different graph than the one being built")
+            t = graph._capture(t, op_type)
         tensors.append(t)
     source = user_source()
     ctx = registry.InferContext(

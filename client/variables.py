@@ -252,10 +252,14 @@ class Variable(TensorOps):
     def _current_handle(self):
         if not self._eager() or context.executing_eagerly():
             return self._handle
+        # One handle per tg.function trace, made in its outermost graph: a cond's or loop's body
+        # inside it captures that handle, so its reads stay connected for gradients.
         g = get_default_graph()
+        while getattr(g, "outer_graph", None) is not None:
+            g = g.outer_graph
         handle = self._trace_handles.get(g)
         if handle is None:
-            with g.control_dependencies(None), g.colocate_with(None):
+            with g.as_default(), g.control_dependencies(None), g.colocate_with(None):
                 handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=self._name)
             self._trace_handles[g] = handle
         return handle

@@ -16,6 +16,13 @@ as lists.
 Graphs: runtime.ir Node/GraphIR <-> NodeDef/GraphDef. Data inputs are
 "node:i" (a bare "node" from another producer is read as "node:0"), control
 inputs "^node"; Node.source (file, line) <-> source_file/source_line.
+
+Functions: an attr holding a runtime.ir.Function travels as a NameAttrList
+naming a FunctionDef of the GraphDef's library. graph_ir_to_proto puts every
+function the graph reaches (through attrs of its nodes and of its functions'
+nodes) in the library once, renaming where two functions share a name;
+graph_def_to_ir rebuilds one Function per FunctionDef, shared by all the
+attrs that name it.
 """
 
 import sys
@@ -25,7 +32,7 @@ import numpy as np
 from tensorgrid.framework import dtypes, errors
 from tensorgrid.framework.shapes import TensorShape
 from tensorgrid.proto import types_pb2
-from tensorgrid.runtime.ir import GraphIR, Node
+from tensorgrid.runtime.ir import Function, GraphIR, Node
 
 AttrValue = types_pb2.AttrValue
 GraphDef = types_pb2.GraphDef
@@ -175,6 +182,8 @@ def _list_kind(values):
             kinds.add("shape")
         elif isinstance(v, np.ndarray):
             kinds.add("tensor")
+        elif isinstance(v, Function):
+            kinds.add("func")
         else:
             raise TypeError(f"an attr list cannot hold {type(v).__name__} ({v!r})")
     if kinds == {"i", "f"}:
@@ -184,7 +193,7 @@ def _list_kind(values):
     return kinds.pop()
 
 
-def _fill_list(lv, values):
+def _fill_list(lv, values, lib):
     if not values:
         return
     kind = _list_kind(values)
@@ -201,13 +210,21 @@ def _fill_list(lv, values):
     elif kind == "shape":
         for v in values:
             _fill_shape(lv.shape.add(), v.as_tuple())
+    elif kind == "func":
+        for v in values:
+            lv.func.add(name=_function_name(v, lib))
     else:
         for v in values:
             _fill_tensor(lv.tensor.add(), v)
 
 
-def _fill_attr(av, value):
-    """Writes one Python attr value into the AttrValue av."""
+def _function_name(fn, lib):
+    """The library name of `fn`: its own name when there is no library to put it in."""
+    return fn.name if lib is None else lib.name_of(fn)
+
+
+def _fill_attr(av, value, lib=None):
+    """Writes one Python attr value into the AttrValue av; functions are added to `lib`."""
     kind = type(value)
     # exact types first (the common case); bool before int, since bool is an int
     if kind is bool:
@@ -227,9 +244,11 @@ def _fill_attr(av, value):
     elif isinstance(value, (list, tuple)):
         lv = av.list
         lv.SetInParent()
-        _fill_list(lv, value)
+        _fill_list(lv, value, lib)
     elif isinstance(value, np.ndarray):
         _fill_tensor(av.tensor, value)
+    elif isinstance(value, Function):
+        av.func.name = _function_name(value, lib)
     elif isinstance(value, bytes):
         av.s = value
     elif isinstance(value, (bool, np.bool_)):
@@ -243,7 +262,7 @@ def _fill_attr(av, value):
     else:
         raise TypeError(
             f"cannot encode attr value {value!r} of type {type(value).__name__}; attrs are int, float, bool, "
-            "str, bytes, DType, TensorShape, numpy arrays or lists of those")
+            "str, bytes, DType, TensorShape, numpy arrays, Functions or lists of those")
     return av
 
 
@@ -265,7 +284,9 @@ def _shape_from_proto(sp):
     return TensorShape([None if d.size < 0 else d.size for d in sp.dim])
 
 
-def _list_from_proto(lv):
+def _list_from_proto(lv, lib=None):
+    if lv.func:
+        return [_resolve(f.name, lib) for f in lv.func]
     if lv.i:
         return list(lv.i)
     if lv.s:
@@ -295,12 +316,25 @@ _FROM_PROTO = {
 }
 
 
-def attr_from_proto(av):
-    """The Python value an AttrValue holds; TypeError when none of its fields is set."""
+def attr_from_proto(av, lib=None):
+    """The Python value an AttrValue holds; TypeError when none of its fields is set.
+
+    A func attr is looked up in `lib` (the _LibraryReader of its GraphDef)."""
     which = av.WhichOneof("value")
     if which is None:
         raise TypeError("AttrValue has no value set")
+    if which == "func":
+        return _resolve(av.func.name, lib)
+    if which == "list" and av.list.func:
+        return _list_from_proto(av.list, lib)
     return _FROM_PROTO[which](av)
+
+
+def _resolve(name, lib):
+    if lib is None:
+        raise errors.InvalidArgumentError(
+            None, None, f"attr names function '{name}' but the message carries no function library")
+    return lib.get(name)
 
 
 # ---------------------------------------------------------------- nodes and graphs
@@ -320,10 +354,10 @@ def _node_fields(node):
     return fields
 
 
-def _fill_attrs(nd, attrs):
+def _fill_attrs(nd, attrs, lib=None):
     attr = nd.attr
     for key, value in attrs.items():
-        _fill_attr(attr[key], value)
+        _fill_attr(attr[key], value, lib)
     return nd
 
 
@@ -333,8 +367,10 @@ def node_to_proto(node):
     return _fill_attrs(nd, node.attrs) if node.attrs else nd
 
 
-def node_from_proto(nd):
-    """The ir.Node for a NodeDef, with data inputs as 'node:i' and '^x' inputs as control inputs."""
+def node_from_proto(nd, lib=None):
+    """The ir.Node for a NodeDef, with data inputs as 'node:i' and '^x' inputs as control inputs.
+
+    Func attrs are looked up in `lib`, the _LibraryReader of the NodeDef's GraphDef."""
     inputs, control = [], []
     refs = nd.input
     if refs:
@@ -346,23 +382,97 @@ def node_from_proto(nd):
                 inputs.append(ref if sep and idx.isdigit() else ref + ":0")
     attr = nd.attr
     # keys-then-lookup: twice as fast as a protobuf map's items()
-    attrs = {key: attr_from_proto(attr[key]) for key in attr} if attr else {}
+    attrs = {key: attr_from_proto(attr[key], lib) for key in attr} if attr else {}
     source_file = nd.source_file
     return Node(nd.name, nd.op, inputs, control, nd.device, attrs,
                 (source_file, nd.source_line) if source_file else None)
 
 
 def graph_ir_to_proto(graph, version=0):
-    """The GraphDef for a GraphIR, nodes in the graph's order."""
+    """The GraphDef for a GraphIR, nodes in the graph's order, with the library of its functions."""
     gd = GraphDef(version=version)
-    add = gd.node.add
-    for node in graph:
-        nd = add(**_node_fields(node))
-        if node.attrs:
-            _fill_attrs(nd, node.attrs)
+    lib = _LibraryWriter()
+    _fill_nodes(gd.node, graph, lib)
+    if lib.pending:
+        lib.write(gd.library.function)
     return gd
 
 
+def _fill_nodes(field, graph, lib):
+    add = field.add
+    for node in graph:
+        nd = add(**_node_fields(node))
+        if node.attrs:
+            _fill_attrs(nd, node.attrs, lib)
+
+
+class _LibraryWriter:
+    """Collects the functions a graph reaches and gives each a name unique in the library."""
+
+    def __init__(self):
+        self.names = {}      # id(Function) -> library name
+        self.taken = set()
+        self.pending = []    # (Function, name) not yet written
+
+    def name_of(self, fn):
+        name = self.names.get(id(fn))
+        if name is None:
+            name, n = fn.name, 1
+            while name in self.taken:
+                name, n = f"{fn.name}_{n}", n + 1
+            self.names[id(fn)] = name
+            self.taken.add(name)
+            self.pending.append((fn, name))
+        return name
+
+    def write(self, field):
+        """Appends a FunctionDef per function to `field`, including those their bodies reach."""
+        while self.pending:
+            fn, name = self.pending.pop(0)
+            fd = field.add(name=name, arg=fn.args, ret=fn.results, control_ret=fn.control_results)
+            for dtype, shape in fn.result_specs:
+                fd.ret_type.append(dtypes.as_dtype(dtype).as_datatype_enum)
+                _fill_shape(fd.ret_shape.add(), shape)
+            _fill_nodes(fd.node_def, fn.graph, self)
+
+
+class _LibraryReader:
+    """The Functions of one GraphDef's library, built on first reference (cycles refused)."""
+
+    def __init__(self, function_defs):
+        self.defs = {}
+        for fd in function_defs:
+            if fd.name in self.defs:
+                raise errors.InvalidArgumentError(None, None, f"function '{fd.name}' is defined twice in the library")
+            self.defs[fd.name] = fd
+        self.built = {}
+        self.building = set()
+
+    def get(self, name):
+        fn = self.built.get(name)
+        if fn is not None:
+            return fn
+        fd = self.defs.get(name)
+        if fd is None:
+            raise errors.InvalidArgumentError(None, None, f"attr names function '{name}', which the library lacks")
+        if name in self.building:
+            raise errors.InvalidArgumentError(None, None, f"function '{name}' calls itself through its attrs")
+        if len(fd.ret_type) != len(fd.ret) or len(fd.ret_shape) != len(fd.ret):
+            raise errors.InvalidArgumentError(
+                None, None, f"function '{name}' has {len(fd.ret)} results but "
+                f"{len(fd.ret_type)} result types and {len(fd.ret_shape)} result shapes")
+        self.building.add(name)
+        try:
+            body = GraphIR([node_from_proto(nd, self) for nd in fd.node_def])
+        finally:
+            self.building.discard(name)
+        specs = [(dtypes.from_enum(t), _shape_from_proto(sp).as_tuple()) for t, sp in zip(fd.ret_type, fd.ret_shape)]
+        fn = Function(name, body, list(fd.arg), list(fd.ret), specs, list(fd.control_ret))
+        self.built[name] = fn
+        return fn
+
+
 def graph_def_to_ir(graph_def):
-    """The GraphIR for a GraphDef; InvalidArgumentError on a duplicate node name."""
-    return GraphIR([node_from_proto(nd) for nd in graph_def.node])
+    """The GraphIR for a GraphDef; InvalidArgumentError on a duplicate node name or a bad library."""
+    lib = _LibraryReader(graph_def.library.function) if graph_def.library.function else None
+    return GraphIR([node_from_proto(nd, lib) for nd in graph_def.node])

@@ -54,6 +54,75 @@ class Node:
         return f"<Node {self.name} = {self.op}({ins}){dev}>"
 
 
+@dataclasses.dataclass(eq=False)
+class Function:
+    """A graph with ordered arguments and results: the value of a function-valued attr.
+
+    The body of a While, a branch of an If, a dataset's map function. Each
+    argument is a Placeholder node of `graph`; each result a tensor ref
+    'node:i' of it, with its (DType, shape tuple or None) in `result_specs`;
+    `control_results` name nodes that run whenever the function runs though
+    no result needs them (side effects). Compared by identity: two traces of
+    the same Python code are two functions.
+    """
+
+    name: str
+    graph: "GraphIR"
+    args: list
+    results: list
+    result_specs: list
+    control_results: list = dataclasses.field(default_factory=list)
+
+    def arg_specs(self):
+        """(DType, shape tuple or None) of each argument, from its Placeholder's attrs."""
+        specs = []
+        for a in self.args:
+            attrs = self.graph[a].attrs
+            shape = attrs.get("shape")
+            specs.append((attrs["dtype"], None if shape is None else shape.as_tuple()))
+        return specs
+
+    def validate(self, known_ops=None, _seen=None):
+        """InvalidArgumentError for a bad body (see GraphIR.validate) or an argument, result or
+        control result that names no node of it."""
+        if _seen is not None:
+            if id(self) in _seen:
+                return
+            _seen.add(id(self))
+        where = f"function '{self.name}'"
+        for a in self.args:
+            if a not in self.graph.nodes or self.graph[a].op != "Placeholder":
+                raise errors.InvalidArgumentError(None, None, f"{where}: argument '{a}' is not a Placeholder of its body")
+        for ref in self.results:
+            if split_input(ref)[0] not in self.graph.nodes:
+                raise errors.InvalidArgumentError(None, None, f"{where}: result '{ref}' names no node of its body")
+        if len(self.result_specs) != len(self.results):
+            raise errors.InvalidArgumentError(
+                None, None, f"{where}: {len(self.results)} results but {len(self.result_specs)} result types")
+        for c in self.control_results:
+            if c not in self.graph.nodes:
+                raise errors.InvalidArgumentError(None, None, f"{where}: control result '{c}' names no node of its body")
+        try:
+            self.graph.validate(known_ops, _seen)
+        except errors.InvalidArgumentError as e:
+            raise errors.InvalidArgumentError(None, None, f"{where}: {e.message}") from None
+
+    def __repr__(self):
+        return (f"<Function {self.name}({', '.join(self.args)}) -> [{', '.join(self.results)}], "
+                f"{len(self.graph)} nodes>")
+
+
+def functions_of(node):
+    """The Functions among `node`'s attr values (also inside lists), in attr order."""
+    out = []
+    for v in node.attrs.values():
+        if isinstance(v, Function):
+            out.append(v)
+        elif isinstance(v, list):
+            out.extend(x for x in v if isinstance(x, Function))
+    return out
+
+
 def split_input(ref):
     """'name:1' -> ('name', 1); 'name' -> ('name', 0)."""
     name, sep, idx = ref.rpartition(":")
@@ -97,8 +166,11 @@ class GraphIR:
     def __repr__(self):
         return "GraphIR(\n  " + "\n  ".join(repr(n) for n in self.nodes.values()) + "\n)"
 
-    def validate(self, known_ops=None):
-        """Raises InvalidArgumentError for a dangling input, an unknown op or a cycle."""
+    def validate(self, known_ops=None, _seen=None):
+        """Raises InvalidArgumentError for a dangling input, an unknown op or a cycle, here or in
+        the body of any function an attr holds (each function checked once)."""
+        if _seen is None:
+            _seen = set()
         for n in self.nodes.values():
             if known_ops is not None and n.op not in known_ops:
                 raise errors.InvalidArgumentError(
@@ -113,6 +185,8 @@ class GraphIR:
                 if c not in self.nodes:
                     raise errors.InvalidArgumentError(
                         None, None, f"node '{n.name}' has control input '^{c}' but no node '{c}' exists")
+            for fn in functions_of(n) if n.attrs else ():
+                fn.validate(known_ops, _seen)
         self.topological_order()
 
     def topological_order(self):
