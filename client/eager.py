@@ -42,7 +42,7 @@ class EagerTensor(TensorOps):
         if dtype is None:
             dtype = dtypes.as_dtype(np.asarray(value).dtype)
         self.dtype = dtype
-        if dtype is not dtypes.resource:
+        if dtype is not dtypes.resource and dtype is not dtypes.variant:
             value = np.asarray(value, dtype=dtype.as_numpy_dtype)
         self._value = value
 

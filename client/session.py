@@ -137,6 +137,9 @@ class BaseSession:
             elif el.name not in tensor_fetches:
                 if el.dtype is dtypes.resource:
                     raise TypeError(f"cannot fetch resource handle {el.name}; fetch a read of the variable")
+                if el.dtype is dtypes.variant:
+                    raise TypeError(f"cannot fetch {el.name}: a variant tensor (a TensorArray's list, a dataset) "
+                                    "lives on its device; fetch a tensor made from it")
                 tensor_fetches.append(el.name)
         trace = options is not None and getattr(options, "trace_level", 0) >= 1
         timeout_ms = getattr(options, "timeout_in_ms", 0) if options is not None else 0

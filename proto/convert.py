@@ -42,7 +42,7 @@ TensorShapeProto = types_pb2.TensorShapeProto
 _Dim = TensorShapeProto.Dim
 
 _STRING = dtypes.string.as_datatype_enum
-_RESOURCE = dtypes.resource.as_datatype_enum
+_DEVICE_ONLY = (dtypes.resource.as_datatype_enum, dtypes.variant.as_datatype_enum)
 # DataType number -> little-endian numpy dtype, for every dtype whose elements travel as raw bytes.
 _WIRE_NUMPY = {
     d.as_datatype_enum: np.dtype(d.as_numpy_dtype).newbyteorder("<")
@@ -84,8 +84,8 @@ def _fill_tensor(tp, value, dtype=None):
     arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     if dtype is not None:
         dtype = dtypes.as_dtype(dtype)
-        if dtype.as_datatype_enum == _RESOURCE:
-            raise TypeError("resource tensors are handles on one device and do not travel as TensorProtos")
+        if dtype.as_datatype_enum in _DEVICE_ONLY:
+            raise TypeError(f"{dtype.name} tensors live on one device and do not travel as TensorProtos")
         if dtype.as_numpy_dtype is not np.object_ and arr.dtype != dtype.as_numpy_dtype:
             arr = arr.astype(dtype.as_numpy_dtype)
         enum = dtype.as_datatype_enum

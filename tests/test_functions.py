@@ -209,3 +209,4 @@ def test_kernel_errors_inside_a_function_name_the_body_node():
         traced = trace_function(lambda a: tg.reshape(a, [3]), [(F32, None)])
     with pytest.raises(errors.InvalidArgumentError, match="Reshape"):
         _call(traced, [1.0, 2.0])
+

@@ -374,3 +374,9 @@ def test_generator_handles_services_and_stale_files(tmp_path):
     assert "from tensorgrid.proto import echo_pb2" in grpc_text and "EchoServiceStub" in grpc_text
     assert "from tensorgrid.proto import types_pb2" in (out / "echo_pb2.py").read_text()
     assert generate.recorded_digest(out / "echo_pb2_grpc.py") == generate.source_digest("echo.proto", src)
+
+
+def test_variant_tensors_stay_on_their_device():
+    with pytest.raises(TypeError, match="variant tensors live on one device"):
+        convert.ndarray_to_tensor_proto(np.array([object()], dtype=object), dtypes.variant)
+    assert dtypes.as_dtype("variant") is dtypes.variant and dtypes.variant.as_datatype_enum == 21

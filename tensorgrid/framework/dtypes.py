@@ -74,11 +74,12 @@ uint8 = DType("uint8", np.uint8, 4)
 bool_ = DType("bool", np.bool_, 10)
 string = DType("string", np.object_, 7)
 resource = DType("resource", np.object_, 20)
+variant = DType("variant", np.object_, 21)  # TensorArray lists, datasets, iterators: one device's Python objects
 
 half = float16
 double = float64
 
-ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_, string, resource)
+ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_, string, resource, variant)
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "bool_": bool_, "str": string})
 _BY_ENUM = {d.as_datatype_enum: d for d in ALL}
