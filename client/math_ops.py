@@ -486,7 +486,10 @@ from tensorgrid.client import math_grad  # noqa: E402,F401 - registers the gradi
 
 
 def global_norm(t_list, name=None):
-    """sqrt(sum of the squares of every element of every tensor in t_list); None entries are skipped."""
+    """sqrt(sum of the squares of every element of every tensor in t_list); None entries are skipped.
+
+    Named `<name>/global_norm`, as TF names it.
+    """
     with _scope(name, "global_norm"):
         sums = [reduce_sum(square(convert_to_tensor(t))) for t in t_list if t is not None]
         return sqrt(add_n(sums), name="global_norm")
@@ -495,25 +498,30 @@ def global_norm(t_list, name=None):
 def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
     """Scales t_list by clip_norm / max(global_norm, clip_norm); returns (clipped list, global norm)."""
     from tensorgrid.client import array_ops
-    with _scope(name, "clip_by_global_norm"):
-        norm = global_norm(t_list) if use_norm is None else convert_to_tensor(use_norm)
+    # TF's names: the norm under `name/`, the clipped tensors `<scope>/<scope>_i` under a second scope
+    norm = global_norm(t_list, name) if use_norm is None else convert_to_tensor(use_norm)
+    with _scope(name, "clip_by_global_norm") as scope:
         clip = convert_to_tensor(clip_norm, dtype_hint=norm.dtype)
         # TF's formula: an infinite norm gives NaNs rather than silently zeroing the gradients.
         scale = clip * minimum(1.0 / norm, 1.0 / clip)
-        clipped = [None if t is None else multiply(convert_to_tensor(t), array_ops.cast(scale, convert_to_tensor(t).dtype))
-                   for t in t_list]
+        clipped = []
+        for i, t in enumerate(t_list):
+            if t is not None:
+                t = convert_to_tensor(t)
+                t = array_ops.identity(multiply(t, array_ops.cast(scale, t.dtype)), name=f"{scope}_{i}")
+            clipped.append(t)
         return clipped, norm
 
 
 def clip_by_norm(t, clip_norm, axes=None, name=None):
     """t scaled so its L2 norm (over `axes`) is at most clip_norm."""
-    with _scope(name, "clip_by_norm"):
+    with _scope(name, "clip_by_norm") as scope:
         t = convert_to_tensor(t)
         l2sum = reduce_sum(t * t, axes, keepdims=True)
         positive = greater(l2sum, 0.0)
         safe = where(positive, l2sum, l2sum * 0.0 + 1.0)
         l2norm = where(positive, sqrt(safe), l2sum)
-        return truediv(t * clip_norm, maximum(l2norm, clip_norm))
+        return truediv(t * clip_norm, maximum(l2norm, clip_norm), name=scope)
 
 
 def _scope(name, default):

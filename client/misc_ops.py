@@ -90,10 +90,10 @@ def _label(what, t):
     return what if context.executing_eagerly() else f"{what} ({t.name})"
 
 
-def _assert(condition, data, labels, message, summarize):
-    """An Assert op (graph mode: returned, to run or depend on); eagerly it checks at once."""
+def _assert(condition, data, labels, message, summarize, name):
+    """An Assert op named `name` (graph mode: returned, to run or depend on); eagerly it checks at once."""
     attrs = {"message": message, "labels": labels, "summarize": 3 if summarize is None else int(summarize)}
-    return apply_op("Assert", [condition] + data, attrs, name="Assert")
+    return apply_op("Assert", [condition] + data, attrs, name=name)
 
 
 def assert_equal(x, y, message=None, summarize=None, name=None, data=None):
@@ -102,22 +102,22 @@ def assert_equal(x, y, message=None, summarize=None, name=None, data=None):
     Eagerly it raises at once (and returns None); in a graph it returns the
     op that checks when run, for control_dependencies.
     """
-    with name_scope(name, "assert_equal"):
+    with name_scope(name, "assert_equal") as scope:
         x = convert_to_tensor(x)
         y = convert_to_tensor(y, dtype_hint=x.dtype)
         condition = math_ops.reduce_all(math_ops.equal(x, y))
         text = (message + "\n" if message else "") + "Condition x == y did not hold element-wise:"
         if data is None:
-            return _assert(condition, [x, y], [_label("x", x), _label("y", y)], text, summarize)
-        return _assert(condition, [convert_to_tensor(d) for d in data], [], text, summarize)
+            return _assert(condition, [x, y], [_label("x", x), _label("y", y)], text, summarize, scope)
+        return _assert(condition, [convert_to_tensor(d) for d in data], [], text, summarize, scope)
 
 
 def assert_positive(x, message=None, summarize=None, name=None, data=None):
     """Fails with InvalidArgumentError, showing x, unless x > 0 everywhere (see assert_equal)."""
-    with name_scope(name, "assert_positive"):
+    with name_scope(name, "assert_positive") as scope:
         x = convert_to_tensor(x)
         condition = math_ops.reduce_all(math_ops.less(array_ops.zeros_like(x), x))
         text = (message + "\n" if message else "") + "Condition x > 0 did not hold element-wise:"
         if data is None:
-            return _assert(condition, [x], [_label("x", x)], text, summarize)
-        return _assert(condition, [convert_to_tensor(d) for d in data], [], text, summarize)
+            return _assert(condition, [x], [_label("x", x)], text, summarize, scope)
+        return _assert(condition, [convert_to_tensor(d) for d in data], [], text, summarize, scope)

@@ -45,28 +45,29 @@ def relu(features, name=None):
 
 def relu6(features, name=None):
     """min(max(features, 0), 6)."""
-    with name_scope(name, "Relu6"):
+    with name_scope(name, "Relu6") as scope:
         features = convert_to_tensor(features)
-        return math_ops.minimum(relu(features), _const(6, features))
+        return math_ops.minimum(relu(features), _const(6, features), name=scope)
 
 
 def elu(features, name=None):
     """features where positive, exp(features) - 1 elsewhere."""
-    with name_scope(name, "Elu"):
+    with name_scope(name, "Elu") as scope:
         x = convert_to_tensor(features)
         zero = _const(0, x)
         # exp of the clipped value, so large positive inputs never overflow the unused branch
         negative = math_ops.subtract(math_ops.exp(math_ops.minimum(x, zero)), _const(1, x))
-        return math_ops.where(math_ops.greater(x, zero), x, negative)
+        return math_ops.where(math_ops.greater(x, zero), x, negative, name=scope)
 
 
 def leaky_relu(features, alpha=0.2, name=None):
     """features where positive, alpha * features elsewhere."""
-    with name_scope(name, "LeakyRelu"):
+    with name_scope(name, "LeakyRelu") as scope:
         x = convert_to_tensor(features)
         if x.dtype.is_integer:
             x = array_ops.cast(x, dtypes.float32)
-        return math_ops.where(math_ops.greater(x, _const(0, x)), x, math_ops.multiply(_const(alpha, x), x))
+        return math_ops.where(math_ops.greater(x, _const(0, x)), x, math_ops.multiply(_const(alpha, x), x),
+                              name=scope)
 
 
 def softplus(features, name=None):
@@ -87,18 +88,18 @@ def tanh(x, name=None):
 def softmax(logits, axis=None, name=None, dim=None):
     """exp(logits) / sum(exp(logits)) along `axis` (default the last)."""
     axis = _one_of(axis, dim, "axis", -1)
-    with name_scope(name, "Softmax"):
+    with name_scope(name, "Softmax") as scope:
         e = math_ops.exp(_shifted(logits, axis))
-        return math_ops.truediv(e, math_ops.reduce_sum(e, axis, keepdims=True))
+        return math_ops.truediv(e, math_ops.reduce_sum(e, axis, keepdims=True), name=scope)
 
 
 def log_softmax(logits, axis=None, name=None, dim=None):
     """logits - log(sum(exp(logits))) along `axis` (default the last)."""
     axis = _one_of(axis, dim, "axis", -1)
-    with name_scope(name, "LogSoftmax"):
+    with name_scope(name, "LogSoftmax") as scope:
         shifted = _shifted(logits, axis)
         return math_ops.subtract(
-            shifted, math_ops.log(math_ops.reduce_sum(math_ops.exp(shifted), axis, keepdims=True)))
+            shifted, math_ops.log(math_ops.reduce_sum(math_ops.exp(shifted), axis, keepdims=True)), name=scope)
 
 
 def _shifted(logits, axis):
@@ -113,7 +114,7 @@ def _shifted(logits, axis):
 
 def bias_add(value, bias, data_format=None, name=None):
     """value + bias, bias a vector along the channel axis (last for NHWC, second for NCHW)."""
-    with name_scope(name, "BiasAdd"):
+    with name_scope(name, "BiasAdd") as scope:
         value = convert_to_tensor(value)
         bias = convert_to_tensor(bias, dtype=value.dtype)
         if bias.shape.ndims is not None and bias.shape.ndims != 1:
@@ -131,7 +132,7 @@ def bias_add(value, bias, data_format=None, name=None):
                              f"(value {value.shape}, data_format {data_format or 'NHWC'})")
         if channels_first:
             bias = array_ops.reshape(bias, [-1] + [1] * (rank - 2))
-        return math_ops.add(value, bias)
+        return math_ops.add(value, bias, name=scope)
 
 
 def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None):
@@ -146,7 +147,7 @@ def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None
         rate = 1 - keep_prob if isinstance(keep_prob, numbers.Real) else math_ops.subtract(1.0, keep_prob)
     if rate is None:
         raise ValueError("dropout needs `rate` (or TF1's `keep_prob`)")
-    with name_scope(name, "dropout"):
+    with name_scope(name, "dropout") as scope:
         x = convert_to_tensor(x)
         if not x.dtype.is_floating:
             raise ValueError(f"x has to be a floating point tensor since it's going to be scaled. Got a "
@@ -165,7 +166,7 @@ def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None
             noise_shape = x.shape.as_list() if x.shape.is_fully_defined() else array_ops.shape(x)
         noise = random_ops.uniform(noise_shape, dtype=x.dtype, seed=seed)
         keep = array_ops.cast(math_ops.greater_equal(noise, rate), x.dtype)
-        return math_ops.multiply(math_ops.multiply(x, scale), keep)
+        return math_ops.multiply(math_ops.multiply(x, scale), keep, name=scope)
 
 
 def _dropout_v1(x, keep_prob=None, noise_shape=None, seed=None, name=None, rate=None):
@@ -175,9 +176,9 @@ def _dropout_v1(x, keep_prob=None, noise_shape=None, seed=None, name=None, rate=
 
 def l2_loss(t, name=None):
     """sum(t ** 2) / 2."""
-    with name_scope(name, "L2Loss"):
+    with name_scope(name, "L2Loss") as scope:
         t = convert_to_tensor(t)
-        return math_ops.multiply(math_ops.reduce_sum(math_ops.square(t)), _const(0.5, t))
+        return math_ops.multiply(math_ops.reduce_sum(math_ops.square(t)), _const(0.5, t), name=scope)
 
 
 def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
@@ -187,10 +188,10 @@ def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
     with name_scope(name, "moments"):
         x = convert_to_tensor(x)
         y = array_ops.cast(x, dtypes.float32) if x.dtype == dtypes.float16 else x
-        mean = math_ops.reduce_mean(y, axes, keepdims=True)
+        mean = math_ops.reduce_mean(y, axes, keepdims=True, name="mean")
         # the mean's own gradient through the variance is zero, so it need not flow
         centered = math_ops.subtract(y, array_ops.stop_gradient(mean))
-        variance = math_ops.reduce_mean(math_ops.square(centered), axes, keepdims=True)
+        variance = math_ops.reduce_mean(math_ops.square(centered), axes, keepdims=True, name="variance")
         if not keepdims:
             mean = array_ops.squeeze(mean, axes)
             variance = array_ops.squeeze(variance, axes)
@@ -239,14 +240,13 @@ def _softmax_cross_entropy_with_logits_v1(_sentinel=None, labels=None, logits=No
 def _softmax_xent(labels, logits, axis, name, labels_gradient):
     if labels is None or logits is None:
         raise ValueError("Both labels and logits must be provided.")
-    with name_scope(name, "softmax_cross_entropy_with_logits"):
+    with name_scope(name, "softmax_cross_entropy_with_logits") as scope:
         logits = convert_to_tensor(logits)
         labels = convert_to_tensor(labels, dtype=logits.dtype)
         if not labels_gradient:
             labels = array_ops.stop_gradient(labels)
         loss, _ = apply_op("SoftmaxCrossEntropyWithLogits",
-                           [_classes_last(logits, axis), _classes_last(labels, axis)],
-                           name="SoftmaxCrossEntropyWithLogits")
+                           [_classes_last(logits, axis), _classes_last(labels, axis)], name=scope)
         return loss
 
 
@@ -257,11 +257,10 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     """
     if labels is None or logits is None:
         raise ValueError("Both labels and logits must be provided.")
-    with name_scope(name, "SparseSoftmaxCrossEntropyWithLogits"):
+    with name_scope(name, "SparseSoftmaxCrossEntropyWithLogits") as scope:
         logits = convert_to_tensor(logits)
         labels = convert_to_tensor(labels)
-        loss, _ = apply_op("SparseSoftmaxCrossEntropyWithLogits", [logits, labels],
-                           name="SparseSoftmaxCrossEntropyWithLogits")
+        loss, _ = apply_op("SparseSoftmaxCrossEntropyWithLogits", [logits, labels], name=scope)
         return loss
 
 
@@ -272,7 +271,7 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None, _sent
     """
     if labels is None or logits is None:
         raise ValueError("Both labels and logits must be provided.")
-    with name_scope(name, "logistic_loss"):
+    with name_scope(name, "logistic_loss") as scope:
         logits = convert_to_tensor(logits)
         labels = convert_to_tensor(labels, dtype=logits.dtype)
         zeros = array_ops.zeros_like(logits)
@@ -280,7 +279,7 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None, _sent
         relu_logits = math_ops.where(positive, logits, zeros)
         neg_abs_logits = math_ops.where(positive, math_ops.negative(logits), logits)
         return math_ops.add(math_ops.subtract(relu_logits, math_ops.multiply(logits, labels)),
-                            math_ops.log1p(math_ops.exp(neg_abs_logits)))
+                            math_ops.log1p(math_ops.exp(neg_abs_logits)), name=scope)
 
 
 # ---- convolution and pooling -------------------------------------------------------------------
@@ -309,14 +308,17 @@ def _padding(padding):
     return padding.upper()
 
 
-def _in_nhwc(data_format, build, x):
-    """build(x) on NHWC data: NCHW input is transposed in and the result transposed back."""
+def _in_nhwc(data_format, build, x, name):
+    """build(x, op_name) on NHWC data: NCHW input is transposed in and the result transposed back.
+
+    The op that gives the result is named `name` (the kernel's, or the transpose back's).
+    """
     data_format = data_format or "NHWC"
     if data_format == "NHWC":
-        return build(x)
+        return build(x, name)
     if data_format != "NCHW":
         raise ValueError(f"data_format must be NHWC or NCHW, got {data_format!r}")
-    return array_ops.transpose(build(array_ops.transpose(x, [0, 2, 3, 1])), [0, 3, 1, 2])
+    return array_ops.transpose(build(array_ops.transpose(x, [0, 2, 3, 1]), None), [0, 3, 1, 2], name=name)
 
 
 def conv2d(input, filters=None, strides=None, padding=None, data_format="NHWC", dilations=None, name=None,  # noqa: A002
@@ -328,10 +330,11 @@ def conv2d(input, filters=None, strides=None, padding=None, data_format="NHWC", 
     attrs = {"strides": _window_attr(strides, "strides", data_format), "padding": _padding(padding),
              "dilations": _window_attr(1 if dilations is None else dilations, "dilations", data_format),
              "data_format": "NHWC"}
-    with name_scope(name, "Conv2D"):
+    with name_scope(name, "Conv2D") as scope:
         x = convert_to_tensor(input)
         filters = convert_to_tensor(filters, dtype=x.dtype)
-        return _in_nhwc(data_format, lambda t: apply_op("Conv2D", [t, filters], attrs, name="Conv2D"), x)
+        return _in_nhwc(data_format, lambda t, op_name: apply_op("Conv2D", [t, filters], attrs, name=op_name), x,
+                        scope)
 
 
 def _pool(op_type, default_name, input, value, ksize, strides, padding, data_format, name):  # noqa: A002
@@ -341,8 +344,9 @@ def _pool(op_type, default_name, input, value, ksize, strides, padding, data_for
     attrs = {"ksize": _window_attr(ksize, "ksize", data_format),
              "strides": _window_attr(strides, "strides", data_format),
              "padding": _padding(padding), "data_format": "NHWC"}
-    with name_scope(name, default_name):
-        return _in_nhwc(data_format, lambda t: apply_op(op_type, [t], attrs, name=op_type), convert_to_tensor(x))
+    with name_scope(name, default_name) as scope:
+        return _in_nhwc(data_format, lambda t, op_name: apply_op(op_type, [t], attrs, name=op_name),
+                        convert_to_tensor(x), scope)
 
 
 def max_pool(input=None, ksize=None, strides=None, padding=None, data_format="NHWC", name=None,  # noqa: A002

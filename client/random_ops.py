@@ -106,10 +106,10 @@ def _scaled(op_type, shape, loc, scale, dtype, seed, name, default_name):
     """loc + scale * (a draw of op_type), TF's composition for normal, uniform and truncated normal."""
     from tensorgrid.client import math_ops
     dtype = dtypes.as_dtype(dtype)
-    with name_scope(name, default_name):
+    with name_scope(name, default_name) as scope:
         loc = convert_to_tensor(loc, dtype=dtype, name="loc")
         scale = convert_to_tensor(scale, dtype=dtype, name="scale")
-        return math_ops.add(math_ops.multiply(_draw(op_type, shape, dtype, seed), scale), loc)
+        return math_ops.add(math_ops.multiply(_draw(op_type, shape, dtype, seed), scale), loc, name=scope)
 
 
 def normal(shape, mean=0.0, stddev=1.0, dtype=dtypes.float32, seed=None, name=None):
@@ -131,18 +131,17 @@ def uniform(shape, minval=0, maxval=None, dtype=dtypes.float32, seed=None, name=
             raise ValueError(f"Must specify maxval for integer dtype {dtype.name}")
         if dtype not in (dtypes.int32, dtypes.int64):
             raise ValueError(f"random uniform integers must be int32 or int64, got {dtype.name}")
-        with name_scope(name, "random_uniform"):
+        with name_scope(name, "random_uniform") as scope:
             lo = convert_to_tensor(minval, dtype=dtype, name="min")
             hi = convert_to_tensor(maxval, dtype=dtype, name="max")
-            return apply_op("RandomUniformInt", [_shape_tensor(shape), lo, hi], _seed_attrs(seed, {}),
-                            name="RandomUniformInt")
+            return apply_op("RandomUniformInt", [_shape_tensor(shape), lo, hi], _seed_attrs(seed, {}), name=scope)
     if maxval is None:
         maxval = 1
-    with name_scope(name, "random_uniform"):
+    with name_scope(name, "random_uniform") as scope:
         lo = convert_to_tensor(minval, dtype=dtype, name="min")
         hi = convert_to_tensor(maxval, dtype=dtype, name="max")
         draw = _draw("RandomUniform", shape, dtype, seed)
-        return math_ops.add(math_ops.multiply(draw, math_ops.subtract(hi, lo)), lo)
+        return math_ops.add(math_ops.multiply(draw, math_ops.subtract(hi, lo)), lo, name=scope)
 
 
 def shuffle(value, seed=None, name=None):

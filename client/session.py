@@ -31,7 +31,7 @@ class _FetchMapper:
         if f is None:
             raise TypeError("Fetch argument None has invalid type <class 'NoneType'>")
         try:
-            return self.graph.as_graph_element(f)
+            return _dereferenced(self.graph.as_graph_element(f))
         except (KeyError, ValueError) as e:
             raise ValueError(f"Fetch argument {f!r} cannot be interpreted as a Tensor. ({e})") from None
         except TypeError as e:
@@ -39,6 +39,19 @@ class _FetchMapper:
 
     def build(self, values):
         return nest.rebuild(self.structure, values)
+
+
+def _dereferenced(element):
+    """A variable's handle as TF1 fetches its reference tensor ("w:0"): the variable's read `w/read:0`."""
+    if isinstance(element, graph_lib.Tensor) and element.dtype is dtypes.resource \
+            and element.op.type == "VarHandleOp":
+        try:
+            read = element.graph.get_operation_by_name(element.op.name + "/read")
+        except KeyError:
+            return element
+        if read.type == "ReadVariableOp" and read.inputs and read.inputs[0] is element:
+            return read.outputs[0]
+    return element
 
 
 def _to_result(value):

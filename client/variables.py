@@ -431,10 +431,9 @@ def report_uninitialized_variables(var_list=None, name="report_uninitialized_var
     if var_list is None:
         var_list = global_variables() + local_variables()
     g = get_default_graph()
-    with g.name_scope(name):
+    with g.name_scope(name) as scope:
         flags = [is_variable_initialized(v) for v in var_list]
-        return apply_op("UninitializedNames", flags, {"names": [v._op_name() for v in var_list]},
-                        name="UninitializedNames")
+        return apply_op("UninitializedNames", flags, {"names": [v._op_name() for v in var_list]}, name=scope)
 
 
 # ---- initializers (TF1's init_ops) ---------------------------------------------------------

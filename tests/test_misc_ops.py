@@ -215,7 +215,7 @@ def test_assert_in_graph_is_an_op_naming_node_and_values():
             with pytest.raises(tg.errors.InvalidArgumentError) as info:
                 sess.run(check, {x: [1.0, 5.0]})
     text = str(info.value)
-    assert "check_x/" in text and "x (x:0) = [1 5]" in text and "[1 2]" in text
+    assert "Assert 'check_x'" in text and "x (x:0) = [1 5]" in text and "[1 2]" in text
 
 
 def test_assert_static_shape_mismatch_is_a_value_error():

@@ -108,17 +108,20 @@ class Optimizer:
         var_list = [v for _, v in pairs]
         with _outside_control_dependencies():
             self._create_slots(var_list)
-        with scopes.name_scope(name, self._name):
+        # TF's names: the training op is `name` itself (the global step's increment when there is one)
+        with scopes.name_scope(name, self._name) as scope:
             self._prepare()
             updates = []
             for grad, var in pairs:
                 with scopes.name_scope("update_" + var._op_name()), _colocate(var):
                     updates.append(self._apply_dense(grad, var))
-            train_op = self._finish(updates, "update")
-            if global_step is not None:
-                with scopes.control_dependencies([train_op] if train_op is not None else []), \
+            if global_step is None:
+                train_op = self._finish(updates, scope)
+            else:
+                finished = self._finish(updates, "update")
+                with scopes.control_dependencies([finished] if finished is not None else []), \
                         _colocate(global_step):
-                    train_op = global_step.assign_add(1, name="global_step_update", read_value=False)
+                    train_op = global_step.assign_add(1, name=scope, read_value=False)
         if train_op is not None:
             ops = train_op.graph.get_collection_ref(variables_lib.GraphKeys.TRAIN_OP)
             if train_op not in ops:
