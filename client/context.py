@@ -7,7 +7,7 @@ class _State(threading.local):
     def __init__(self):
         self.graph_stack = []      # graphs entered with as_default(), innermost last
         self.session_stack = []    # sessions entered with as_default()
-        self.tapes = []            # active GradientTapes (eager)
+        self.tapes = []            # GradientTapes entered and not yet exited, innermost last
 
 
 _state = _State()

@@ -15,6 +15,7 @@ tensors it reads from enclosing graphs captured as extra arguments.
 import dataclasses
 import functools
 import itertools
+import weakref
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class FuncGraph(graph_lib.Graph):
         self.captures = []
         self._captured = {}  # id(outer tensor) -> placeholder
         self.seed = None
+        self.variable_policy = "allowed"    # "allowed", "singleton" or "forbidden" (see Function)
+        self.variables_created = 0
         if outer_graph is not None:
             self.seed = outer_graph.seed
             self._device_stack = list(outer_graph._device_stack)
@@ -69,6 +72,17 @@ class FuncGraph(graph_lib.Graph):
         self._captured[id(tensor)] = placeholder
         self.captures.append((inner, placeholder))
         return placeholder
+
+    def variable_created(self):
+        """Called before a tg.Variable is made while tracing: ValueError where TF2 forbids it."""
+        if self.variable_policy == "forbidden":
+            raise ValueError(f"Creating variables on a non-first call to a function decorated with tg.function "
+                             f"('{self.name}').")
+        if self.variable_policy == "singleton":
+            raise ValueError(f"tg.function ('{self.name}') only supports singleton tg.Variables created on the "
+                             f"first call. Make sure the tg.Variable is only created once or created outside "
+                             f"tg.function.")
+        self.variables_created += 1
 
     def _create_op(self, op_type, inputs, attrs, name, output_specs, source, extra_control=()):
         opdef = registry.get(op_type)
@@ -91,11 +105,12 @@ def _tensor_leaf(x):
 
 
 def side_effects(g):
-    """Names of g's stateful ops that no other op consumes: what must run though nothing needs it."""
-    consumed = {t.op for op in g.get_operations() for t in op.inputs}
-    consumed.update(c for op in g.get_operations() for c in op.control_inputs)
-    return [op.name for op in g.get_operations()
-            if registry.get(op.type).stateful and op.type not in _UNORDERED and op not in consumed]
+    """Names of the ops of FuncGraph g that must run though nothing needs their results.
+
+    Its ordered stateful ops form one chain of control edges, so that is the last of them: running it
+    runs them all, even those only a group (a NoOp) consumes, such as an optimizer's updates.
+    """
+    return [] if g._last_stateful is None else [g._last_stateful.name]
 
 
 @dataclasses.dataclass
@@ -179,12 +194,19 @@ class Function:
         self._signature = input_signature
         self._concrete = {}
         self._trace_count = 0
+        self._first_traced = False          # the first trace, the one that may create variables, is done
+        self._bound = weakref.WeakKeyDictionary()   # instance -> its bound Function, traced once per instance
         functools.update_wrapper(self, fn)
 
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self
-        bound = Function(self._fn.__get__(obj, objtype), self._signature)
+        try:
+            bound = self._bound.get(obj)
+        except TypeError:               # an instance that cannot be weakly referenced: no cache
+            return Function(self._fn.__get__(obj, objtype), self._signature)
+        if bound is None:
+            bound = self._bound[obj] = Function(_weakly_bound(self._fn, obj), self._signature)
         return bound
 
     def _key(self, args, kwargs):
@@ -205,9 +227,10 @@ class Function:
                 return ("id", id(a))
         return (tuple(sig(a) for a in args), tuple((k, sig(v)) for k, v in sorted(kwargs.items())))
 
-    def _trace(self, args, kwargs):
+    def _trace(self, args, kwargs, variable_policy):
         self._trace_count += 1
         g = FuncGraph(getattr(self._fn, "__name__", "function"))
+        g.variable_policy = variable_policy
         from tensorgrid.client import array_ops
         inputs = []
 
@@ -231,10 +254,23 @@ class Function:
         return ConcreteFunction(g, inputs, structure, outputs, side_effects(g))
 
     def get_concrete_function(self, *args, **kwargs):
+        """The traced graph for these arguments' signature (traced now if it is new).
+
+        As in TF2, only the first trace may create variables (they are made eagerly, once). When it does,
+        the function is traced again at once, and that trace must find them and make none; a later trace
+        that would create one raises ValueError.
+        """
         key = self._key(args, kwargs)
         cf = self._concrete.get(key)
         if cf is None:
-            cf = self._concrete[key] = self._trace(args, kwargs)
+            if self._first_traced:
+                cf = self._trace(args, kwargs, "forbidden")
+            else:
+                cf = self._trace(args, kwargs, "allowed")
+                self._first_traced = True
+                if cf.graph.variables_created:
+                    cf = self._trace(args, kwargs, "singleton")
+            self._concrete[key] = cf
         return cf
 
     def experimental_get_tracing_count(self):
@@ -257,6 +293,16 @@ class Function:
         for _, v in sorted(kwargs.items(), key=lambda kv: list(kwargs).index(kv[0])):
             collect(v)
         return cf(*tensor_args)
+
+
+def _weakly_bound(fn, obj):
+    """`fn` bound to `obj` without keeping `obj` alive (a Function caches one per instance)."""
+    ref = weakref.ref(obj)
+
+    @functools.wraps(fn)
+    def method(*args, **kwargs):
+        return fn(ref(), *args, **kwargs)
+    return method
 
 
 def function(func=None, input_signature=None, autograph=True, jit_compile=None, **_ignored):

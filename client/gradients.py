@@ -7,13 +7,41 @@ their forward op's device unless a device scope says otherwise.
 """
 
 import contextlib
+import enum
 
 from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.framework import dtypes
 from tensorgrid.ops import registry
 
-__all__ = ["gradients"]
+__all__ = ["gradients", "UnconnectedGradients"]
+
+
+class UnconnectedGradients(enum.Enum):
+    """What the gradient with respect to a source the target does not depend on is: None, or zeros."""
+
+    NONE = "none"
+    ZERO = "zero"
+
+
+def unconnected_value(x):
+    """The zeros an unconnected source `x` (a tensor or Variable) gets with UnconnectedGradients.ZERO."""
+    from tensorgrid.client import array_ops
+    if hasattr(x, "_grad_source") and x.shape.is_fully_defined():
+        return array_ops.zeros(x.shape.as_list(), x.dtype)
+    return array_ops.zeros_like(x)
+
+
+def gradient_scope(g, colocate):
+    """scope(op): the context each gradient function of graph `g` runs in (op's name scope, colocated with op)."""
+    @contextlib.contextmanager
+    def scope(op):
+        with contextlib.ExitStack() as stack:
+            if colocate:
+                stack.enter_context(g.colocate_with(op))
+            stack.enter_context(g.name_scope(op.name + "_grad"))
+            yield
+    return scope
 
 
 def _as_list(x):
@@ -76,14 +104,17 @@ def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None):
 
 
 def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_ops=True,
-              gate_gradients=False, aggregation_method=None, stop_gradients=None):
-    """Symbolic d(sum(ys))/d(x) for each x in xs; None for an x that ys do not depend on."""
+              gate_gradients=False, aggregation_method=None, stop_gradients=None,
+              unconnected_gradients=UnconnectedGradients.NONE):
+    """Symbolic d(sum(ys))/d(x) for each x in xs; None (or zeros) for an x that ys do not depend on."""
     if context.executing_eagerly():
         raise RuntimeError("tg.gradients is not supported when eager execution is enabled. "
                            "Use tg.GradientTape instead.")
     from tensorgrid.client import array_ops
+    unconnected = UnconnectedGradients(unconnected_gradients)
+    xs = _as_list(xs)
     ys = [graph_lib.convert_to_tensor(y) for y in _as_list(ys)]
-    xs_t = [_source_tensor(x) for x in _as_list(xs)]
+    xs_t = [_source_tensor(x) for x in xs]
     grad_ys = _as_list(grad_ys) or [None] * len(ys)
     stops = [graph_lib.convert_to_tensor(s) for s in _as_list(stop_gradients)]
     g = ys[0].graph
@@ -106,17 +137,13 @@ def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_op
             frontier.extend(t.op for t in op.inputs)
     order = [op for op in reversed(g.get_operations()) if op in between]
 
-    @contextlib.contextmanager
-    def scope(op):
-        with contextlib.ExitStack() as stack:
-            if colocate_gradients_with_ops:
-                stack.enter_context(g.colocate_with(op))
-            stack.enter_context(g.name_scope(op.name + "_grad"))
-            yield
-
     with g.name_scope(name):
         seeds = {}
         for y, gy in zip(ys, grad_ys):
             gy = array_ops.ones_like(y, name="grad_ys") if gy is None else graph_lib.convert_to_tensor(gy, dtype=y.dtype)
             seeds.setdefault(y, []).append(gy)
-        return backprop(order, seeds, xs_t, lambda t: t, array_ops.zeros_like, stops, scope)
+        grads = backprop(order, seeds, xs_t, lambda t: t, array_ops.zeros_like, stops,
+                         gradient_scope(g, colocate_gradients_with_ops))
+        if unconnected is UnconnectedGradients.ZERO:
+            grads = [unconnected_value(x) if gr is None else gr for gr, x in zip(grads, xs)]
+        return grads

@@ -24,6 +24,7 @@ import weakref
 import numpy as np
 
 from tensorgrid.client import array_ops, context, random_ops
+from tensorgrid.client import tape as tape_lib
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client.graph import TensorOps, apply_op, convert_to_tensor, get_default_graph
 from tensorgrid.framework import dtypes
@@ -119,6 +120,8 @@ class Variable(TensorOps):
             raise ValueError(f"a tg.Variable made inside tg.function is made eagerly, once, so its initial value "
                              f"cannot be the traced tensor {initial_value.name}; pass a Python or numpy value, "
                              f"or a callable (lambda: ...)")
+        if lift:
+            get_default_graph().variable_created()
         with _init_scope() if lift else contextlib.nullcontext():
             if context.executing_eagerly():
                 self._init_eager(initial_value, name or "Variable", dtype, validate_shape, shape)
@@ -270,6 +273,7 @@ class Variable(TensorOps):
         return handle.graph.colocate_with(handle.op)
 
     def _read(self, name="read"):
+        tape_lib.variable_accessed(self)
         handle = self._current_handle()
         with self._colocated(handle):
             return apply_op("ReadVariableOp", [handle], {"dtype": self._dtype, "shape": self._shape}, name=name)
@@ -288,7 +292,7 @@ class Variable(TensorOps):
         if context.executing_eagerly():
             raise ValueError(f"variable {self.name} belongs to a graph and cannot be used while executing eagerly")
         g = get_default_graph()
-        if g is self._graph and g._current_control_inputs():
+        if g is self._graph and (g._current_control_inputs() or tape_lib.recording_in(g)):
             return self._read()
         return self._snapshot
 

@@ -549,6 +549,7 @@ def test_stop_gradient_and_shape_ops_are_not_differentiable():
 def test_gradient_tape_through_array_ops():
     x = tg.constant(X3)
     with tg.GradientTape() as tape:
+        tape.watch(x)
         y = tg.reduce_sum(tg.gather(tg.transpose(x[:, 1:] * 2.0, [1, 0, 2]), [1, 1]) ** 2)
     want = np.zeros_like(X3)
     want[:, 2] = 2 * 2 * (2 * X3[:, 2]) * 2

@@ -94,6 +94,7 @@ def test_function_called_while_building_a_graph_inlines_its_ops():
 def test_gradient_tape_matches_symbolic_gradients():
     x = tg.constant([0.5, -1.0, 2.0])
     with tg.GradientTape() as tape:
+        tape.watch(x)
         y = tg.reduce_sum(tg.tanh(x) * x)
     grad = tape.gradient(y, x)
     want = np.tanh(x.numpy()) + x.numpy() * (1 - np.tanh(x.numpy()) ** 2)

@@ -471,6 +471,7 @@ def test_gradient_tape():
     x = tg.constant(signed(2, 3, seed=1))
     w = tg.constant(signed(3, 2, seed=2))
     with tg.GradientTape() as tape:
+        tape.watch([x, w])
         y = tg.reduce_sum(tg.sigmoid(tg.matmul(x, w)) * tg.reduce_max(x, 1, keepdims=True))
     gx, gw = tape.gradient(y, [x, w])
     g = tg.Graph()

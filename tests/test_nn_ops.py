@@ -500,6 +500,7 @@ def test_eager_tape_matches_graph_gradients():
         return tg.reduce_sum(tg.nn.log_softmax(tg.reshape(tg.nn.max_pool(h, 2, 2, "VALID"), [1, -1])))
     a, b = tg.constant(x), tg.constant(w)
     with tg.GradientTape() as tape:
+        tape.watch([a, b])
         out = loss(a, b)
     eager = tape.gradient(out, [a, b])
     g = tg.Graph()
@@ -527,6 +528,7 @@ def test_conv_and_pools_match_tensorflow():
         want = [z.numpy()] + [t.numpy() for t in tape.gradient(z, [xt, wt])]
         a, b = tg.constant(x), tg.constant(w)
         with tg.GradientTape() as tape:
+            tape.watch([a, b])
             y = tg.nn.conv2d(a, b, stride, padding)
             z = tg.nn.max_pool(y, 2, 2, "SAME") + tg.nn.avg_pool(y, 2, 2, "SAME")
         got = [z.numpy()] + [t.numpy() for t in tape.gradient(z, [a, b])]
