@@ -8,6 +8,7 @@ class _State(threading.local):
         self.graph_stack = []      # graphs entered with as_default(), innermost last
         self.session_stack = []    # sessions entered with as_default()
         self.tapes = []            # GradientTapes entered and not yet exited, innermost last
+        self.eager_name_scope = ""  # the name scope eager ops and TF2 summary tags see
 
 
 _state = _State()
@@ -39,6 +40,14 @@ def session_stack():
 
 def tapes():
     return _state.tapes
+
+
+def eager_name_scope():
+    return _state.eager_name_scope
+
+
+def set_eager_name_scope(scope):
+    _state.eager_name_scope = scope
 
 
 def global_default_graph():

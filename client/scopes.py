@@ -24,7 +24,18 @@ def name_scope(name, default_name=None, values=None):
     if name is None:
         name = default_name
     if context.executing_eagerly():
-        yield (name + "/") if name else ""
+        outer = context.eager_name_scope()
+        if not name:
+            inner = "" if name == "" else outer
+        elif name.endswith("/"):
+            inner = name[:-1]
+        else:
+            inner = f"{outer}/{name}" if outer else name
+        context.set_eager_name_scope(inner)
+        try:
+            yield (inner + "/") if inner else ""
+        finally:
+            context.set_eager_name_scope(outer)
         return
     with get_default_graph().name_scope(name) as scope:
         yield scope

@@ -6,6 +6,7 @@ from tensorgrid.client import math_ops, nn_ops, random_ops, misc_ops
 from tensorgrid.client import variables, context
 from tensorgrid.client import graph as _graph
 from tensorgrid.client import train  # noqa: F401
+from tensorgrid.client import summary  # noqa: F401
 from tensorgrid.client.array_ops import *  # noqa: F401,F403
 from tensorgrid.client.math_ops import *  # noqa: F401,F403
 from tensorgrid.client.misc_ops import *  # noqa: F401,F403

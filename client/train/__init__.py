@@ -6,7 +6,8 @@ from tensorgrid.client.train.optimizer import *  # noqa: F401,F403
 from tensorgrid.client.train.optimizers import *  # noqa: F401,F403
 from tensorgrid.client.train.saver import *  # noqa: F401,F403
 from tensorgrid.client.train.training_util import *  # noqa: F401,F403
+from tensorgrid.client.summary.event_file import summary_iterator  # noqa: F401 - TF1 tf.train.summary_iterator
 from tensorgrid.client.train import cluster_spec, device_setter, optimizer, optimizers, saver, training_util
 
 __all__ = (cluster_spec.__all__ + device_setter.__all__ + optimizer.__all__ + optimizers.__all__
-           + saver.__all__ + training_util.__all__)
+           + saver.__all__ + training_util.__all__ + ["summary_iterator"])

@@ -54,5 +54,11 @@ nn = _types.ModuleType("tensorgrid.compat.v1.nn", _nn_ops.__doc__)
 nn.__dict__.update({k: getattr(_nn_ops, k) for k in _nn_ops.__all__})
 nn.__dict__.update(_nn_ops.compat_v1)
 
+# TF1's tf.summary (graph summary ops, FileWriter) and the summary protos TF1 programs build by hand.
+from tensorgrid.client import summary as _summary  # noqa: E402
+summary = _summary.v1_namespace()
+Summary, Event, SessionLog = summary.Summary, summary.Event, summary.SessionLog
+HistogramProto = _summary.protos().HistogramProto
+
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)

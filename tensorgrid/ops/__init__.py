@@ -1,4 +1,5 @@
 """The op registry and every op declaration; importing this package registers them all."""
 
 from tensorgrid.ops import core_ops, math_ops, array_ops, nn_ops, random_ops, misc_ops, state_ops  # noqa: F401
+from tensorgrid.ops import summary_ops  # noqa: F401
 from tensorgrid.ops.registry import OPS, get  # noqa: F401
