@@ -194,6 +194,45 @@ class Variable(TensorOps):
         self._initial_value = initial
         self._initializer_op = None
 
+    # ---- meta graphs -----------------------------------------------------------------
+    def to_proto(self, export_scope=None):
+        """This graph variable as a VariableDef (its ops' names, relative to export_scope), as meta graphs keep it."""
+        if self._eager():
+            raise RuntimeError(f"to_proto is only available for a graph's variables, not eager {self.name}")
+        from tensorgrid.proto import meta_graph_pb2
+
+        def rel(name):
+            if export_scope and not name.startswith(export_scope + "/"):
+                raise ValueError(f"variable {self.name}: {name} is not under export_scope {export_scope!r}")
+            return name[len(export_scope) + 1:] if export_scope else name
+        return meta_graph_pb2.VariableDef(
+            variable_name=rel(self._handle.name), initializer_name=rel(self._initializer_op.name),
+            snapshot_name=rel(self._snapshot.name), is_resource=True,
+            initial_value_name=rel(self._initial_value.name), trainable=self._trainable)
+
+    @staticmethod
+    def from_proto(variable_def, import_scope=None):
+        """The Variable of the default graph whose ops `variable_def` names (under import_scope, if given)."""
+        g = get_default_graph()
+
+        def find(name):
+            return g.as_graph_element(f"{import_scope}/{name}" if import_scope else name)
+        v = Variable.__new__(Variable)
+        v._graph = g
+        v._handle = find(variable_def.variable_name)
+        if v._handle.op.type != "VarHandleOp":
+            raise ValueError(f"VariableDef names {v._handle.name}, a {v._handle.op.type}, not a variable's handle")
+        v._name = v._handle.op.name
+        v._dtype = dtypes.as_dtype(v._handle.op.get_attr("dtype"))
+        v._shape = as_shape(v._handle.op.get_attr("shape"))
+        shared = v._handle.op.get_attr("shared_name")
+        v._shared_name = shared.decode() if isinstance(shared, bytes) else shared
+        v._initializer_op = find(variable_def.initializer_name)
+        v._snapshot = find(variable_def.snapshot_name)
+        v._initial_value = find(variable_def.initial_value_name) if variable_def.initial_value_name else None
+        v._trainable = variable_def.trainable
+        return v
+
     # ---- identity -------------------------------------------------------------------
     @property
     def name(self):

@@ -88,7 +88,8 @@ def test_global_step_tensor_state_file_and_max_to_keep(tmp_path):
                 saver.save(sess, prefix, global_step=step)
     assert saver.last_checkpoints == [prefix + "-2", prefix + "-3"]
     assert not tg.train.checkpoint_exists(prefix + "-1")
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.ckpt-2.tgckpt", "model.ckpt-3.tgckpt"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.ckpt-2.meta", "model.ckpt-2.tgckpt",
+                                            "model.ckpt-3.meta", "model.ckpt-3.tgckpt"]
     with open(tmp_path / "checkpoint") as f:
         assert f.read().splitlines() == ['model_checkpoint_path: "model.ckpt-3"',
                                          'all_model_checkpoint_paths: "model.ckpt-2"',
@@ -282,3 +283,25 @@ def test_cluster_session_round_trip(tmp_path):
             saver.restore(sess, path)
             assert sess.run(step) == 3
             np.testing.assert_array_equal(sess.run(w), saved)
+
+
+def test_checkpoint_reader_matches_tensorflows_api(tmp_path):
+    g, vs = _model()
+    with g.as_default():
+        saver = tg.train.Saver()
+        with _session(g) as sess:
+            sess.run(tg.global_variables_initializer())
+            path = saver.save(sess, str(tmp_path / "model.ckpt"), global_step=7)
+    for reader in (tg.train.load_checkpoint(str(tmp_path)), tg.train.load_checkpoint(path),
+                   tg.compat.v1.train.NewCheckpointReader(path)):
+        assert reader.get_variable_to_shape_map() == {k: list(np.shape(v)) for k, v in VALUES.items()}
+        assert reader.get_variable_to_dtype_map()["i64"] == tg.int64
+        assert reader.has_tensor("f32") and not reader.has_tensor("nope")
+        np.testing.assert_array_equal(reader.get_tensor("f64"), VALUES["f64"])
+        with pytest.raises(errors.NotFoundError, match="Key nope not found"):
+            reader.get_tensor("nope")
+    assert tg.train.list_variables(str(tmp_path)) == sorted((k, list(np.shape(v))) for k, v in VALUES.items())
+    for bad in (lambda: tg.train.NewCheckpointReader(str(tmp_path / "missing")),
+                lambda: tg.train.load_checkpoint(str(tmp_path / "missing"))):
+        with pytest.raises(errors.NotFoundError, match="Failed to find any matching files"):
+            bad()

@@ -18,7 +18,9 @@ never a partial one; a failed write removes its temporary file. The
 directory's `checkpoint` file is TF's CheckpointState text format
 (`model_checkpoint_path: "model.ckpt-100"` and one `all_model_checkpoint_paths`
 line per kept checkpoint, relative to the directory), replaced the same way.
-tensorgrid writes no `.meta` file.
+Beside each checkpoint `Saver.save` writes the meta graph `P.meta` (a
+MetaGraphDef, proto/meta_graph.proto: the graph, its collections and the
+Saver's SaverDef), which tg.train.import_meta_graph reads back.
 
 The Saver reads and writes variables with ops it adds to the graph (reads,
 and assigns fed through placeholders), so it works with any Session,
@@ -37,12 +39,15 @@ import zlib
 import numpy as np
 
 from tensorgrid.client import array_ops, context
+from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import variables as variables_lib
 from tensorgrid.client.graph import get_default_graph
+from tensorgrid.client.meta_graph import export_meta_graph
 from tensorgrid.framework import dtypes, errors
 
 __all__ = ["Saver", "latest_checkpoint", "get_checkpoint_state", "checkpoint_exists", "list_variables",
-           "load_variable"]
+           "load_variable", "load_checkpoint", "NewCheckpointReader", "CheckpointReader", "import_meta_graph",
+           "export_meta_graph"]
 
 SUFFIX = ".tgckpt"
 _MAGIC = b"TGCKPT\x00\x01"
@@ -205,19 +210,57 @@ def _resolve(ckpt_dir_or_file):
     return ckpt_dir_or_file[:-len(SUFFIX)] if ckpt_dir_or_file.endswith(SUFFIX) else ckpt_dir_or_file
 
 
+class CheckpointReader:
+    """Reads the tensors of one checkpoint by key (TF's CheckpointReader, as load_checkpoint gives it)."""
+
+    def __init__(self, prefix):
+        if not checkpoint_exists(prefix):
+            raise errors.NotFoundError(None, None, f"Unsuccessful TensorSliceReader constructor: Failed to find any "
+                                                   f"matching files for {prefix}")
+        self._prefix = prefix
+        self._reader = _Reader(prefix)
+
+    def has_tensor(self, name):
+        return name in self._reader.entries
+
+    def get_tensor(self, name):
+        """The value of tensor `name`, a numpy array; NotFoundError when the checkpoint has none."""
+        if name not in self._reader.entries:
+            raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {self._prefix}")
+        return self._reader.read(name)
+
+    def get_variable_to_shape_map(self):
+        """{key: shape as a list of ints}."""
+        return {name: list(e["shape"]) for name, e in self._reader.entries.items()}
+
+    def get_variable_to_dtype_map(self):
+        """{key: tg.DType}."""
+        return {name: dtypes.as_dtype(e["dtype"]) for name, e in self._reader.entries.items()}
+
+    def debug_string(self):
+        """One line per tensor: key (dtype) [shape], sorted by key, as bytes (as TF gives it)."""
+        return "".join(f"{name} ({e['dtype']}) {list(e['shape'])}\n"
+                       for name, e in sorted(self._reader.entries.items())).encode()
+
+
+def NewCheckpointReader(filepattern):  # noqa: N802 - TF's spelling
+    """A CheckpointReader of the checkpoint with prefix `filepattern`."""
+    return CheckpointReader(filepattern)
+
+
+def load_checkpoint(ckpt_dir_or_file):
+    """A CheckpointReader of a checkpoint (a prefix, or the latest checkpoint of a directory)."""
+    return CheckpointReader(_resolve(ckpt_dir_or_file))
+
+
 def list_variables(ckpt_dir_or_file):
     """[(name, shape)] of the tensors in a checkpoint (or the latest one of a directory), sorted by name."""
-    reader = _Reader(_resolve(ckpt_dir_or_file))
-    return [(name, list(e["shape"])) for name, e in sorted(reader.entries.items())]
+    return sorted(load_checkpoint(ckpt_dir_or_file).get_variable_to_shape_map().items())
 
 
 def load_variable(ckpt_dir_or_file, name):
     """The value of tensor `name` in a checkpoint, as a numpy array."""
-    prefix = _resolve(ckpt_dir_or_file)
-    reader = _Reader(prefix)
-    if name not in reader.entries:
-        raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {prefix}")
-    return reader.read(name)
+    return load_checkpoint(ckpt_dir_or_file).get_tensor(name)
 
 
 # ---- the Saver --------------------------------------------------------------------------------------
@@ -240,28 +283,61 @@ def _named_variables(var_list):
 
 
 class Saver:
-    """Saves variables to checkpoints and restores them (see the module docstring for the format)."""
+    """Saves variables to checkpoints and restores them (see the module docstring for the format).
 
-    def __init__(self, var_list=None, max_to_keep=5, name=None, allow_empty=False):
+    Its ops live under one name scope S ("save"): S/tensor_names (the checkpoint keys), S/save_value_<i>
+    (the i-th key's value), S/restore_value_<i> (the placeholder restoring it) and S/restore_all. A Saver
+    given a `saver_def` (as import_meta_graph does) finds those ops in the default graph instead of
+    building them.
+    """
+
+    def __init__(self, var_list=None, max_to_keep=5, name=None, allow_empty=False, saver_def=None,
+                 keep_checkpoint_every_n_hours=10000.0):
         if context.executing_eagerly():
             raise RuntimeError("tg.train.Saver builds save and restore ops and needs graph mode; "
                                "call it inside a graph (tg.compat.v1.disable_eager_execution()).")
-        self._vars = _named_variables(var_list)
-        if not self._vars and not allow_empty:
-            raise ValueError("No variables to save")
-        self._max_to_keep = max_to_keep
+        self._keep_hours = keep_checkpoint_every_n_hours
         self._last_checkpoints = []
+        if saver_def is not None:
+            self._max_to_keep = saver_def.max_to_keep
+            self._from_saver_def(saver_def)
+            return
+        self._max_to_keep = max_to_keep
+        named = _named_variables(var_list)
+        if not named and not allow_empty:
+            raise ValueError("No variables to save")
         g = get_default_graph()
-        names = sorted(self._vars)
+        self._keys = sorted(named)
         with g.name_scope(name or "save"), g.control_dependencies(None):
-            self._reads = {n: self._vars[n].read_value() for n in names}
-            self._feeds, assigns = {}, []
-            for i, n in enumerate(names):
-                v = self._vars[n]
+            array_ops.constant(np.array(self._keys, dtype=object), dtypes.string, name="tensor_names")
+            self._reads, self._feeds, assigns = [], [], []
+            for i, n in enumerate(self._keys):
+                v = named[n]
+                self._reads.append(v._read(name=f"save_value_{i}"))
                 ph = array_ops.placeholder(v.dtype, v.shape, name=f"restore_value_{i}")
-                self._feeds[n] = ph
+                self._feeds.append(ph)
                 assigns.append(v.assign(ph, read_value=False))
             self._restore_op = array_ops.group(*assigns, name="restore_all")
+
+    def _from_saver_def(self, saver_def):
+        g = get_default_graph()
+        self._restore_op = g.as_graph_element(saver_def.restore_op_name, allow_tensor=False)
+        scope = saver_def.restore_op_name.rpartition("/")[0]
+        names = graph_lib._const_value(g.get_tensor_by_name(f"{scope}/tensor_names:0"))
+        self._keys = [k.decode() if isinstance(k, bytes) else str(k) for k in np.asarray(names).ravel()]
+        self._reads = [g.get_tensor_by_name(f"{scope}/save_value_{i}:0") for i in range(len(self._keys))]
+        self._feeds = [g.get_tensor_by_name(f"{scope}/restore_value_{i}:0") for i in range(len(self._keys))]
+
+    @property
+    def saver_def(self):
+        return self.as_saver_def()
+
+    def as_saver_def(self):
+        """The SaverDef that finds this Saver's ops again (what the .meta file holds)."""
+        from tensorgrid.proto import meta_graph_pb2
+        return meta_graph_pb2.SaverDef(restore_op_name=self._restore_op.name, max_to_keep=self._max_to_keep or 0,
+                                       keep_checkpoint_every_n_hours=self._keep_hours,
+                                       version=meta_graph_pb2.SaverDef.V2)
 
     @property
     def last_checkpoints(self):
@@ -272,11 +348,12 @@ class Saver:
         """Adopts existing checkpoints (e.g. after a restart) so max_to_keep counts them."""
         self._last_checkpoints = [p for p in checkpoint_paths if checkpoint_exists(p)]
 
-    def save(self, sess, save_path, global_step=None, latest_filename=None, write_meta_graph=True,
-             write_state=True):
+    def save(self, sess, save_path, global_step=None, latest_filename=None, meta_graph_suffix="meta",
+             write_meta_graph=True, write_state=True, strip_default_attrs=False, save_debug_info=False):
         """Writes every variable's value to checkpoint `save_path[-global_step]`; returns that prefix.
 
-        `write_meta_graph` is accepted for TF1 programs; tensorgrid writes no .meta file.
+        Unless write_meta_graph=False, the session's graph goes with it, as the meta graph
+        `<prefix>.meta` (see tg.train.import_meta_graph).
         """
         directory = os.path.dirname(os.path.abspath(save_path))
         if not os.path.isdir(directory):
@@ -285,19 +362,32 @@ class Saver:
             if not isinstance(global_step, numbers.Number):
                 global_step = sess.run(global_step)
             save_path = f"{save_path}-{int(global_step)}"
-        values = sess.run(self._reads) if self._reads else {}
+        values = dict(zip(self._keys, sess.run(self._reads))) if self._reads else {}
         atomic_write(save_path + SUFFIX, _encode(values))
+        if write_meta_graph:
+            self.export_meta_graph(f"{save_path}.{meta_graph_suffix}", graph=sess.graph)
         if save_path in self._last_checkpoints:
             self._last_checkpoints.remove(save_path)
         self._last_checkpoints.append(save_path)
         if self._max_to_keep:
             while len(self._last_checkpoints) > self._max_to_keep:
                 old = self._last_checkpoints.pop(0)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(old + SUFFIX)
+                for path in (old + SUFFIX, f"{old}.{meta_graph_suffix}"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
         if write_state:
             _write_state(directory, save_path, self._last_checkpoints, latest_filename)
         return save_path
+
+    def export_meta_graph(self, filename=None, collection_list=None, as_text=False, export_scope=None,
+                          clear_devices=False, clear_extraneous_savers=False, strip_default_attrs=False,
+                          save_debug_info=False, graph=None):
+        """tg.train.export_meta_graph of the (default) graph with this Saver's SaverDef."""
+        from tensorgrid.client import meta_graph
+        return meta_graph.export_meta_graph(filename, saver_def=self.as_saver_def(),
+                                            collection_list=collection_list, as_text=as_text,
+                                            graph=graph or self._restore_op.graph, export_scope=export_scope,
+                                            clear_devices=clear_devices)
 
     def restore(self, sess, save_path):
         """Sets every variable to its value in checkpoint `save_path`.
@@ -310,17 +400,36 @@ class Saver:
             raise ValueError(f"The passed save_path is not a valid checkpoint: {save_path}")
         reader = _Reader(save_path)
         feeds = {}
-        for name, v in sorted(self._vars.items()):
+        for name, ph in zip(self._keys, self._feeds):
             entry = reader.entries.get(name)
             if entry is None:
                 raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {save_path}")
-            if dtypes.as_dtype(entry["dtype"]) != v.dtype:
+            if dtypes.as_dtype(entry["dtype"]) != ph.dtype:
                 raise errors.InvalidArgumentError(
-                    None, None, f"tensor_name = {name}; expected dtype {v.dtype.name} does not equal original "
+                    None, None, f"tensor_name = {name}; expected dtype {ph.dtype.name} does not equal original "
                                 f"dtype {entry['dtype']} in checkpoint {save_path}")
-            if not v.shape.is_compatible_with(entry["shape"]):
+            if not ph.shape.is_compatible_with(entry["shape"]):
                 raise errors.InvalidArgumentError(
                     None, None, f"Restoring {name} from checkpoint {save_path}: shapes of the variable and the "
-                                f"saved tensor differ: lhs shape= {v.shape} rhs shape= {entry['shape']}")
-            feeds[self._feeds[name]] = reader.read(name)
+                                f"saved tensor differ: lhs shape= {ph.shape} rhs shape= {entry['shape']}")
+            feeds[ph] = reader.read(name)
         sess.run(self._restore_op, feeds)
+
+
+def import_meta_graph(meta_graph_or_file, clear_devices=False, import_scope=None, **kwargs):
+    """Adds the graph and collections of a meta graph (a MetaGraphDef or a .meta file) to the default graph.
+
+    Returns the Saver that restores its variables (the one whose SaverDef the meta graph holds, else a
+    new Saver of its variables), or None when it has no variables.
+    """
+    from tensorgrid.client import meta_graph
+    meta, scope = meta_graph.import_scoped_meta_graph(meta_graph_or_file, clear_devices, import_scope)
+    if meta.HasField("saver_def"):
+        saver_def = type(meta.saver_def)()
+        saver_def.CopyFrom(meta.saver_def)
+        if scope:
+            saver_def.restore_op_name = f"{scope}/{saver_def.restore_op_name}"
+        return Saver(saver_def=saver_def)
+    if variables_lib.global_variables():
+        return Saver()
+    return None
