@@ -17,7 +17,7 @@ from tensorgrid.framework import dtypes
 
 __all__ = [
     "relu", "relu6", "elu", "leaky_relu", "softplus", "sigmoid", "tanh", "softmax", "log_softmax",
-    "bias_add", "dropout", "l2_loss", "moments", "softmax_cross_entropy_with_logits",
+    "bias_add", "dropout", "l2_loss", "moments", "batch_normalization", "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits",
     "sigmoid_cross_entropy_with_logits", "conv2d", "max_pool", "avg_pool",
 ]
@@ -198,6 +198,23 @@ def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
         if x.dtype == dtypes.float16:
             mean, variance = array_ops.cast(mean, x.dtype), array_ops.cast(variance, x.dtype)
         return mean, variance
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
+    """(x - mean) / sqrt(variance + variance_epsilon) * scale + offset, as TF computes it.
+
+    TF's arithmetic: inv = rsqrt(variance + epsilon) * scale, then x * inv + (offset - mean * inv);
+    `offset` and `scale` may be None.
+    """
+    with name_scope(name, "batchnorm") as scope:
+        x = convert_to_tensor(x)
+        inv = math_ops.rsqrt(math_ops.add(convert_to_tensor(variance, dtype=x.dtype), _const(variance_epsilon, x)))
+        if scale is not None:
+            inv = math_ops.multiply(inv, convert_to_tensor(scale, dtype=x.dtype))
+        shift = math_ops.negative(math_ops.multiply(convert_to_tensor(mean, dtype=x.dtype), inv))
+        if offset is not None:
+            shift = math_ops.add(convert_to_tensor(offset, dtype=x.dtype), shift)
+        return math_ops.add(math_ops.multiply(x, inv), shift, name=scope)
 
 
 # ---- losses ----------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class GraphKeys:
     GLOBAL_STEP = "global_step"
     TRAIN_OP = "train_op"
     LOSSES = "losses"
+    REGULARIZATION_LOSSES = "regularization_losses"
     SUMMARIES = "summaries"
     UPDATE_OPS = "update_ops"
 
@@ -663,12 +664,26 @@ class VariableScope:
         return trainable_variables(self._name)
 
     def get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None,
-                     validate_shape=True):
+                     validate_shape=True, regularizer=None):
         full = f"{self._name}/{name}" if self._name else name
         if initializer is None:
             initializer = self._initializer
-        return _store().get(full, shape, dtype or self._dtype, initializer,
-                            self._reuse, trainable, collections, validate_shape)
+        store = _store()
+        existed = full in store.vars
+        v = store.get(full, shape, dtype or self._dtype, initializer, self._reuse, trainable, collections,
+                      validate_shape)
+        if regularizer is not None and not existed and not context.executing_eagerly():
+            _regularize(v, regularizer)
+        return v
+
+
+def _regularize(v, regularizer):
+    """Adds regularizer(v), built under `<v>/Regularizer/`, to REGULARIZATION_LOSSES (TF1's get_variable)."""
+    from tensorgrid.client import scopes
+    with scopes.name_scope(v._op_name() + "/Regularizer/"):
+        loss = regularizer(v)
+    if loss is not None:
+        add_to_collection(GraphKeys.REGULARIZATION_LOSSES, loss)
 
 
 class _VariableStore:
@@ -756,15 +771,16 @@ def get_variable_scope():
     return _store().scope
 
 
-def get_variable(name, shape=None, dtype=None, initializer=None, trainable=None, collections=None,
-                 validate_shape=True, use_resource=None):
+def get_variable(name, shape=None, dtype=None, initializer=None, regularizer=None, trainable=None,
+                 collections=None, validate_shape=True, use_resource=None):
     """Returns the variable `scope/name`, creating it unless the scope reuses variables.
 
     `initializer` is an initializer (called with the shape and dtype) or a value, which then fixes
-    the shape. Raises ValueError when it exists and reuse is off, or does not exist and reuse=True.
+    the shape. A new variable's `regularizer(v)` goes into REGULARIZATION_LOSSES. Raises ValueError
+    when it exists and reuse is off, or does not exist and reuse=True.
     """
     return get_variable_scope().get_variable(name, shape, dtype, initializer, trainable, collections,
-                                             validate_shape)
+                                             validate_shape, regularizer)
 
 
 @contextlib.contextmanager

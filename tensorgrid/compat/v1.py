@@ -60,5 +60,8 @@ summary = _summary.v1_namespace()
 Summary, Event, SessionLog = summary.Summary, summary.Event, summary.SessionLog
 HistogramProto = _summary.protos().HistogramProto
 
+# TF1's tf.layers and tf.losses (TF2's are Keras's).
+from tensorgrid.client import layers, losses  # noqa: E402,F401
+
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)
