@@ -52,6 +52,8 @@ class FuncGraph(graph_lib.Graph):
         self.seed = None
         self.variable_policy = "allowed"    # "allowed", "singleton" or "forbidden" (see Function)
         self.variables_created = 0
+        # Traced from eager code (at the root), tensors compare element-wise with ==, as in TF2.
+        self.elementwise_equality = outer_graph.elementwise_equality if outer_graph is not None else True
         if outer_graph is not None:
             self.seed = outer_graph.seed
             self._device_stack = list(outer_graph._device_stack)
@@ -135,13 +137,13 @@ _function_ids = itertools.count(1)
 def trace_function(python_fn, arg_specs, name="function", outer_graph=None, arg_names=None):
     """Traces python_fn(*placeholders) into a Function, one Placeholder per (dtype, shape) of arg_specs.
 
-    `outer_graph` is the graph being built (the default graph when omitted);
-    tensors of it that python_fn reads are captured. The return value may be
+    `outer_graph` is the graph being built (the default graph when omitted;
+    none when executing eagerly); tensors of it that python_fn reads are captured. The return value may be
     any nest of tensors, Variables and Python values; its tensors are the
     Function's results. Stateful ops whose results nothing uses (assignments,
     prints) are its control results, so they run on every call.
     """
-    if outer_graph is None:
+    if outer_graph is None and not context.executing_eagerly():
         outer_graph = graph_lib.get_default_graph()
     g = FuncGraph(f"{name}_{next(_function_ids)}", outer_graph)
     names = arg_names or [f"arg{i}" for i in range(len(arg_specs))]

@@ -141,7 +141,15 @@ class Tensor(TensorOps):
         return self._shape[0]
 
     def __eq__(self, other):
+        # TF2: in a function traced from eager code == compares element-wise; in a TF1 graph, identity.
+        if other is not None and self.op.graph.elementwise_equality:
+            return self._m().equal(self, other)
         return self is other
+
+    def __ne__(self, other):
+        if other is not None and self.op.graph.elementwise_equality:
+            return self._m().not_equal(self, other)
+        return self is not other
 
     __hash__ = object.__hash__
 
@@ -232,6 +240,7 @@ class Graph:
         self._collections = {}
         self.seed = None
         self._last_op_id = 0
+        self.elementwise_equality = False  # Tensor ==: identity, as in TF1 graphs
 
     # ---- identity and growth -------------------------------------------------
     @property

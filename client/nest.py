@@ -41,3 +41,25 @@ def rebuild(spec, values):
         return spec[1](*[rebuild(v, values) for v in spec[2]])
     items = [rebuild(v, values) for v in spec[2]]
     return items if spec[1] is list else spec[1](items)
+
+
+def flatten_up_to(spec, value, where=""):
+    """The parts of `value` at the leaves of structure `spec` (a flatten() spec), in its order.
+
+    A sequence structure takes any list or tuple of its length, a dict any
+    mapping with its keys (matched by key); whatever sits at a leaf is
+    returned whole. TypeError, starting with `where`, for a value of another shape.
+    """
+    kind = spec[0]
+    if kind == "leaf":
+        return [value]
+    if kind == "const":
+        return []
+    if kind == "dict":
+        keys = [k for k, _ in spec[2]]
+        if not hasattr(value, "keys") or set(value.keys()) != set(keys):
+            raise TypeError(f"{where}: expected a dict with keys {keys}, got {value!r:.200}")
+        return [x for k, sub in spec[2] for x in flatten_up_to(sub, value[k], where)]
+    if not isinstance(value, (list, tuple)) or len(value) != len(spec[2]):
+        raise TypeError(f"{where}: expected a sequence of {len(spec[2])} values, got {value!r:.200}")
+    return [x for sub, v in zip(spec[2], value) for x in flatten_up_to(sub, v, where)]

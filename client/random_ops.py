@@ -48,8 +48,12 @@ def _graph_seed(graph):
     return graph.seed
 
 
-def get_seed(op_seed):
-    """The (seed, seed2) attrs of a random op created now with op-level seed `op_seed`."""
+def get_seed(op_seed, continue_stream=True):
+    """The (seed, seed2) attrs of a random op created now with op-level seed `op_seed`.
+
+    continue_stream=False (stateful ops that keep their own stream, such as a
+    dataset's shuffle) leaves out the eager bump: the same seeds give the same numbers.
+    """
     eager = context.executing_eagerly()
     graph = None if eager else graph_lib.get_default_graph()
     global_seed = _global_seed if eager else _graph_seed(graph)
@@ -63,7 +67,7 @@ def get_seed(op_seed):
         return (0, 0)
     if seeds == (0, 0):  # (0, 0) would read as "not seeded"
         seeds = (0, _MAXINT32)
-    if eager:
+    if eager and continue_stream:
         runs = _eager_runs.get(seeds, 0)
         _eager_runs[seeds] = runs + 1
         seeds = (seeds[0], seeds[1] + (runs << 32))

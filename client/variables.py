@@ -334,6 +334,8 @@ class Variable(TensorOps):
         g = get_default_graph()
         if g is self._graph and (g._current_control_inputs() or tape_lib.recording_in(g)):
             return self._read()
+        if g is not self._graph and getattr(g, "outer_graph", None) is not None:
+            return self._read()  # a function body reads at every call, through its captured handle
         return self._snapshot
 
     def _as_graph_element(self):

@@ -3,7 +3,9 @@
 The rule, in order:
 1. Colocation groups form first: a node with `_class: loc:@x` joins x's
    group, and a stateful op reading or writing a resource (ReadVariableOp,
-   AssignVariableOp, ...) joins the group of the resource's producer.
+   AssignVariableOp, ...) joins the group of the resource's producer; a
+   dataset or iterator op joins the groups of the ops making the datasets
+   and iterators it takes (tg.variant values never leave their device).
 2. A group with device specs is placed on the first device (GPU before CPU,
    then by name) that matches the merged spec and has a kernel for every
    member; a spec nothing matches is an InvalidArgumentError naming the node
@@ -70,8 +72,10 @@ def place(graph, devices, default_device=None, allow_soft_placement=False):
                 if c.startswith("loc:@") and c[5:] in graph:
                     uf.union(c[5:], n.name)
         opdef = registry.OPS.get(n.op)
-        if opdef is not None and opdef.colocate_with_input is not None and len(n.inputs) > opdef.colocate_with_input:
-            uf.union(split_input(n.inputs[opdef.colocate_with_input])[0], n.name)
+        if opdef is not None and opdef.colocate_with_input is not None:
+            which = opdef.colocate_with_input
+            for ref in n.inputs if which == "all" else n.inputs[which:which + 1]:
+                uf.union(split_input(ref)[0], n.name)
     members = {}
     for n in nodes:
         members.setdefault(uf.find(n.name), []).append(n)

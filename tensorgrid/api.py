@@ -7,6 +7,7 @@ from tensorgrid.client import variables, context
 from tensorgrid.client import graph as _graph
 from tensorgrid.client import train  # noqa: F401
 from tensorgrid.client import summary  # noqa: F401
+from tensorgrid.client import data  # noqa: F401
 from tensorgrid.client.array_ops import *  # noqa: F401,F403
 from tensorgrid.client.math_ops import *  # noqa: F401,F403
 from tensorgrid.client.misc_ops import *  # noqa: F401,F403
@@ -22,6 +23,7 @@ from tensorgrid.framework.dtypes import (  # noqa: F401
     DType, as_dtype, float16, float32, float64, int8, int16, int32, int64, uint8, bool_ as bool,
     string, resource, variant, half, double)
 from tensorgrid.framework.shapes import TensorShape, Dimension  # noqa: F401
+from tensorgrid.framework.tensor_spec import TensorSpec  # noqa: F401
 from tensorgrid.framework.device_spec import DeviceSpec  # noqa: F401
 from tensorgrid.client.graph import Graph, Tensor, Operation, get_default_graph, reset_default_graph  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession, get_default_session  # noqa: F401

@@ -1,4 +1,5 @@
-"""The resource store of a device: variables, keyed by their shared name, living across steps."""
+"""The resource store of a device: variables (and other resources, such as dataset iterators),
+keyed by their shared name, living across steps."""
 
 import threading
 
@@ -19,10 +20,12 @@ class Variable:
 
 
 class ResourceStore:
-    """Name -> Variable, shared by every step and session on one device (until reset)."""
+    """Name -> Variable, shared by every step and session on one device (until reset); other
+    resources (dataset iterators) in a table of their own, made by a factory on first use."""
 
     def __init__(self):
         self._vars = {}
+        self._others = {}
         self._lock = threading.Lock()
 
     def handle(self, name, dtype, shape):
@@ -38,15 +41,30 @@ class ResourceStore:
     def lookup(self, name):
         return self._vars.get(name)
 
+    def resource(self, name, make):
+        """The non-variable resource called `name`, made by make() on first use."""
+        r = self._others.get(name)
+        if r is None:
+            with self._lock:
+                r = self._others.get(name)
+                if r is None:
+                    r = self._others[name] = make()
+        return r
+
     def names(self):
         return list(self._vars)
 
     def __len__(self):
-        return len(self._vars)
+        return len(self._vars) + len(self._others)
 
     def clear(self):
         with self._lock:
             self._vars.clear()
+            others, self._others = self._others, {}
+        for r in others.values():
+            close = getattr(r, "close", None)
+            if close is not None:
+                close()
 
 
 def read(var, node_desc=""):

@@ -11,6 +11,7 @@ from tensorgrid.api import *  # noqa: F401,F403
 from tensorgrid.api import __all__ as _top_all
 from tensorgrid.client.math_ops import where_v1 as where  # noqa: F401 - TF1's where: a vector condition picks rows
 from tensorgrid.client import context as _context
+from tensorgrid.client import data as _data
 from tensorgrid.client import nn_ops as _nn_ops
 from tensorgrid.client.array_ops import placeholder  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401
@@ -62,6 +63,11 @@ HistogramProto = _summary.protos().HistogramProto
 
 # TF1's tf.layers and tf.losses (TF2's are Keras's).
 from tensorgrid.client import layers, losses  # noqa: E402,F401
+
+# TF1's tf.data: the same datasets, with TF1's Iterator and iterator functions.
+data = _types.ModuleType("tensorgrid.compat.v1.data", _data.__doc__)
+data.__dict__.update({k: getattr(_data, k) for k in _data.__all__})
+data.__dict__.update(_data.compat_v1)
 
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)

@@ -23,6 +23,23 @@ _PY_ERRORS = (
 )
 
 
+def python_error(exc, where):
+    """The OpError for an exception user Python code raised in a kernel at `where`, classed as TF's py_func does."""
+    if isinstance(exc, errors.OpError):
+        return type(exc)(None, None, f"{where}: {exc.message}")
+    cls = next((c for types_, c in _PY_ERRORS if isinstance(exc, types_)), errors.UnknownError)
+    return cls(None, None, f"{where}: {type(exc).__name__}: {exc}")
+
+
+def refuse_pickle(node):
+    """PermissionDeniedError unless node's device may unpickle Python code (a worker's --allow-pickle)."""
+    if not node.allow_pickle:
+        raise errors.PermissionDeniedError(
+            None, None,
+            f"{node.op} '{node.name}' on {node.device}: this worker refuses to unpickle Python functions "
+            "(start it with --allow-pickle to run py_func / numpy_function / Dataset.from_generator)")
+
+
 def _infer_py_func(ctx):
     return [(dtypes.as_dtype(t), None) for t in ctx.attr("Tout")]
 
@@ -32,11 +49,7 @@ def _to_host(value):
 
 
 def _py_func_kernel(node):
-    if not node.allow_pickle:
-        raise errors.PermissionDeniedError(
-            None, None,
-            f"{node.op} '{node.name}' on {node.device}: this worker refuses to unpickle Python functions "
-            "(start it with --allow-pickle to run py_func / numpy_function)")
+    refuse_pickle(node)
     func = cloudpickle.loads(node.attr("func"))
     tout = [dtypes.as_dtype(t) for t in node.attr("Tout")]
     xp = node.xp
@@ -45,11 +58,8 @@ def _py_func_kernel(node):
     def run(*args):
         try:
             result = func(*[_to_host(a) for a in args])
-        except errors.OpError as e:
-            raise type(e)(None, None, f"{where}: {e.message}") from None
         except Exception as e:  # the user's function failed: keep its message, map its class like TF
-            cls = next((c for types_, c in _PY_ERRORS if isinstance(e, types_)), errors.UnknownError)
-            raise cls(None, None, f"{where}: {type(e).__name__}: {e}") from None
+            raise python_error(e, where) from None
         if result is None and not tout:
             return None
         values = list(result) if isinstance(result, (list, tuple)) else [result]

@@ -29,8 +29,9 @@ class OpDef:
     stateful: bool = False
     needs_step: bool = False
     grad: Callable | None = None
-    # Ops whose output is a view of a resource and must stay on its device.
-    colocate_with_input: int | None = None
+    # Ops that must run where an input is made (a resource's view, a variant's consumer):
+    # that input's index, or "all" for every input.
+    colocate_with_input: int | str | None = None
     doc: str = ""
     num_outputs: Any = 1  # an int, or fn(attrs) -> int for ops like Split
 

@@ -1,0 +1,257 @@
+"""Dataset and iterator ops (tg.data): TF's op names, inputs and attrs.
+
+A dataset op outputs a tg.variant scalar: the runtime dataset
+(worker/data/) its kernel builds from its inputs, on the device that runs
+it. Dataset ops join the colocation group of the datasets they take, and
+iterator ops that of their iterator, so a whole pipeline and its iterator
+sit on one device (variant values never travel). Ops with a function attr
+(map's `f`, filter's `predicate`, ...) compile it once per kernel and call
+it per element; the outer tensors it captured are extra inputs
+(`other_arguments`). Every kernel is CPU only: pipelines run on the host.
+
+A new source registers its op with `register_dataset(name, kernel)`,
+`kernel(node)` returning a callable from the op's input values to a
+`worker.data.base.Dataset`.
+"""
+
+import cloudpickle
+import numpy as np
+
+from tensorgrid.framework import dtypes
+from tensorgrid.framework.shapes import TensorShape
+from tensorgrid.ops.misc_ops import refuse_pickle
+from tensorgrid.ops.registry import register
+from tensorgrid.worker.data import base, batching, cache, functional, iterator, prefetch, sequence, shuffle, sources
+from tensorgrid.worker.functions import CompiledFunction, device_of
+
+AUTOTUNE = -1
+
+
+def _infer_dataset(ctx):
+    return [(dtypes.variant, ())]
+
+
+def register_dataset(name, kernel, doc="", colocate=0, stateful=False):
+    """Declares dataset op `name`: a tg.variant scalar output, a CPU kernel from `kernel(node)`,
+    colocated with input `colocate` (the input dataset; "all" for ops that take several, None for
+    sources)."""
+    return register(name, _infer_dataset, kernel, cpu_only=True, colocate_with_input=colocate, stateful=stateful,
+                    doc=doc)
+
+
+def _int(value):
+    return int(np.asarray(value))
+
+
+def _parallelism(value):
+    n = _int(value)
+    return base.autotune_parallelism() if n == AUTOTUNE else n
+
+
+def _call(node, attr="f"):
+    """A kernel factory's compiled function attr, for functional.Call."""
+    return CompiledFunction(node.attr(attr), device_of(node))
+
+
+# ---- sources -------------------------------------------------------------------------------
+
+register_dataset("TensorSliceDataset", lambda node: lambda *components: sources.TensorSlices(components),
+                 colocate=None, doc="The slices of its inputs along their first dimension; attrs Toutput_types, "
+                 "output_shapes (of an element).")
+register_dataset("TensorDataset", lambda node: lambda *components: sources.Tensors(components), colocate=None,
+                 doc="One element: its inputs.")
+
+
+def _range_kernel(node):
+    dtype = dtypes.as_dtype(node.attr("output_types")[0]).as_numpy_dtype
+    return lambda start, stop, step: sources.Range(_int(start), _int(stop), _int(step), dtype)
+
+
+register_dataset("RangeDataset", _range_kernel, colocate=None,
+                 doc="start, start + step, ... below stop (int64 inputs); attr output_types gives the element dtype.")
+
+
+def _generator_kernel(node):
+    payload = node.attr("func")
+    if isinstance(payload, bytes):
+        refuse_pickle(node)
+        payload = cloudpickle.loads(payload)
+    make, structure = payload
+    types = [dtypes.as_dtype(t) for t in node.attr("output_types")]
+    shapes = [TensorShape(s) for s in node.attr("output_shapes")]
+    where = f"{node.op} '{node.name}' on {node.device}"
+
+    def build(*args):
+        values = [a[()] if np.ndim(a) == 0 else a for a in args]
+        return sources.Generator(make, values, structure, types, shapes, where)
+    return build
+
+
+register_dataset("GeneratorDataset", _generator_kernel, colocate=None, stateful=True,
+                 doc="The values a Python generator yields: attr func is cloudpickle bytes of (callable, nest spec), "
+                 "called with the op's inputs; runs only where pickled code is allowed.")
+
+# ---- functions per element -----------------------------------------------------------------
+
+
+def _per_element(cls, attr="f"):
+    """The kernel of an op calling function attr `attr` per element: cls(dataset, Call(fn, captured))."""
+    def kernel(node):
+        fn = _call(node, attr)
+        return lambda dataset, *captured: cls(dataset, functional.Call(fn, captured))
+    return kernel
+
+
+def _parallel_map_kernel(node):
+    fn = _call(node)
+
+    def build(dataset, *rest):
+        *captured, parallel = rest
+        return functional.ParallelMap(dataset, functional.Call(fn, captured), _parallelism(parallel))
+    return build
+
+
+def _interleave_kernel(node):
+    fn = _call(node)
+
+    def build(dataset, *rest):
+        *captured, cycle_length, block_length = rest
+        return functional.Interleave(dataset, functional.Call(fn, captured), _parallelism(cycle_length),
+                                     _int(block_length))
+    return build
+
+
+register_dataset("MapDataset", _per_element(functional.Map), doc="f of each element; inputs: dataset, other_arguments (captures).")
+register_dataset("ParallelMapDatasetV2", _parallel_map_kernel,
+                 doc="MapDataset with its calls on num_parallel_calls threads (the last input; -1: AUTOTUNE).")
+register_dataset("FilterDataset", _per_element(functional.Filter, "predicate"), doc="The elements for which function attr predicate is true.")
+register_dataset("FlatMapDataset", _per_element(functional.FlatMap), doc="The elements of the dataset f returns per element.")
+register_dataset("InterleaveDataset", _interleave_kernel,
+                 doc="f's datasets interleaved; inputs: dataset, other_arguments, cycle_length, block_length.")
+
+# ---- batching ------------------------------------------------------------------------------
+
+register_dataset("BatchDatasetV2", lambda node: lambda dataset, batch_size, drop_remainder: batching.Batch(
+    dataset, _int(batch_size), bool(drop_remainder)), doc="Elements stacked batch_size at a time.")
+
+
+def _padded_batch_kernel(node):
+    n = node.attr("N")
+
+    def build(dataset, batch_size, *rest):
+        return batching.PaddedBatch(dataset, _int(batch_size), rest[:n], rest[n:2 * n], bool(rest[2 * n]))
+    return build
+
+
+register_dataset("PaddedBatchDatasetV2", _padded_batch_kernel,
+                 doc="Batches padded per component; inputs: dataset, batch_size, N padded_shapes (int64 vectors, "
+                 "-1: the batch's largest), N padding_values, drop_remainder.")
+register_dataset("UnbatchDataset", lambda node: batching.Unbatch, doc="The rows of each element.")
+
+# ---- the element sequence ------------------------------------------------------------------
+
+register_dataset("RepeatDataset", lambda node: lambda dataset, count: sequence.Repeat(dataset, _int(count)),
+                 doc="The input count times over (-1: forever).")
+register_dataset("TakeDataset", lambda node: lambda dataset, count: sequence.Take(dataset, _int(count)),
+                 doc="The first count elements (-1: all).")
+register_dataset("SkipDataset", lambda node: lambda dataset, count: sequence.Skip(dataset, _int(count)),
+                 doc="All but the first count elements (-1: none).")
+register_dataset("ShardDataset", lambda node: lambda dataset, num_shards, index: sequence.Shard(
+    dataset, _int(num_shards), _int(index)), doc="Every num_shards-th element from element index.")
+register_dataset("ZipDataset", lambda node: lambda *datasets: sequence.Zip(datasets), colocate="all",
+                 doc="Elements of N datasets side by side (attr N).")
+register_dataset("ConcatenateDataset", lambda node: sequence.Concatenate, colocate="all",
+                 doc="input_dataset's elements, then another_dataset's.")
+
+
+def _shuffle_kernel(node):
+    reshuffle = node.attr("reshuffle_each_iteration", True)
+    return lambda dataset, buffer_size, seed, seed2: shuffle.Shuffle(
+        dataset, _int(buffer_size), _int(seed), _int(seed2), reshuffle)
+
+
+register_dataset("ShuffleDataset", _shuffle_kernel,
+                 doc="The elements in an order drawn through a buffer; inputs: dataset, buffer_size, seed, seed2; "
+                 "attr reshuffle_each_iteration.")
+register_dataset("PrefetchDataset", lambda node: lambda dataset, buffer_size: prefetch.Prefetch(
+    dataset, _int(buffer_size)), doc="The input produced ahead by a background thread (buffer_size -1: AUTOTUNE).")
+register_dataset("CacheDataset", lambda node: lambda dataset, filename: cache.Cache(
+    dataset, np.asarray(filename, dtype=object)[()]), doc="The first complete pass kept (filename '': in memory).")
+
+# ---- whole-dataset ops ---------------------------------------------------------------------
+
+register("DatasetCardinality", lambda ctx: [(dtypes.int64, ())],
+         lambda node: lambda dataset: np.int64(dataset.cardinality()), cpu_only=True, colocate_with_input=0,
+         doc="The number of elements of a dataset: -1 infinite, -2 unknown.")
+
+
+def _infer_structure(ctx):
+    return [(dtypes.as_dtype(t), TensorShape(s).as_tuple())
+            for t, s in zip(ctx.attr("output_types"), ctx.attr("output_shapes"))]
+
+
+def _outputs(values):
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _reduce_kernel(node):
+    fn = _call(node)
+    n = len(node.attr("Tstate"))
+
+    def run(dataset, *rest):
+        return _outputs(functional.reduce_dataset(dataset, functional.Call(fn, rest[n:]), rest[:n], base.Context()))
+    return run
+
+
+register("ReduceDataset", _infer_structure, _reduce_kernel, cpu_only=True, colocate_with_input=0,
+         num_outputs=lambda attrs: len(attrs["output_types"]),
+         doc="f(state, element) folded over a dataset; inputs: dataset, initial_state, other_arguments.")
+
+# ---- iterators -----------------------------------------------------------------------------
+
+
+def _infer_iterator(ctx):
+    return [(dtypes.resource, ())]
+
+
+def _iterator_state(node):
+    name = node.attr("shared_name") or node.name
+    return node.resources.resource(name, lambda: iterator.IteratorState(name))
+
+
+def _iterator_kernel(node):
+    state = _iterator_state(node)
+    return lambda: state
+
+
+def _one_shot_kernel(node):
+    state = _iterator_state(node)
+    factory = CompiledFunction(node.attr("dataset_factory"), device_of(node))
+
+    def run():
+        state.initialize_once(lambda: factory(base.Context().step, [])[0])
+        return state
+    return run
+
+
+def _make_iterator_kernel(node):
+    def run(dataset, state):
+        state.initialize(dataset)
+    return run
+
+
+def _get_next_kernel(node):
+    return lambda state: _outputs(state.get_next())
+
+
+register("IteratorV2", _infer_iterator, _iterator_kernel, cpu_only=True, stateful=True,
+         doc="An iterator's state in the device's resource store, under attr shared_name; attrs output_types, "
+             "output_shapes.")
+register("OneShotIterator", _infer_iterator, _one_shot_kernel, cpu_only=True, stateful=True,
+         doc="An iterator initialized, on its first run only, with the dataset its function attr "
+             "dataset_factory makes.")
+register("MakeIterator", lambda ctx: [], _make_iterator_kernel, cpu_only=True, stateful=True, num_outputs=0,
+         colocate_with_input="all", doc="(Re)starts iterator (input 1) on dataset (input 0).")
+register("IteratorGetNext", _infer_structure, _get_next_kernel, cpu_only=True, stateful=True,
+         colocate_with_input=0, num_outputs=lambda attrs: len(attrs["output_types"]),
+         doc="The iterator's next element; OutOfRangeError at the end.")
