@@ -10,13 +10,18 @@
 #      The download is skipped while the dependency list, Pythons and platform are unchanged,
 #      so a rerun works offline.
 #
-# Usage: bash deploy/build-base.sh [--wheels-only] [--gpu]
+# Usage: bash deploy/build-base.sh [--wheels-only | --base-only] [--gpu]
 #   --wheels-only   only step 2 (for instance when the base is a public Python image)
+#   --base-only     only step 1 (CI makes the base before the tests, which make their own wheels)
 #   --gpu           fill deploy/wheels-gpu/ instead, adding the `gpu` extra (CuPy) and the CUDA
 #                   libraries from PyPI (about 1.2 GB a Python), for the GPU worker's image:
 #                   --build-arg WHEELS=deploy/wheels-gpu
 #                   --build-arg PACKAGES="tensorgrid[gpu] cupy-cuda12x[ctk]"
+# Needs, up front: a Python with pip, setuptools>=64 and wheel (it builds the tensorgrid wheel
+# without fetching a build backend, so a rerun works offline: `python3 -m pip install wheel`), and,
+# for the base image, root, debootstrap and a Docker engine.
 # Environment:
+#   PYTHON            the Python that builds and downloads the wheels (default python3)
 #   BASE_TAG          the base image's tag (default tensorgrid-base:bookworm)
 #   DEBIAN_MIRROR     the Debian mirror (default http://deb.debian.org/debian)
 #   PYTHON_VERSIONS   Pythons to fetch wheels for (default "3.11 3.12": bookworm's python3 and
@@ -25,6 +30,7 @@
 # Then: docker build --build-arg BASE_IMAGE=tensorgrid-base:bookworm -f deploy/Dockerfile -t tensorgrid .
 set -euo pipefail
 
+PYTHON=${PYTHON:-python3}
 BASE_TAG=${BASE_TAG:-tensorgrid-base:bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PYTHON_VERSIONS=${PYTHON_VERSIONS:-3.11 3.12}
@@ -32,10 +38,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WHEELS=$ROOT/deploy/wheels
 
 base=1
+wheels=1
 requirements=(tensorgrid)
 for arg in "$@"; do
     case $arg in
         --wheels-only) base=0 ;;
+        --base-only) wheels=0 ;;
         --gpu) requirements=("tensorgrid[gpu]" "cupy-cuda12x[ctk]"); WHEELS=$ROOT/deploy/wheels-gpu ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-base.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
@@ -71,18 +79,36 @@ build_base() {
     echo "built $BASE_TAG"
 }
 
+check_python() {
+    "$PYTHON" - <<'PY' || die "$PYTHON cannot build the tensorgrid wheel offline: it needs pip, setuptools>=64 and wheel ($PYTHON -m pip install 'setuptools>=64' wheel)"
+import sys
+from importlib import metadata
+try:
+    import pip, wheel  # noqa: F401
+    major = int(metadata.version("setuptools").split(".")[0])
+except (ImportError, metadata.PackageNotFoundError, ValueError):
+    sys.exit(1)
+sys.exit(0 if major >= 64 else 1)
+PY
+}
+
 build_wheels() {
     mkdir -p "$WHEELS"
+    # The new wheel replaces the old one only once it is built: a failed run leaves the folder usable.
+    local fresh
+    fresh=$(mktemp -d "$WHEELS/.build.XXXXXX")
+    "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$fresh" "$ROOT" \
+        || { rm -rf "$fresh"; die "cannot build the tensorgrid wheel from $ROOT"; }
     rm -f "$WHEELS"/tensorgrid-*.whl
-    python3 -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WHEELS" "$ROOT" \
-        || die "cannot build the tensorgrid wheel (needs setuptools and wheel on the host)"
+    mv "$fresh"/tensorgrid-*.whl "$WHEELS"/
+    rm -rf "$fresh"
     local wheel
     wheel=$(ls "$WHEELS"/tensorgrid-*.whl)
     local arch
     arch=$(uname -m)
     # What the downloaded set depends on: when it is unchanged, the wheels there are still right.
     local stamp
-    stamp=$(python3 - "$wheel" <<PY
+    stamp=$("$PYTHON" - "$wheel" <<PY
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
     meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
@@ -102,7 +128,7 @@ PY
     for py in $PYTHON_VERSIONS; do
         echo "downloading dependency wheels for Python $py ($arch)"
         # bookworm has glibc 2.36: any manylinux up to 2_28 runs there (and on python:3.12-slim).
-        python3 -m pip download --quiet --only-binary=:all: --dest "$WHEELS" \
+        "$PYTHON" -m pip download --quiet --only-binary=:all: --dest "$WHEELS" \
             --python-version "$py" --implementation cp \
             --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" \
             --platform "manylinux2014_$arch" "${specs[@]}" \
@@ -111,10 +137,14 @@ PY
     printf '%s\n' "$stamp" > "$WHEELS/.stamp"
 }
 
-command -v docker >/dev/null || die "docker is missing"
+[ "$base" = 1 ] || [ "$wheels" = 1 ] || die "--wheels-only and --base-only leave nothing to do"
+[ "$wheels" = 0 ] || check_python
 if [ "$base" = 1 ]; then
+    command -v docker >/dev/null || die "docker is missing"
     docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info fails)"
     build_base
 fi
-build_wheels
-echo "wheels: $(ls "$WHEELS" | grep -c '\.whl$') in $WHEELS ($(du -sh "$WHEELS" | cut -f1))"
+if [ "$wheels" = 1 ]; then
+    build_wheels
+    echo "wheels: $(ls "$WHEELS" | grep -c '\.whl$') in $WHEELS ($(du -sh "$WHEELS" | cut -f1))"
+fi
