@@ -171,7 +171,7 @@ class Master:
             raise errors.InvalidArgumentError(None, None, "a worker needs at least one device")
         with self._lock:
             if task is None:
-                task = self._free_task(job, incarnation)
+                task = self._free_task(job, incarnation, address)
             old = self._workers.get((job, task))
         if old is not None and old.incarnation != incarnation and old.alive and self._still_serving(old):
             raise errors.AlreadyExistsError(
@@ -197,10 +197,19 @@ class Master:
                  rec.name, address, rec.data_address, incarnation, [n for n, *_ in names])
         return rec
 
-    def _free_task(self, job, incarnation):
-        """The task of this incarnation if known, else the lowest index of `job` with no live worker."""
+    def _free_task(self, job, incarnation, address):
+        """The task of this incarnation if known, else the task last served at `address`, else the lowest
+        index of `job` with no live worker.
+
+        A worker restarted in place (by a container's restart policy, say) comes back at its old address
+        before its old self misses a heartbeat, and so takes its old task back: no two processes listen on
+        one address at once, and register_worker still checks that the old one no longer answers there.
+        """
         for rec in self._workers.values():
             if rec.job == job and rec.incarnation == incarnation:
+                return rec.task
+        for rec in self._workers.values():
+            if rec.job == job and rec.address == address:
                 return rec.task
         for i in itertools.count():
             rec = self._workers.get((job, i))

@@ -197,6 +197,17 @@ def test_tasks_are_assigned_lowest_free_first(cluster):
                                            "/job:ps/replica:0/task:0/device:GPU:0"]
 
 
+def test_a_worker_restarted_at_its_address_takes_its_task_back(cluster):
+    m = cluster.master
+    for address, incarnation in (("h:1", 11), ("h:2", 12)):
+        m.register_worker(address, address, "", None, incarnation, [("CPU", 0, 0)])
+    # h:2's old process still counts as alive (no heartbeat missed yet), but it no longer answers there
+    assert [w.alive for w in m.workers()] == [True, True]
+    assert m.register_worker("h:2", "h:2", "", None, 22, [("CPU", 0, 0)]).task == 1
+    assert m.workers()[1].incarnation == 22
+    assert m.register_worker("h:3", "h:3", "", None, 33, [("CPU", 0, 0)]).task == 2
+
+
 def test_bad_registrations_are_invalid_argument(cluster):
     m = cluster.master
     with pytest.raises(errors.InvalidArgumentError):
