@@ -1,4 +1,4 @@
-"""The `tensorgrid` command: master, worker, local, status and demo (SPEC section 6).
+"""The `tensorgrid` command: master, worker, local, status, health and demo (SPEC section 6).
 
 Every command has --help, exits non-zero with a one-line reason on bad
 arguments or an unreachable master (no traceback), and stops cleanly on
@@ -19,6 +19,9 @@ import threading
 from tensorgrid import security
 
 DEFAULT_MASTER = "127.0.0.1:7070"
+# Where a container or a pod mounts its secret, --token-file's default comes from here.
+TOKEN_FILE_ENV = "TENSORGRID_TOKEN_FILE"
+TOKEN_FILE_HELP = f"file holding the cluster's shared token (default: ${TOKEN_FILE_ENV}, else $TENSORGRID_TOKEN)"
 
 
 class _OneLineError(Exception):
@@ -82,7 +85,7 @@ def _task(text):
 def _add_common(p, server=True):
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="how much to log to stderr (default: warning)")
-    p.add_argument("--token-file", help="file holding the cluster's shared token (default: $TENSORGRID_TOKEN)")
+    p.add_argument("--token-file", default=os.environ.get(TOKEN_FILE_ENV) or None, help=TOKEN_FILE_HELP)
     p.add_argument("--tls-ca", help="PEM certificate authority that signs the cluster's certificates")
     if server:
         p.add_argument("--tls-cert", help="PEM certificate of this server (turns on TLS, with --tls-key)")
@@ -130,7 +133,7 @@ def build_parser():
     p.add_argument("--allow-pickle", action="store_true", help="let the workers run py_func payloads")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="how much the master and workers log into their log files (default: warning)")
-    p.add_argument("--token-file", help="file holding the cluster's shared token (default: $TENSORGRID_TOKEN)")
+    p.add_argument("--token-file", default=os.environ.get(TOKEN_FILE_ENV) or None, help=TOKEN_FILE_HELP)
 
     p = sub.add_parser("status", help="show the cluster's workers, devices, health and sessions",
                        description="Print what the master knows about its cluster.")
@@ -138,6 +141,19 @@ def build_parser():
                    help=f"the master's HOST:PORT (default: $TENSORGRID_MASTER or {DEFAULT_MASTER})")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--timeout", type=_positive(float), default=10.0, help="seconds to wait for the master")
+    _add_common(p, server=False)
+
+    p = sub.add_parser("health", help="ask a master or a worker whether it serves (for probes)",
+                       description="Ask one master or worker process whether it serves; exit 0 when it answers "
+                                   "(a worker: and, with --ready, is registered with its master), else 1 "
+                                   "with a one-line reason. For container health checks and Kubernetes probes.")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--master", type=_address,
+                     help=f"a master's HOST:PORT (the default: $TENSORGRID_MASTER or {DEFAULT_MASTER})")
+    who.add_argument("--worker", type=_address, help="a worker's HOST:PORT")
+    p.add_argument("--ready", action="store_true", help="a worker also has to be registered with its master")
+    p.add_argument("--json", action="store_true", help="print the process's answer as JSON (a worker's GetStatus)")
+    p.add_argument("--timeout", type=_positive(float), default=5.0, help="seconds to wait for the answer (default: 5)")
     _add_common(p, server=False)
 
     p = sub.add_parser("demo", help="train the demo model on a cluster", add_help=False,
@@ -322,17 +338,48 @@ def _table(rows):
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
+def _run_health(args):
+    import grpc
+    from google.protobuf import json_format
+    from tensorgrid.proto import master_pb2, master_pb2_grpc, worker_pb2, worker_pb2_grpc
+    tls = _tls(args)
+    role, address = ("worker", args.worker) if args.worker else ("master", args.master or _default_master())
+    channel = security.open_channel(address, tls if tls.enabled else security.TlsFiles.from_env())
+    metadata = security.call_metadata(_token(args))
+    try:
+        if role == "worker":
+            reply = worker_pb2_grpc.WorkerServiceStub(channel).GetStatus(
+                worker_pb2.GetStatusRequest(), timeout=args.timeout, metadata=metadata)
+        else:
+            reply = master_pb2_grpc.MasterServiceStub(channel).ListDevices(
+                master_pb2.ListDevicesRequest(), timeout=args.timeout, metadata=metadata)
+    except grpc.RpcError as e:
+        error = security.error_from_rpc(e, f"cannot reach the {role} at {address}")
+        raise _OneLineError(error.message.splitlines()[0]) from None
+    finally:
+        channel.close()
+    registered = role == "master" or reply.task >= 0
+    if args.ready and not registered:
+        raise _OneLineError(f"the worker at {address} serves but is not registered with a master")
+    if args.json:
+        print(json_format.MessageToJson(reply, preserving_proto_field_name=True,
+                                        always_print_fields_with_no_presence=True))
+    elif role == "master":
+        print(f"master {address} serves: {_count(len(reply.device), 'device')}")
+    else:
+        name = f"/job:{reply.job}/task:{reply.task}" if registered else "(not registered)"
+        print(f"worker {name} at {address} serves: {_count(reply.active_steps, 'step')} running, "
+              f"{_count(reply.registered_graphs, 'graph')} registered")
+    return 0
+
+
 def _run_demo(args):
-    import importlib
-    import importlib.util
-    if importlib.util.find_spec("tensorgrid.demo") is None:
-        sys.stderr.write("tensorgrid demo: error: the demo is not yet available in this build\n")
-        return 2
-    return importlib.import_module("tensorgrid.demo").main(args.args)
+    from tensorgrid import demo
+    return demo.main(args.args)
 
 
 COMMANDS = {"master": _run_master, "worker": _run_worker, "local": _run_local, "status": _run_status,
-            "demo": _run_demo}
+            "health": _run_health, "demo": _run_demo}
 
 
 def main(argv=None):

@@ -16,7 +16,7 @@ import tensorgrid as tg
 from tensorgrid.runtime.cluster import LocalCluster
 
 tf = tg.compat.v1
-COMMANDS = ["master", "worker", "local", "status"]
+COMMANDS = ["master", "worker", "local", "status", "health"]
 
 
 def _cli(*args, timeout=60, **kw):
@@ -158,12 +158,22 @@ def test_local_prints_its_target_serves_and_stops_on_ctrl_c():
         proc.wait()
 
 
-def test_demo_runs_or_says_it_is_not_available():
-    import importlib.util
-    if importlib.util.find_spec("tensorgrid.demo") is not None:
-        pytest.skip("the demo exists; its own tests cover it")
-    line = _one_line_error(_cli("demo"), code=2)
-    assert "not yet available" in line
+def test_health_asks_the_master_or_a_worker_itself(tmp_path, monkeypatch):
+    token_file = tmp_path / "token"
+    token_file.write_text("health-token\n")
+    with LocalCluster(num_workers=1, token="health-token") as c:
+        worker = c.worker_info(0)["address"]
+        assert "requires its token" in _one_line_error(_cli("health", "--master", c.master_address))
+        monkeypatch.setenv("TENSORGRID_TOKEN_FILE", str(token_file))  # --token-file's default
+        master = _cli("health", "--master", c.master_address)
+        assert master.returncode == 0 and master.stdout.startswith(f"master {c.master_address} serves: 1 device")
+        ready = _cli("health", "--worker", worker, "--ready")
+        assert ready.returncode == 0 and ready.stdout.startswith(f"worker /job:worker/task:0 at {worker} serves")
+        status = json.loads(_cli("health", "--worker", worker, "--json").stdout)
+        assert (status["job"], status["task"]) == ("worker", 0) and "transport" in status
+    line = _one_line_error(_cli("health", "--worker", worker, "--timeout", "2"))
+    assert line.startswith(f"tensorgrid health: error: cannot reach the worker at {worker}")
+    _one_line_error(_cli("health", "--master", "127.0.0.1:1", "--worker", worker), code=2)
 
 
 def test_worker_stops_cleanly_and_tells_the_master():
