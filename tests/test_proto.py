@@ -1,8 +1,14 @@
 """Tests for proto/: tensor, attr and graph conversion, and the generated modules' freshness."""
 
 import importlib
+import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,16 +342,62 @@ def test_digest_covers_imported_protos(tmp_path):
     assert generate.source_digest("config.proto", tmp_path) != before
 
 
-def _grpc_tools_or_skip():
-    found = generate.installed_grpc_tools_version()
-    if found != generate.GRPC_TOOLS_VERSION:
-        pytest.skip(f"regeneration needs grpcio-tools=={generate.GRPC_TOOLS_VERSION} (installed: {found}); "
-                    "see proto/generate.py for the venv recipe")
+@pytest.fixture(scope="module")
+def generator_python():
+    """A Python with the pinned grpcio-tools, which cannot share an environment with protobuf 7.
+
+    $TENSORGRID_GRPC_TOOLS_PYTHON when set, else a venv of its own, made once (from PyPI) under
+    ~/.cache/tensorgrid and kept: the recipe proto/generate.py gives, run by the test.
+    """
+    given = os.environ.get("TENSORGRID_GRPC_TOOLS_PYTHON")
+    if given:
+        return given
+    pinned = generate.GRPC_TOOLS_VERSION
+    # grpcio-tools 1.62.3 has wheels for CPython 3.8 to 3.12 only.
+    base = sys.executable if sys.version_info < (3, 13) else shutil.which("python3.12")
+    assert base, f"grpcio-tools=={pinned} needs a Python 3.8-3.12 to run in; none is on PATH"
+    version = subprocess.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tensorgrid"
+    venv = cache / f"grpcio-tools-{pinned}-py{version}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix=f"{venv.name}.", dir=cache))
+        try:
+            subprocess.run([base, "-m", "venv", str(fresh)], check=True, capture_output=True)
+            pip = subprocess.run([str(fresh / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                                  "--disable-pip-version-check", f"grpcio-tools=={pinned}"],
+                                 capture_output=True, text=True, timeout=600)
+            assert pip.returncode == 0, f"cannot install grpcio-tools=={pinned} into a venv:\n{pip.stderr[-2000:]}"
+            # A venv's scripts name its folder, so it is made where it stays; a concurrent run's wins.
+            try:
+                fresh.rename(venv)
+            except OSError:
+                pass
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+    return str(python)
 
 
-def test_regeneration_matches_checked_in_code(tmp_path):
-    _grpc_tools_or_skip()
-    written = generate.generate(tmp_path)
+def _generate(python, out_dir, proto_dir=generate.PROTO_DIR):
+    """proto/generate.py's generate(out_dir, proto_dir), run by `python`; the file names it wrote."""
+    script = ("import json, sys; sys.path.insert(0, sys.argv[1]); import generate; "
+              "print(json.dumps(generate.generate(sys.argv[2], sys.argv[3])))")
+    result = subprocess.run([python, "-c", script, str(generate.PROTO_DIR), str(out_dir), str(proto_dir)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_the_generator_python_has_the_pinned_grpcio_tools(generator_python):
+    found = subprocess.run([generator_python, "-c", "from importlib import metadata; "
+                            "print(metadata.version('grpcio-tools'))"], capture_output=True, text=True)
+    assert found.stdout.strip() == generate.GRPC_TOOLS_VERSION, found
+
+
+def test_regeneration_matches_checked_in_code(tmp_path, generator_python):
+    written = _generate(generator_python, tmp_path)
     checked_in = sorted(p.name for p in generate.generated_modules())
     assert written == checked_in
     for filename in written:
@@ -353,12 +405,11 @@ def test_regeneration_matches_checked_in_code(tmp_path):
             f"proto/{filename} differs from a fresh generation; run proto/generate.py")
 
 
-def test_generator_handles_services_and_stale_files(tmp_path):
-    _grpc_tools_or_skip()
+def test_generator_handles_services_and_stale_files(tmp_path, generator_python):
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     out.mkdir()
-    for name in generate.proto_sources():
+    for name in ("config.proto", "types.proto"):  # what echo.proto imports
         shutil.copyfile(generate.PROTO_DIR / name, src / name)
     (src / "echo.proto").write_text(
         'syntax = "proto3";\npackage tensorgrid.v1;\nimport "tensorgrid/proto/config.proto";\n'
@@ -367,7 +418,7 @@ def test_generator_handles_services_and_stale_files(tmp_path):
         "message EchoResponse { TensorProto tensor = 1; }\n"
         "service EchoService { rpc Echo(EchoRequest) returns (stream EchoResponse); }\n")
     shutil.copyfile(generate.PROTO_DIR / "types_pb2.py", out / "gone_pb2.py")
-    written = generate.generate(out, src)
+    written = _generate(generator_python, out, src)
     assert written == ["config_pb2.py", "echo_pb2.py", "echo_pb2_grpc.py", "types_pb2.py"]
     assert sorted(p.name for p in out.iterdir()) == written
     grpc_text = (out / "echo_pb2_grpc.py").read_text()
