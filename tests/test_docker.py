@@ -130,7 +130,8 @@ def image(compose):
     _timed(f"wheels (build-base.sh --wheels-only, Python {version.stdout.strip()})", started)
     started = time.monotonic()
     tag = f"tensorgrid:pytest-{uuid.uuid4().hex[:8]}"
-    build = _run(["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-f", "deploy/Dockerfile",
+    # --force-rm: a failed step's container goes too.
+    build = _run(["docker", "build", "--force-rm", "--build-arg", f"BASE_IMAGE={base}", "-f", "deploy/Dockerfile",
                   "-t", tag, "."], timeout=600)
     try:
         assert build.returncode == 0, f"docker build from {base} failed:\n{_tail(build)}"
