@@ -58,6 +58,7 @@ class GraphKeys:
     REGULARIZATION_LOSSES = "regularization_losses"
     SUMMARIES = "summaries"
     UPDATE_OPS = "update_ops"
+    QUEUE_RUNNERS = "queue_runners"
 
 
 def add_to_collection(name, value):
@@ -373,6 +374,13 @@ class Variable(TensorOps):
         if self._eager() and context.executing_eagerly():
             return self if read_value else None
         return out if read_value else out.op
+
+    def count_up_to(self, limit):
+        """Adds 1 to this integer variable and returns its old value; OutOfRangeError once it reached limit."""
+        handle = self._current_handle()
+        with self._colocated(handle):
+            return apply_op("ResourceCountUpTo", [handle], {"limit": int(limit), "T": self._dtype},
+                            name="CountUpTo")
 
     def assign(self, value, use_locking=None, name=None, read_value=True):
         """Sets the variable to `value`; returns the new value (the op when read_value=False).

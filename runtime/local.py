@@ -31,13 +31,16 @@ class LocalBackend:
         self.devices = [device_spec.full_name(LOCAL_JOB, 0, "CPU", i) for i in range(count)]
         from tensorgrid.worker.resources import ResourceStore
         # One variable store per session, shared by its devices' kernels (tg.function: the eager one).
-        store = resources if resources is not None else ResourceStore()
-        self.contexts = {d: executor_lib.DeviceContext(d, "CPU", resources=store) for d in self.devices}
+        self._store = resources if resources is not None else ResourceStore()
+        self._owner = object()  # this session, as the owner of its private resources (queues)
+        view = self._store.view(self._owner)
+        self.contexts = {d: executor_lib.DeviceContext(d, "CPU", resources=view) for d in self.devices}
         self._kernel_caches = {d: {} for d in self.devices}
         self._plans = {}
         self._lock = threading.Lock()
         self._step_ids = itertools.count(1)
         self._pool = None
+        self._running = {}  # step id -> Step in flight
         self.closed = False
 
     def list_devices(self):
@@ -69,11 +72,17 @@ class LocalBackend:
             step.deadline = time.monotonic() + timeout_ms / 1000.0
         traces = {d: [] for d in exes} if trace else None
         items = list(exes.items())
-        if len(items) == 1:
-            dev, exe = items[0]
-            exe.run(step, traces[dev] if trace else None)
-        else:
-            self._run_parallel(step, items, traces)
+        with self._lock:
+            self._running[step.step_id] = step
+        try:
+            if len(items) == 1:
+                dev, exe = items[0]
+                exe.run(step, traces[dev] if trace else None)
+            else:
+                self._run_parallel(step, items, traces)
+        finally:
+            with self._lock:
+                self._running.pop(step.step_id, None)
         stats = None
         if trace:
             stats = tracing.step_stats(traces, plan.partitions)
@@ -107,7 +116,14 @@ class LocalBackend:
         return self._last_plan.partitions
 
     def close(self):
+        """Ends the session: steps still running (a blocked dequeue) are cancelled, private resources go."""
         self.closed = True
+        with self._lock:
+            running = list(self._running.values())
+        for step in running:
+            step.cancelled.set()
+            step.rendezvous.abort(errors.CancelledError(None, None, "the session was closed"))
+        self._store.drop_owner(self._owner)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         self._plans.clear()

@@ -121,10 +121,12 @@ class _Session:
 class _RunningStep:
     """A step in flight: the workers it runs on, their RunGraph futures, and its first (root) error."""
 
-    __slots__ = ("step_id", "records", "futures", "error", "fallback", "lock", "aborted", "pending", "done")
+    __slots__ = ("step_id", "records", "futures", "error", "fallback", "lock", "aborted", "pending", "done",
+                 "session")
 
-    def __init__(self, step_id, records):
+    def __init__(self, step_id, records, session=None):
         self.step_id = step_id
+        self.session = session          # the handle of the session that runs it
         self.records = records          # worker key -> WorkerRecord
         self.futures = {}
         self.error = None
@@ -316,11 +318,15 @@ class Master:
             return sess.version
 
     def close_session(self, handle):
+        """Ends a session: its steps still running (a dequeue waiting on a queue) are cancelled."""
         with self._lock:
             sess = self._sessions.pop(handle, None)
+            steps = [s for s in self._steps.values() if s.session == handle]
         if sess is None:
             return
         sess.closed = True
+        for step in steps:
+            self._fail(step, errors.CancelledError(None, None, f"session {handle} was closed"), None)
         self._deregister_plans(sess)
         log.info("session %s closed after %d steps", handle, sess.steps_run)
 
@@ -380,7 +386,7 @@ class Master:
         timeout_ms = timeout_ms or sess.timeout_ms
         deadline = self._clock() + timeout_ms / 1000.0 if timeout_ms > 0 else None
         records = self._registered(sess, entry)
-        step = _RunningStep(next(self._step_ids), records)
+        step = _RunningStep(next(self._step_ids), records, handle)
         sess.steps_run += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("step %d of session %s on %s", step.step_id, handle, [records[k].name for k in entry.workers])

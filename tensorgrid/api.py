@@ -30,6 +30,7 @@ from tensorgrid.client.session import Session, InteractiveSession, get_default_s
 from tensorgrid.client.config import ConfigProto, RunOptions, RunMetadata, GraphDef  # noqa: F401
 from tensorgrid.client.importer import import_graph_def  # noqa: F401
 from tensorgrid.client import profiler  # noqa: F401
+from tensorgrid.client import queues as queue  # noqa: F401 - tg.queue.FIFOQueue, ...
 
 nn = nn_ops
 math = math_ops

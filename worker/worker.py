@@ -176,7 +176,10 @@ class Worker:
                             None, None, f"RegisterGraph: _Send '{node.name}' sends to {dst}, "
                             "whose data address the request does not give")
                     routes[node.attrs["key"]] = address
-            executables[dev] = executor_lib.Executable(graph, ctx)
+            # The session's view of the device's resources: its private queues are its own (worker/resources.py).
+            session_ctx = executor_lib.DeviceContext(ctx.name, ctx.device_type, ctx.xp,
+                                                     ctx.resources.view(session), ctx.allow_pickle)
+            executables[dev] = executor_lib.Executable(graph, session_ctx)
         handle = f"g{next(self._handles)}-{self.incarnation & 0xffff:04x}"
         with self._lock:
             self._graphs[handle] = _Registration(handle, session, executables, routes, graph_defs or {})
@@ -185,13 +188,25 @@ class Worker:
         return handle
 
     def deregister_graph(self, handle):
+        """Forgets graph `handle`; the resources private to its session go with the session's last graph."""
         with self._lock:
-            self._graphs.pop(handle, None)
+            reg = self._graphs.pop(handle, None)
+            ended = reg is not None and not any(r.session == reg.session for r in self._graphs.values())
+        if ended:
+            self._drop_private(reg.session)
 
     def drop_graphs(self):
-        """Forgets every registered graph (their master is gone); variables stay."""
+        """Forgets every registered graph (their master is gone) and their sessions' private resources;
+        variables and shared resources stay."""
         with self._lock:
+            sessions = {r.session for r in self._graphs.values()}
             self._graphs.clear()
+        for session in sessions:
+            self._drop_private(session)
+
+    def _drop_private(self, session):
+        for ctx in self.contexts.values():
+            ctx.resources.drop_owner(session)
 
     # ---- steps --------------------------------------------------------------------------------
     def run_graph(self, handle, step_id, feeds, trace=False, timeout_ms=0):

@@ -16,6 +16,7 @@ from tensorgrid.client import nn_ops as _nn_ops
 from tensorgrid.client.array_ops import placeholder  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401
 from tensorgrid.framework import errors  # noqa: F401
+from tensorgrid.client.queues import QueueBase, FIFOQueue, RandomShuffleQueue, PaddingFIFOQueue  # noqa: F401
 
 
 def disable_eager_execution():

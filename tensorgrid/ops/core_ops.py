@@ -142,12 +142,13 @@ def _infer_handle(ctx):
 
 def _handle_kernel(node):
     var = node.resources.handle(node.attr("shared_name") or node.name,
-                                dtypes.as_dtype(node.attr("dtype")), node.attr("shape"))
+                                dtypes.as_dtype(node.attr("dtype")), node.attr("shape"), node.attr("container", ""))
     return lambda: var
 
 
 register("VarHandleOp", _infer_handle, _handle_kernel, stateful=True,
-         doc="The handle of variable attr 'shared_name' in the device's resource store.")
+         doc="The handle of variable (attr 'container', attr 'shared_name', dtype, shape) in the device's "
+             "resource store (the container rule: worker/resources.py).")
 
 
 def _infer_read(ctx):

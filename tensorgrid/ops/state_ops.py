@@ -1,9 +1,11 @@
-"""State ops beyond the core resource-variable ops: reporting which variables are uninitialized."""
+"""State ops beyond the core resource-variable ops: reporting which variables are uninitialized,
+counting a variable up to a limit (TF1's input epochs)."""
 
 import numpy as np
 
-from tensorgrid.framework import dtypes
+from tensorgrid.framework import dtypes, errors
 from tensorgrid.ops.registry import register
+from tensorgrid.worker import resources as res
 
 
 def _infer_uninitialized_names(ctx):
@@ -25,3 +27,26 @@ def _uninitialized_names_kernel(node):
 
 register("UninitializedNames", _infer_uninitialized_names, _uninitialized_names_kernel, cpu_only=True,
          doc="The names (attr 'names', bytes) whose matching bool input is False, as a string vector.")
+
+
+def _infer_count_up_to(ctx):
+    return [(dtypes.as_dtype(ctx.attr("T")), ())]
+
+
+def _count_up_to_kernel(node):
+    limit = int(node.attr("limit"))
+    desc = f"{node.op} '{node.name}' on {node.device}"
+
+    def count_up_to(var):
+        with var.lock:
+            old = res.read(var, desc)
+            if old >= limit:
+                raise errors.OutOfRangeError(None, None, f"Reached limit of {limit}")
+            var.value = np.asarray(old + 1, dtype=old.dtype)
+        return old
+    return count_up_to
+
+
+register("ResourceCountUpTo", _infer_count_up_to, _count_up_to_kernel, stateful=True, cpu_only=True,
+         colocate_with_input=0,
+         doc="Adds 1 to an integer variable and outputs its old value; OutOfRangeError once it reached 'limit'.")
