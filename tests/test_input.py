@@ -53,7 +53,6 @@ def _check_epochs(batches, strings):
 
 def test_epochs_and_batches_like_tensorflow():
     tf_real = pytest.importorskip("tensorflow").compat.v1
-    tf_real.disable_eager_execution()
     tf.disable_eager_execution()
     want_b, want_s = _epochs_program(tf_real)
     got_b, got_s = _epochs_program(tf)

@@ -279,7 +279,6 @@ def _fifo_program(tfm):
 
 def test_same_results_as_tensorflow():
     tf_real = pytest.importorskip("tensorflow").compat.v1
-    tf_real.disable_eager_execution()
     tf.disable_eager_execution()
     want, got = _fifo_program(tf_real), _fifo_program(tf)
     for w, g in zip(want, got):
