@@ -180,3 +180,64 @@ def test_iterator_on_a_cluster_worker_feeds_another_worker(graph_mode):
             assert _drain(sess, gen_it.get_next()) == [0, 1, 2]   # Python on a worker with --allow-pickle
     finally:
         tg.Session.reset(target)
+
+
+def test_feedable_iterator_switches_by_string_handle(graph_mode):
+    train = tf.data.Dataset.range(100).make_one_shot_iterator()
+    val = tf.data.Dataset.range(5).map(lambda e: -e).make_initializable_iterator()
+    handle = tf.placeholder(tf.string, [])
+    it = tf.data.Iterator.from_string_handle(handle, train.output_types, train.output_shapes)
+    nxt = it.get_next()
+    with tf.Session() as sess:
+        train_h, val_h = sess.run([train.string_handle(), val.string_handle()])
+        sess.run(val.initializer)
+        assert [sess.run(nxt, {handle: train_h}) for _ in range(2)] == [0, 1]
+        assert [sess.run(nxt, {handle: val_h}) for _ in range(2)] == [0, -1]
+        assert sess.run(nxt, {handle: train_h}) == 2
+        with pytest.raises(tf.errors.InvalidArgumentError, match="not an iterator's string handle"):
+            sess.run(nxt, {handle: b"nonsense"})
+
+
+def test_slices_of_different_lengths_fed_at_run_time_are_invalid_argument(graph_mode):
+    a = tf.placeholder(tf.float32, [None])
+    b = tf.placeholder(tf.float32, [None])
+    it = tf.data.Dataset.from_tensor_slices((a, b)).make_initializable_iterator()
+    with tf.Session() as sess:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="same size in the 0th dimension"):
+            sess.run(it.initializer, {a: np.zeros(3), b: np.zeros(4)})
+
+
+def test_an_eager_iterator_advances_inside_a_function_it_is_passed_to():
+    it = iter(tg.data.Dataset.range(5).batch(2))
+
+    @tg.function
+    def step(iterator):
+        return next(iterator) * 10
+
+    np.testing.assert_array_equal(step(it).numpy(), [0, 10])
+    np.testing.assert_array_equal(step(it).numpy(), [20, 30])
+    np.testing.assert_array_equal(next(it).numpy(), [4])
+    with pytest.raises(tg.errors.OutOfRangeError):
+        step(it)
+
+    @tg.function
+    def loop(ds):
+        for x in ds:
+            return x
+    with pytest.raises(RuntimeError, match="AutoGraph"):
+        loop(tg.data.Dataset.range(3))
+
+
+def test_a_map_reading_a_variable_of_another_device_in_process(graph_mode):
+    with tf.device("/cpu:1"):
+        scale = tf.Variable(np.int64(3), name="scale")
+    with tf.device("/cpu:0"):
+        it = tf.data.Dataset.range(3).map(lambda e: e * scale).make_initializable_iterator()
+        nxt = it.get_next()
+    with tf.Session(config=tf.ConfigProto(device_count={"CPU": 2})) as sess:
+        sess.run([scale.initializer, it.initializer])
+        meta = tf.RunMetadata()
+        assert sess.run(nxt) == 0
+        assert sess.run(nxt, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=meta) == 3
+    ops = {n.op: n.device for p in meta.partition_graphs for n in p.node}
+    assert ops["IteratorGetNext"].endswith("CPU:0")   # where the device scope put it, as TF places it

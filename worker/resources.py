@@ -79,6 +79,16 @@ class ResourceStore:
         """Resource `name` private to `owner` (a session), made by `create()` on first use."""
         return self._get(("private", owner, name), create)
 
+    def find(self, name, container="", owner=None):
+        """The shared resource (container, name), or with `owner` the one `name` private to it; None if absent."""
+        key = ("private", owner, name) if owner is not None else ("shared", container or "", name)
+        return self._items.get(key)
+
+    def drop(self, name, container=""):
+        """Removes (and releases) the shared resource (container, name), whose owner is gone."""
+        key = ("shared", container or "", name)
+        self._remove(lambda k: k == key)
+
     def view(self, owner):
         """The store as session `owner` sees it."""
         return ResourceView(self, owner)
@@ -148,6 +158,16 @@ def resource_for(resources, container, shared_name, node_name, create):
     if isinstance(resources, ResourceView):
         return resources.resource_for(container, shared_name, node_name, create)
     return ResourceView(resources, None).resource_for(container, shared_name, node_name, create)
+
+
+def find_resource(resources, container, shared_name, node_name):
+    """The resource `resource_for` would give, if it exists yet (None otherwise); never creates one."""
+    if shared_name:
+        store = resources.store if isinstance(resources, ResourceView) else resources
+        return store.find(shared_name, container)
+    if isinstance(resources, ResourceView) and resources.owner is not None:
+        return resources.store.find(node_name, owner=resources.owner)
+    return None
 
 
 def read(var, node_desc=""):

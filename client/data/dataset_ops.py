@@ -28,7 +28,7 @@ from tensorgrid.client import graph as graph_lib
 from tensorgrid.client.data import structure as structure_lib
 from tensorgrid.client.data.options import Options
 from tensorgrid.client.data.structure import Structure
-from tensorgrid.client.function import trace_function
+from tensorgrid.client.function import FuncGraph, trace_function
 from tensorgrid.client.graph import apply_op, convert_to_tensor
 from tensorgrid.framework import dtypes
 from tensorgrid.framework.shapes import TensorShape, as_shape
@@ -121,6 +121,10 @@ class Dataset(structure_lib.Structured):
     # ---- what a dataset is -----------------------------------------------------------------
     def _runtime(self, what):
         """The runtime dataset an eager variant holds; RuntimeError in graph mode."""
+        if isinstance(graph_lib.get_default_graph(), FuncGraph) and not context.executing_eagerly():
+            raise RuntimeError(f"{what} over a dataset inside tg.function needs AutoGraph, which tensorgrid does "
+                               "not have: pass iter(dataset) to the function and call next() on it there, or "
+                               "iterate outside and pass the elements in.")
         if not context.executing_eagerly() or not getattr(self._variant_tensor, "_is_eager_tensor", False):
             raise RuntimeError(f"`tf.data.Dataset` only supports {what} in eager mode or within tf.function.")
         return self._variant_tensor.numpy()
@@ -490,4 +494,5 @@ registry.not_differentiable(
     "FilterDataset", "FlatMapDataset", "InterleaveDataset", "BatchDatasetV2", "PaddedBatchDatasetV2",
     "UnbatchDataset", "RepeatDataset", "TakeDataset", "SkipDataset", "ShardDataset", "ZipDataset",
     "ConcatenateDataset", "ShuffleDataset", "PrefetchDataset", "CacheDataset", "DatasetCardinality",
-    "ReduceDataset", "IteratorV2", "OneShotIterator", "MakeIterator", "IteratorGetNext")
+    "ReduceDataset", "IteratorV2", "OneShotIterator", "MakeIterator", "IteratorGetNext", "IteratorToStringHandle",
+    "IteratorFromStringHandleV2")

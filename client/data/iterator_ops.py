@@ -25,10 +25,11 @@ elements reach consumers on other devices through send/recv.
 import itertools
 import uuid
 
-from tensorgrid.client import context
+from tensorgrid.client import context, eager
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client.data import structure as structure_lib
 from tensorgrid.client.eager import EagerTensor
+from tensorgrid.client.function import FuncGraph
 from tensorgrid.client.graph import apply_op
 from tensorgrid.framework import dtypes, errors
 from tensorgrid.ops import registry
@@ -49,36 +50,63 @@ class IteratorBase(structure_lib.Structured):
 
 
 class OwnedIterator(IteratorBase):
-    """An eager iterator over a dataset: elements as eager tensors, StopIteration at the end."""
+    """An eager iterator over a dataset: elements as eager tensors, StopIteration at the end.
+
+    Its state sits in the eager resource store, so `next(iterator)` inside a
+    tg.function it was passed to is an IteratorGetNext op on that state: each
+    call of the function takes the next element (OutOfRangeError at the end).
+    """
 
     def __init__(self, dataset):
         if not context.executing_eagerly():
             raise RuntimeError("OwnedIterator is only supported in eager mode.")
         self._structure = dataset._structure
-        self._state = IteratorState("OwnedIterator")
+        self._name = f"owned_iterator_{uuid.uuid4().hex[:16]}"
+        self._store = eager.resources()
+        self._state = self._store.resource(self._name, lambda: IteratorState(("", self._name, "")))
         self._state.initialize(dataset._runtime("Python-style iteration"))
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        if not context.executing_eagerly():
+            return self._traced_next()
         try:
             values = self._state.get_next()
         except errors.OutOfRangeError:
             raise StopIteration from None
-        return self._structure.rebuild([EagerTensor(v, s.dtype) for v, s in zip(values, self._structure.specs)])
+        return self._eager(values)
 
     next = __next__
 
     def get_next(self, name=None):
         """The next element; OutOfRangeError ("End of sequence") at the end."""
-        values = self._state.get_next()
+        if not context.executing_eagerly():
+            return self._traced_next(name)
+        return self._eager(self._state.get_next())
+
+    def _eager(self, values):
         return self._structure.rebuild([EagerTensor(v, s.dtype) for v, s in zip(values, self._structure.specs)])
 
+    def _traced_next(self, name=None):
+        g = graph_lib.get_default_graph()
+        root = g
+        while getattr(root, "outer_graph", None) is not None:
+            root = root.outer_graph
+        if not isinstance(root, FuncGraph):
+            raise RuntimeError("an eager dataset iterator can be advanced in eager code or in a tg.function it "
+                               "is passed to, not in a TF1 graph: use make_one_shot_iterator() there")
+        s = self._structure
+        resource = apply_op("IteratorV2", [], {"shared_name": self._name, "container": "", "output_types": s.types,
+                                               "output_shapes": s.shapes}, name="Iterator")
+        return _get_next(resource, s, name)
+
     def __del__(self):
-        state = getattr(self, "_state", None)
-        if state is not None:
-            state.close()
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.drop(self._name)
+            self._state.close()
 
 
 def _numpy(value):
@@ -141,12 +169,30 @@ class Iterator(IteratorBase):
 
     def get_next(self, name=None):
         """The next element: tensors of an IteratorGetNext op, which raises OutOfRangeError at the end."""
-        s = self._structure
-        out = apply_op("IteratorGetNext", [self._iterator_resource],
-                       {"output_types": s.types, "output_shapes": s.shapes}, name=name or "IteratorGetNext")
-        if isinstance(out, graph_lib.Operation):
-            out = []
-        return s.rebuild(list(out) if isinstance(out, (list, tuple)) else [out])
+        return _get_next(self._iterator_resource, self._structure, name)
+
+    def string_handle(self, name=None):
+        """A string tensor naming this iterator, for Iterator.from_string_handle (feedable iterators)."""
+        return apply_op("IteratorToStringHandle", [self._iterator_resource], name=name or "IteratorToStringHandle")
+
+    @staticmethod
+    def from_string_handle(string_handle, output_types, output_shapes=None, output_classes=None):
+        """An iterator that is, at each run, whichever iterator the fed `string_handle` names.
+
+        The iterators it switches between must be on the device it is placed
+        on (InvalidArgumentError naming both otherwise).
+        """
+        s = structure_lib.from_types_and_shapes(output_types, output_shapes)
+        handle = graph_lib.convert_to_tensor(string_handle, dtype=dtypes.string)
+        resource = apply_op("IteratorFromStringHandleV2", [handle], {"output_types": s.types, "output_shapes": s.shapes},
+                            name="IteratorFromStringHandleV2")
+        return Iterator(resource, None, s)
+
+
+def _get_next(resource, structure, name=None):
+    out = apply_op("IteratorGetNext", [resource], {"output_types": structure.types, "output_shapes": structure.shapes},
+                   name=name or "IteratorGetNext")
+    return structure.rebuild(list(out) if isinstance(out, (list, tuple)) else [out])
 
 
 def _show(types):
@@ -154,8 +200,8 @@ def _show(types):
 
 
 def _iterator_op(structure, shared_name, op_type="IteratorV2", attrs=None):
-    """The iterator resource op; its shared_name (the resource store's key) unique unless given."""
-    a = {"shared_name": shared_name or f"iterator_{uuid.uuid4().hex[:16]}", "container": "",
+    """The iterator resource op: its session's own, or shared by the sessions naming `shared_name`."""
+    a = {"shared_name": shared_name or "", "container": "",
          "output_types": structure.types, "output_shapes": structure.shapes}
     a.update(attrs or {})
     return apply_op(op_type, [], a, name="Iterator" if op_type == "IteratorV2" else op_type)

@@ -14,15 +14,18 @@ A new source registers its op with `register_dataset(name, kernel)`,
 `worker.data.base.Dataset`.
 """
 
+import json
+
 import cloudpickle
 import numpy as np
 
-from tensorgrid.framework import dtypes
+from tensorgrid.framework import dtypes, errors
 from tensorgrid.framework.shapes import TensorShape
 from tensorgrid.ops.misc_ops import refuse_pickle
 from tensorgrid.ops.registry import register
 from tensorgrid.worker.data import base, batching, cache, functional, iterator, prefetch, sequence, shuffle, sources
 from tensorgrid.worker.functions import CompiledFunction, device_of
+from tensorgrid.worker.resources import find_resource, resource_for
 
 AUTOTUNE = -1
 
@@ -214,9 +217,15 @@ def _infer_iterator(ctx):
     return [(dtypes.resource, ())]
 
 
+def _iterator_key(node):
+    """(container, shared name, node name): an iterator with a shared name is shared by the sessions
+    that name it, one without is its session's own (worker/resources.py's container rule)."""
+    return (node.attr("container", ""), node.attr("shared_name", ""), node.name)
+
+
 def _iterator_state(node):
-    name = node.attr("shared_name") or node.name
-    return node.resources.resource(name, lambda: iterator.IteratorState(name))
+    key = _iterator_key(node)
+    return resource_for(node.resources, *key, lambda: iterator.IteratorState(key))
 
 
 def _iterator_kernel(node):
@@ -244,14 +253,45 @@ def _get_next_kernel(node):
     return lambda state: _outputs(state.get_next())
 
 
+def _to_string_handle_kernel(node):
+    return lambda state: np.array(json.dumps([node.device, *state.key]).encode(), dtype=object)
+
+
+def _from_string_handle_kernel(node):
+    where = f"{node.op} '{node.name}' on {node.device}"
+
+    def run(handle):
+        text = np.asarray(handle, dtype=object)[()]
+        try:
+            device, container, shared_name, node_name = json.loads(text)
+        except (TypeError, ValueError):
+            raise errors.InvalidArgumentError(None, None, f"{where}: {text!r} is not an iterator's string handle") \
+                from None
+        if device != node.device:
+            raise errors.InvalidArgumentError(
+                None, None, f"{where}: the handle names an iterator on {device}; an iterator is used on its own "
+                "device, so place from_string_handle with the iterators whose handles it takes")
+        state = find_resource(node.resources, container, shared_name, node_name)
+        if state is None:
+            raise errors.NotFoundError(
+                None, None, f"{where}: no iterator {shared_name or node_name!r} here (another session's, or reset)")
+        return state
+    return run
+
+
 register("IteratorV2", _infer_iterator, _iterator_kernel, cpu_only=True, stateful=True,
-         doc="An iterator's state in the device's resource store, under attr shared_name; attrs output_types, "
-             "output_shapes.")
+         doc="An iterator's state in the device's resource store: shared under attr shared_name, else the "
+             "session's own; attrs container, output_types, output_shapes.")
 register("OneShotIterator", _infer_iterator, _one_shot_kernel, cpu_only=True, stateful=True,
          doc="An iterator initialized, on its first run only, with the dataset its function attr "
              "dataset_factory makes.")
 register("MakeIterator", lambda ctx: [], _make_iterator_kernel, cpu_only=True, stateful=True, num_outputs=0,
          colocate_with_input="all", doc="(Re)starts iterator (input 1) on dataset (input 0).")
+register("IteratorToStringHandle", lambda ctx: [(dtypes.string, ())], _to_string_handle_kernel, cpu_only=True,
+         stateful=True, colocate_with_input=0, doc="A string naming the iterator (its device and shared name).")
+register("IteratorFromStringHandleV2", _infer_iterator, _from_string_handle_kernel, cpu_only=True, stateful=True,
+         doc="The iterator a string handle names, looked up at run time on this device; attrs output_types, "
+             "output_shapes.")
 register("IteratorGetNext", _infer_structure, _get_next_kernel, cpu_only=True, stateful=True,
          colocate_with_input=0, num_outputs=lambda attrs: len(attrs["output_types"]),
          doc="The iterator's next element; OutOfRangeError at the end.")

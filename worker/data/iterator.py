@@ -1,8 +1,8 @@
 """The iterator resource: where an iterator's position lives between steps, on its device.
 
 A TF1 iterator op's kernel keeps one `IteratorState` in its device's
-resource store (so it lives across steps and graph registrations, until the
-store is reset); eager iteration holds one directly. `initialize(dataset)`
+resource store (so it lives across steps and graph registrations, until its
+session ends or the store is reset); an eager iterator keeps one there too. `initialize(dataset)`
 starts a pass over a runtime dataset (ending any pass before it);
 `get_next()` returns the next element's components, raises
 OutOfRangeError at the end and on every call after it until the next
@@ -20,8 +20,9 @@ END_OF_SEQUENCE = "End of sequence"
 class IteratorState:
     """One iterator's pass over a dataset: its block stream and its place in the current block."""
 
-    def __init__(self, name=""):
-        self.name = name
+    def __init__(self, key=("", "", "")):
+        self.key = key  # (container, shared name, node name): where the resource store keeps it
+        self.name = key[1] or key[2]
         self.lock = threading.Lock()
         self.initialized = False
         self._ctx = None

@@ -121,24 +121,20 @@ class _Buffer:
                 items[j] = [c[r, ...] for c in incoming]
                 yield [np.asarray(v)[None] for v in out]
             return
-        k = len(draws)
         order = np.argsort(draws, kind="stable")   # steps grouped by slot, in step order within a slot
         slots = draws[order]
-        first = np.ones(k, dtype=bool)
-        first[1:] = slots[1:] != slots[:-1]
-        last = np.ones(k, dtype=bool)
-        last[:-1] = first[1:]
+        later = np.flatnonzero(slots[1:] == slots[:-1]) + 1   # positions of a slot's second, third, ... draw
+        last = np.ones(len(draws), dtype=bool)
+        last[later - 1] = False
         # A slot's first draw finds what the buffer held; a later one the element the previous draw put there.
-        from_buffer, from_incoming = order[first], order[~first]
-        earlier = np.empty(k, dtype=order.dtype)
-        earlier[1:] = order[:-1]
-        earlier = earlier[~first]
+        refilled, earlier = order[later], order[later - 1]
+        kept_slots, kept_steps = slots[last], order[last]
         out = []
         for a, c in zip(self.arrays, incoming):
-            o = np.empty((k,) + a.shape[1:], a.dtype)
-            o[from_buffer] = a[slots[first]]
-            o[from_incoming] = c[earlier]
-            a[slots[last]] = c[order[last]]
+            o = np.take(a, draws, axis=0)
+            if len(refilled):
+                o[refilled] = c[earlier]
+            a[kept_slots] = c[kept_steps]
             out.append(o)
         yield out
 
