@@ -241,3 +241,20 @@ def test_a_map_reading_a_variable_of_another_device_in_process(graph_mode):
         assert sess.run(nxt, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=meta) == 3
     ops = {n.op: n.device for p in meta.partition_graphs for n in p.node}
     assert ops["IteratorGetNext"].endswith("CPU:0")   # where the device scope put it, as TF places it
+
+
+def test_sessions_on_a_cluster_get_their_own_iterators_unless_shared_by_name(graph_mode):
+    target = _local_cluster().target
+    try:
+        with tf.device("/job:worker/task:1"):
+            own = tf.data.Dataset.range(10).make_one_shot_iterator().get_next()
+            shared = tf.data.Dataset.range(10).make_initializable_iterator(shared_name="shared_it")
+            shared_next = shared.get_next()
+        with tf.Session(target) as first, tf.Session(target) as second:
+            assert [first.run(own) for _ in range(3)] == [0, 1, 2]
+            assert second.run(own) == 0      # a session's iterator without a shared name is its own
+            first.run(shared.initializer)
+            assert first.run(shared_next) == 0
+            assert second.run(shared_next) == 1  # the sessions naming "shared_it" share it
+    finally:
+        tg.Session.reset(target)
