@@ -10,8 +10,8 @@ OutOfRangeError.
 """
 
 from tensorgrid.client import context, random_ops
-from tensorgrid.client.graph import apply_op, convert_to_tensor, get_default_graph
-from tensorgrid.client.scopes import name_scope
+from tensorgrid.client.graph import apply_op, convert_to_tensor
+from tensorgrid.client.scopes import current_container, name_scope
 from tensorgrid.framework import dtypes as dtypes_lib
 from tensorgrid.framework.shapes import TensorShape, as_shape
 
@@ -188,10 +188,9 @@ def _static_int(t):
 def _queue_attrs(dtypes, shapes, capacity, shared_name):
     attrs = {"component_types": dtypes, "shapes": list(shapes or []), "capacity": int(capacity),
              "container": "", "shared_name": shared_name or ""}
-    if not context.executing_eagerly():
-        container = getattr(get_default_graph(), "_container", "")
-        if container:
-            attrs["container"] = container
+    container = current_container()
+    if container:
+        attrs["container"] = container
     return attrs
 
 

@@ -191,11 +191,12 @@ class RemoteBackend:
         self._master.close()
 
 
-def reset(target, config=None):
-    """Closes every session on the cluster at `target` and clears every variable on its workers."""
+def reset(target, config=None, containers=None):
+    """Closes every session on the cluster at `target` and clears the resources of `containers`
+    (every resource when None) on its workers."""
     master = _Master(target, config)
     try:
-        master.call("Reset", master_pb2.ResetRequest())
+        master.call("Reset", master_pb2.ResetRequest(container=containers or []))
     finally:
         master.close()
 

@@ -5,7 +5,7 @@ import contextlib
 from tensorgrid.client import context
 from tensorgrid.client.graph import get_default_graph
 
-__all__ = ["device", "name_scope", "control_dependencies", "colocate_with"]
+__all__ = ["device", "name_scope", "control_dependencies", "colocate_with"]  # container: TF1 only (compat.v1)
 
 
 @contextlib.contextmanager
@@ -49,6 +49,29 @@ def control_dependencies(control_inputs):
         return
     with get_default_graph().control_dependencies(control_inputs):
         yield
+
+
+@contextlib.contextmanager
+def container(container_name):
+    """Stateful ops created inside (variables, queues) keep their resources in container
+    `container_name` on their device, which `Session.reset(target, [container_name])` clears alone;
+    containers also keep resources of the same name apart (worker/resources.py)."""
+    graph = get_default_graph()
+    old = current_container(graph)
+    graph._container = container_name or ""
+    try:
+        yield container_name
+    finally:
+        graph._container = old
+
+
+def current_container(graph=None):
+    """The container of resources created now ("" outside any `container` scope, and eagerly)."""
+    if graph is None:
+        if context.executing_eagerly():
+            return ""
+        graph = get_default_graph()
+    return getattr(graph, "_container", "")
 
 
 @contextlib.contextmanager

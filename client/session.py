@@ -215,9 +215,10 @@ class BaseSession:
 
     @staticmethod
     def reset(target, containers=None, config=None):
-        """Clears every variable on the cluster at `target` (and closes its sessions)."""
+        """Closes every session on the cluster at `target` and clears the resource containers named in
+        `containers` (every container when None) on all its workers; see worker/resources.py."""
         from tensorgrid.client import remote
-        remote.reset(target, config)
+        remote.reset(target, config, containers)
 
 
 class Session(BaseSession):

@@ -23,7 +23,7 @@ import weakref
 
 import numpy as np
 
-from tensorgrid.client import array_ops, context, random_ops
+from tensorgrid.client import array_ops, context, random_ops, scopes
 from tensorgrid.client import tape as tape_lib
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client.graph import TensorOps, apply_op, convert_to_tensor, get_default_graph
@@ -144,7 +144,11 @@ class Variable(TensorOps):
         return initial.shape
 
     def _handle_attrs(self):
-        return {"shared_name": self._shared_name, "dtype": self._dtype, "shape": self._shape}
+        attrs = {"shared_name": self._shared_name, "dtype": self._dtype, "shape": self._shape}
+        container = getattr(self, "_container", "")
+        if container:  # set by tg.compat.v1.container; the resource store keys variables by it
+            attrs["container"] = container
+        return attrs
 
     def _init_graph(self, initial_value, name, dtype, validate_shape, shape, collections):
         g = get_default_graph()
@@ -162,6 +166,7 @@ class Variable(TensorOps):
             self._dtype = initial.dtype
             self._shape = self._static_shape(initial, validate_shape, shape)
             self._shared_name = full
+            self._container = scopes.current_container(g)
             self._handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=name)
             assert self._handle.op.name == full, (self._handle.op.name, full)
             self._name = full

@@ -354,8 +354,9 @@ class Master:
                 rec.client.deregister_graph(handle)
         entry.handles = {}
 
-    def reset(self):
-        """Closes every session and clears every variable on every live worker."""
+    def reset(self, containers=None):
+        """Closes every session and clears the resources of `containers` (all when None) on every live
+        worker."""
         with self._lock:
             sessions = list(self._sessions)
             steps = list(self._steps.values())
@@ -363,7 +364,7 @@ class Master:
             self._fail(step, errors.CancelledError(None, None, "the cluster was reset"), None)
         for handle in sessions:
             self.close_session(handle)
-        pending = [(r, r.client.reset()) for r in self.workers() if r.alive]
+        pending = [(r, r.client.reset(containers)) for r in self.workers() if r.alive]
         for rec, fut in pending:
             try:
                 fut.result(timeout=30)

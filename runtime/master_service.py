@@ -138,8 +138,9 @@ class GrpcWorkerClient:
         return self._keep(self._stub.DeregisterGraph.future(request, timeout=CONTROL_TIMEOUT_S,
                                                             metadata=self._metadata))
 
-    def reset(self):
-        return _CallFuture(self._stub.ResetResources.future(worker_pb2.ResetResourcesRequest(),
+    def reset(self, containers=None):
+        request = worker_pb2.ResetResourcesRequest(container=containers or [])
+        return _CallFuture(self._stub.ResetResources.future(request,
                                                             timeout=CONTROL_TIMEOUT_S, metadata=self._metadata),
                            _ignore)
 
@@ -215,7 +216,7 @@ class MasterServicer:
         return status_proto(self.master.cluster_status(), self.address)
 
     def Reset(self, request):
-        self.master.reset()
+        self.master.reset(list(request.container) or None)
         return master_pb2.ResetResponse()
 
 

@@ -91,8 +91,8 @@ class FakeClient:
         self.calls.append("deregister_graph")
         return self._submit(self.node.worker.deregister_graph, handle)
 
-    def reset(self):
-        return self._submit(self.node.worker.reset)
+    def reset(self, containers=None):
+        return self._submit(self.node.worker.reset, containers)
 
     def get_status(self):
         return self._submit(self.status_now)

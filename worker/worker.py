@@ -332,13 +332,14 @@ class Worker:
             log.warning("step %d: %s", step_id, e)
 
     # ---- whole worker -------------------------------------------------------------------------------
-    def reset(self):
-        """Clears every variable and registered graph, and aborts running steps."""
+    def reset(self, containers=None):
+        """Clears every registered graph and the resources of `containers` (all when None), and aborts
+        running steps."""
         with self._lock:
             self._graphs.clear()
             states = list(self._steps.items())
             for ctx in self.contexts.values():
-                ctx.resources.clear()
+                ctx.resources.clear(containers)
         for step_id, _ in states:
             self.cleanup_step(step_id, "the cluster was reset")
         log.info("reset %s", self.task_name)

@@ -82,7 +82,7 @@ class WorkerServicer:
         return worker_pb2.SendTensorResponse()
 
     def ResetResources(self, request):
-        self.worker.reset()
+        self.worker.reset(list(request.container) or None)
         return worker_pb2.ResetResourcesResponse()
 
 

@@ -17,6 +17,7 @@ from tensorgrid.client.array_ops import placeholder  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401
 from tensorgrid.framework import errors  # noqa: F401
 from tensorgrid.client.queues import QueueBase, FIFOQueue, RandomShuffleQueue, PaddingFIFOQueue  # noqa: F401
+from tensorgrid.client.scopes import container  # noqa: F401 - TF1's tf.container (resource containers)
 
 
 def disable_eager_execution():
