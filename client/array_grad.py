@@ -10,6 +10,8 @@ import numpy as np
 from tensorgrid.client import array_ops as ao
 from tensorgrid.client import math_ops
 from tensorgrid.client.graph import apply_op
+from tensorgrid.client.indexed_slices import IndexedSlices
+from tensorgrid.framework import dtypes
 from tensorgrid.ops import registry
 
 registry.not_differentiable("Const", "Placeholder", "StopGradient", "ZerosLike", "OnesLike", "Range",
@@ -135,6 +137,18 @@ def _strided_slice_grad_grad(op, grad):
     return [None, None, None, None, ao.strided_slice(grad, *op.inputs[1:4], **masks)]
 
 
+def gathered_rows_gradient(grad, indices, dims, shape_fn):
+    """The gradient (an IndexedSlices) of gathering rows `indices` of a tensor whose static shape is `dims`
+    (None when not fully known: shape_fn() then gives its shape tensor)."""
+    if dims is not None:
+        dense_shape = ao.constant(dims, dtypes.int32)
+        values = ao.reshape(grad, [-1] + dims[1:])
+    else:
+        dense_shape = shape_fn()
+        values = ao.reshape(grad, ao.concat([[-1], dense_shape[1:]], 0))
+    return IndexedSlices(values, ao.reshape(indices, [-1]), dense_shape)
+
+
 @registry.register_gradient("GatherV2")
 def _gather_grad(op, grad):
     params, indices = op.inputs[0], op.inputs[1]
@@ -144,6 +158,8 @@ def _gather_grad(op, grad):
         raise ValueError(f"the gradient of gather needs a constant axis and params of known rank, "
                          f"got axis {op.inputs[2]!r} and params shape {params.shape}")
     dims = _dims(params)
+    if axis == 0:
+        return [gathered_rows_gradient(grad, indices, dims, lambda: ao.shape(params)), None, None]
     if dims is not None:
         values_shape = dims[:axis] + [-1] + dims[axis + 1:]
         num_segments = dims[axis]
@@ -153,8 +169,6 @@ def _gather_grad(op, grad):
         num_segments = params_shape[axis]
     values = ao.reshape(grad, values_shape)
     flat_indices = ao.reshape(indices, [-1])
-    if axis == 0:
-        return [ao.unsorted_segment_sum(values, flat_indices, num_segments), None, None]
     # the gathered axis goes first for the segment sum, then back to its place
     perm = [axis] + list(range(axis)) + list(range(axis + 1, rank))
     summed = ao.unsorted_segment_sum(ao.transpose(values, perm), flat_indices, num_segments)
@@ -180,6 +194,25 @@ def _unsorted_segment_sum_grad(op, grad):
     extra = op.inputs[0].shape.ndims - ids.shape.ndims
     keep = ao.reshape(keep, ao.concat([ao.shape(ids), ao.ones([extra], ids.dtype)], 0)) if extra else keep
     return [math_ops.where(keep, gathered, ao.zeros_like(gathered)), None, None]
+
+
+registry.not_differentiable("Unique")
+
+
+@registry.register_gradient("DynamicPartition")
+def _dynamic_partition_grad(op, *grads):
+    data, partitions = op.inputs
+    shape = ao.shape(partitions)
+    positions = ao.reshape(ao.range(math_ops.reduce_prod(shape)), shape)
+    parts = ao.dynamic_partition(positions, partitions, op.get_attr("num_partitions"))
+    return [ao.reshape(ao.dynamic_stitch(parts, list(grads)), ao.shape_tensor(data)), None]
+
+
+@registry.register_gradient("DynamicStitch")
+def _dynamic_stitch_grad(op, grad):
+    n = len(op.inputs) // 2
+    # as TF's: every position an index names gets the gradient of its row, repeated indices included
+    return [None] * n + [ao.gather(grad, ao.cast(i, dtypes.int32)) for i in op.inputs[:n]]
 
 
 @registry.register_gradient("Tile")

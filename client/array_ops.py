@@ -23,7 +23,7 @@ __all__ = ["constant", "placeholder", "placeholder_with_default", "identity", "s
            "one_hot", "eye",
            "reshape", "transpose", "expand_dims", "squeeze", "concat", "stack", "unstack", "split",
            "slice", "strided_slice", "slice_helper", "newaxis", "gather", "gather_nd", "scatter_nd",
-           "unsorted_segment_sum", "tile", "pad", "broadcast_to", "shape", "size", "rank",
+           "unsorted_segment_sum", "unique", "dynamic_partition", "dynamic_stitch", "tile", "pad", "broadcast_to", "shape", "size", "rank",
            "cast", "to_float", "to_double", "to_int32", "to_int64", "clip_by_value",
            "reverse", "reverse_v2", "boolean_mask", "invert_permutation"]
 
@@ -422,9 +422,15 @@ def slice_helper(tensor, key):
 
 
 def gather(params, indices, validate_indices=None, name=None, axis=None, batch_dims=0):
-    """The slices of `params` along `axis` (default 0) at `indices`."""
+    """The slices of `params` along `axis` (default 0) at `indices`.
+
+    Rows of a variable (axis 0) are read with its sparse_read, where the variable lives, and their
+    gradient is an IndexedSlices.
+    """
     if batch_dims != 0:
         raise ValueError(f"gather: batch_dims other than 0 is not supported, got {batch_dims}")
+    if hasattr(params, "sparse_read") and axis in (None, 0):
+        return params.sparse_read(indices, name=name)
     return apply_op("GatherV2", [params, _int_tensor(indices), _int_tensor(0 if axis is None else axis)],
                     {"batch_dims": 0}, name=name or "GatherV2")
 
@@ -434,6 +440,27 @@ def gather_nd(params, indices, name=None, batch_dims=0):
     if batch_dims != 0:
         raise ValueError(f"gather_nd: batch_dims other than 0 is not supported, got {batch_dims}")
     return apply_op("GatherNd", [params, _int_tensor(indices)], name=name or "GatherNd")
+
+
+def unique(x, out_idx=dtypes.int32, name=None):
+    """(y, idx): the distinct values of vector x in order of first appearance, and x[i] == y[idx[i]]."""
+    return apply_op("Unique", [x], {"out_idx": dtypes.as_dtype(out_idx)}, name=name or "Unique")
+
+
+def dynamic_partition(data, partitions, num_partitions, name=None):
+    """num_partitions tensors: output i holds the slices of `data` whose entry in `partitions` is i."""
+    out = apply_op("DynamicPartition", [data, _int_tensor(partitions)], {"num_partitions": int(num_partitions)},
+                   name=name or "DynamicPartition")
+    return out if isinstance(out, list) else [out]
+
+
+def dynamic_stitch(indices, data, name=None):
+    """One tensor whose row indices[m][i] is data[m][i] (a later m wins for a repeated index)."""
+    if len(indices) != len(data) or not indices:
+        raise ValueError(f"dynamic_stitch needs as many indices as data tensors (at least one), got "
+                         f"{len(indices)} and {len(data)}")
+    return apply_op("DynamicStitch", [_int_tensor(i) for i in indices] + list(data), {"N": len(indices)},
+                    name=name or "DynamicStitch")
 
 
 def scatter_nd(indices, updates, shape, name=None):

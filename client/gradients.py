@@ -11,6 +11,7 @@ import enum
 
 from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
+from tensorgrid.client import indexed_slices
 from tensorgrid.framework import dtypes
 from tensorgrid.ops import registry
 
@@ -58,14 +59,20 @@ def _source_tensor(x):
 
 
 def aggregate(grads):
-    """Sums a list of gradients for one tensor (None when the list is empty)."""
+    """Sums a list of gradients for one tensor (None when the list is empty).
+
+    As in TF: IndexedSlices only concatenate into one IndexedSlices; with a dense gradient among them,
+    they are densified and everything is added.
+    """
     grads = [g for g in grads if g is not None]
     if not grads:
         return None
     if len(grads) == 1:
         return grads[0]
+    if all(isinstance(g, indexed_slices.IndexedSlices) for g in grads):
+        return indexed_slices.concat(grads)
     from tensorgrid.client import math_ops
-    return math_ops.add_n(grads)
+    return math_ops.add_n([graph_lib.convert_to_tensor(g) for g in grads])
 
 
 def _differentiable(t):

@@ -490,14 +490,18 @@ def global_norm(t_list, name=None):
 
     Named `<name>/global_norm`, as TF names it.
     """
+    from tensorgrid.client.indexed_slices import IndexedSlices
     with _scope(name, "global_norm"):
-        sums = [reduce_sum(square(convert_to_tensor(t))) for t in t_list if t is not None]
+        # an IndexedSlices counts by its values, as in TF
+        sums = [reduce_sum(square(convert_to_tensor(t.values if isinstance(t, IndexedSlices) else t)))
+                for t in t_list if t is not None]
         return sqrt(add_n(sums), name="global_norm")
 
 
 def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
     """Scales t_list by clip_norm / max(global_norm, clip_norm); returns (clipped list, global norm)."""
     from tensorgrid.client import array_ops
+    from tensorgrid.client.indexed_slices import IndexedSlices
     # TF's names: the norm under `name/`, the clipped tensors `<scope>/<scope>_i` under a second scope
     norm = global_norm(t_list, name) if use_norm is None else convert_to_tensor(use_norm)
     with _scope(name, "clip_by_global_norm") as scope:
@@ -506,7 +510,10 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
         scale = clip * minimum(1.0 / norm, 1.0 / clip)
         clipped = []
         for i, t in enumerate(t_list):
-            if t is not None:
+            if isinstance(t, IndexedSlices):    # stays sparse: its values are scaled
+                values = array_ops.identity(multiply(t.values, array_ops.cast(scale, t.dtype)), name=f"{scope}_{i}")
+                t = IndexedSlices(values, t.indices, t.dense_shape)
+            elif t is not None:
                 t = convert_to_tensor(t)
                 t = array_ops.identity(multiply(t, array_ops.cast(scale, t.dtype)), name=f"{scope}_{i}")
             clipped.append(t)

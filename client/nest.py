@@ -1,4 +1,8 @@
-"""Nested structures (dicts, namedtuples, lists, tuples) of tensors: flatten and rebuild."""
+"""Nested structures (dicts, namedtuples, lists, tuples) of tensors: flatten and rebuild.
+
+A composite tensor (an IndexedSlices: anything with `_nest_parts()`) flattens
+to its component tensors and is rebuilt by its type's `_from_nest_parts`.
+"""
 
 class Keep:
     """What a leaf function returns for a leaf that the rebuilt structure holds as `value`, uncollected."""
@@ -21,6 +25,9 @@ def flatten(structure, leaf_fn, leaves):
         return ("namedtuple", type(structure), [flatten(v, leaf_fn, leaves) for v in structure])
     if isinstance(structure, (list, tuple)):
         return ("seq", type(structure), [flatten(v, leaf_fn, leaves) for v in structure])
+    if hasattr(structure, "_nest_parts"):
+        return ("composite", type(structure),
+                [("const", None) if p is None else flatten(p, leaf_fn, leaves) for p in structure._nest_parts()])
     value = leaf_fn(structure)
     if isinstance(value, Keep):
         return ("const", value.value)
@@ -39,6 +46,8 @@ def rebuild(spec, values):
         return spec[1]((k, rebuild(v, values)) for k, v in spec[2])
     if kind == "namedtuple":
         return spec[1](*[rebuild(v, values) for v in spec[2]])
+    if kind == "composite":
+        return spec[1]._from_nest_parts([rebuild(v, values) for v in spec[2]])
     items = [rebuild(v, values) for v in spec[2]]
     return items if spec[1] is list else spec[1](items)
 

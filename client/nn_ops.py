@@ -10,7 +10,8 @@ names whose TF1 meaning differs to their TF1 versions.
 
 import numbers
 
-from tensorgrid.client import array_ops, math_ops, random_ops
+from tensorgrid.client import array_ops, embedding_ops, math_ops, random_ops
+from tensorgrid.client.embedding_ops import embedding_lookup_v2 as embedding_lookup  # noqa: F401 - tg.nn's
 from tensorgrid.client.graph import apply_op, convert_to_tensor
 from tensorgrid.client.scopes import name_scope
 from tensorgrid.framework import dtypes
@@ -19,7 +20,7 @@ __all__ = [
     "relu", "relu6", "elu", "leaky_relu", "softplus", "sigmoid", "tanh", "softmax", "log_softmax",
     "bias_add", "dropout", "l2_loss", "moments", "batch_normalization", "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits",
-    "sigmoid_cross_entropy_with_logits", "conv2d", "max_pool", "avg_pool",
+    "sigmoid_cross_entropy_with_logits", "conv2d", "max_pool", "avg_pool", "embedding_lookup",
 ]
 
 
@@ -381,6 +382,7 @@ def avg_pool(input=None, ksize=None, strides=None, padding=None, data_format="NH
 # Names whose TF1 meaning differs from TF2's, for tensorgrid.compat.v1's nn namespace.
 compat_v1 = {
     "dropout": _dropout_v1,
+    "embedding_lookup": embedding_ops.embedding_lookup,
     "softmax_cross_entropy_with_logits": _softmax_cross_entropy_with_logits_v1,
 }
 

@@ -324,6 +324,15 @@ class Variable(TensorOps):
         with self._colocated(handle):
             return apply_op("ReadVariableOp", [handle], {"dtype": self._dtype, "shape": self._shape}, name=name)
 
+    def sparse_read(self, indices, name=None):
+        """Rows `indices` of the variable, read where it lives (its gradient is an IndexedSlices)."""
+        tape_lib.variable_accessed(self)
+        handle = self._current_handle()
+        with self._colocated(handle):
+            return apply_op("ResourceGather", [handle, array_ops._int_tensor(indices)],
+                            {"dtype": self._dtype, "shape": self._shape, "batch_dims": 0, "validate_indices": True},
+                            name=name or "Gather")
+
     def read_value(self):
         """A fresh read of the current value (it picks up enclosing control dependencies)."""
         return self._read()
@@ -403,6 +412,35 @@ class Variable(TensorOps):
         """Subtracts `delta` from the variable; returns the new value (the op when read_value=False)."""
         return self._update("AssignSubVariableOp", delta, name or "AssignSub", read_value)
 
+    def _scatter(self, op_type, sparse_delta, name):
+        from tensorgrid.client.indexed_slices import IndexedSlices
+        if not isinstance(sparse_delta, IndexedSlices):
+            raise TypeError(f"sparse_delta is not IndexedSlices: {sparse_delta!r}")
+        return self._scatter_rows(op_type, sparse_delta.indices, sparse_delta.values, name)
+
+    def _scatter_rows(self, op_type, indices, updates, name):
+        handle = self._current_handle()
+        updates = convert_to_tensor(updates, dtype=self._dtype)
+        with self._colocated(handle):
+            op = apply_op(op_type, [handle, array_ops._int_tensor(indices), updates], {"dtype": self._dtype},
+                          name=name or op_type)
+        if self._eager() and context.executing_eagerly():
+            return self
+        with graph_lib.get_default_graph().control_dependencies([op]):
+            return self._read()
+
+    def scatter_add(self, sparse_delta, use_locking=False, name=None):
+        """Adds the IndexedSlices `sparse_delta` to the variable's rows; returns the updated value."""
+        return self._scatter("ResourceScatterAdd", sparse_delta, name)
+
+    def scatter_sub(self, sparse_delta, use_locking=False, name=None):
+        """Subtracts the IndexedSlices `sparse_delta` from the variable's rows; returns the updated value."""
+        return self._scatter("ResourceScatterSub", sparse_delta, name)
+
+    def scatter_update(self, sparse_delta, use_locking=False, name=None):
+        """Sets the variable's rows sparse_delta.indices to sparse_delta.values; returns the updated value."""
+        return self._scatter("ResourceScatterUpdate", sparse_delta, name)
+
     def load(self, value, session=None):
         """Writes `value` into the variable through `session` (or the default session) without new ops."""
         if self._eager():
@@ -431,6 +469,21 @@ def assign_add(ref, value, use_locking=None, name=None):
 def assign_sub(ref, value, use_locking=None, name=None):
     """TF1's tf.assign_sub: `ref.assign_sub(value)`."""
     return ref.assign_sub(value, name=name)
+
+
+def scatter_add(ref, indices, updates, use_locking=False, name=None):
+    """TF1's tf.scatter_add: adds `updates` to rows `indices` of variable `ref`; returns its new value."""
+    return ref._scatter_rows("ResourceScatterAdd", indices, updates, name)
+
+
+def scatter_sub(ref, indices, updates, use_locking=False, name=None):
+    """TF1's tf.scatter_sub: subtracts `updates` from rows `indices` of variable `ref`; returns its new value."""
+    return ref._scatter_rows("ResourceScatterSub", indices, updates, name)
+
+
+def scatter_update(ref, indices, updates, use_locking=True, name=None):
+    """TF1's tf.scatter_update: sets rows `indices` of variable `ref` to `updates`; returns its new value."""
+    return ref._scatter_rows("ResourceScatterUpdate", indices, updates, name)
 
 
 # ---- collections and initialization ------------------------------------------------------

@@ -15,6 +15,7 @@ from tensorgrid.client.random_ops import *  # noqa: F401,F403
 from tensorgrid.client.variables import *  # noqa: F401,F403
 from tensorgrid.client.gradients import *  # noqa: F401,F403
 from tensorgrid.client.tape import *  # noqa: F401,F403
+from tensorgrid.client.indexed_slices import *  # noqa: F401,F403
 from tensorgrid.client.function import *  # noqa: F401,F403
 from tensorgrid.client.scopes import *  # noqa: F401,F403
 from tensorgrid.framework import errors  # noqa: F401

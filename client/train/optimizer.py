@@ -4,7 +4,10 @@
 gradients come from tg.gradients; eagerly `loss` is a callable run under a
 GradientTape. Each variable's update is built from primitive ops (reads,
 arithmetic, assign/assign_add/assign_sub) by the subclass's `_apply_dense`,
-under `colocate_with(var)`, so it runs where the variable lives, as do the
+or, for a gradient that is an IndexedSlices (gather, embedding_lookup), by
+`_resource_apply_sparse` after repeated rows are summed, as TF1 does: only
+those rows change (TF1's sparse Adam excepted: it decays every row of its
+slots and moves every row of the variable by them). Each runs under `colocate_with(var)`, where the variable lives, as do the
 slots (per-variable accumulators such as `v/Adam`). With gating on (the
 default), every gradient and the loss are computed before any variable
 changes, so no update can race a read of the same step. Gradient ops are
@@ -16,6 +19,7 @@ accepted for TF1 programs: every assign already holds its variable's lock.
 from tensorgrid.client import array_ops, context, gradients as gradients_lib, scopes
 from tensorgrid.client import variables as variables_lib
 from tensorgrid.client.graph import convert_to_tensor
+from tensorgrid.client.indexed_slices import IndexedSlices
 
 __all__ = ["Optimizer"]
 
@@ -102,7 +106,7 @@ class Optimizer:
             if not isinstance(v, variables_lib.Variable):
                 raise TypeError(f"Can not update variable with type {type(v).__name__}: {v!r}")
             if g is not None:
-                pairs.append((convert_to_tensor(g), v))
+                pairs.append((g if isinstance(g, IndexedSlices) else convert_to_tensor(g), v))
         if not pairs:
             raise ValueError(f"No gradients provided for any variable: {[v.name for _, v in grads_and_vars]}.")
         var_list = [v for _, v in pairs]
@@ -114,7 +118,10 @@ class Optimizer:
             updates = []
             for grad, var in pairs:
                 with scopes.name_scope("update_" + var._op_name()), _colocate(var):
-                    updates.append(self._apply_dense(grad, var))
+                    if isinstance(grad, IndexedSlices):
+                        updates.append(self._resource_apply_sparse_duplicate_indices(grad.values, var, grad.indices))
+                    else:
+                        updates.append(self._apply_dense(grad, var))
             if global_step is None:
                 train_op = self._finish(updates, scope)
             else:
@@ -137,6 +144,15 @@ class Optimizer:
 
     def _apply_dense(self, grad, var):
         raise NotImplementedError(f"{type(self).__name__} does not define _apply_dense")
+
+    def _resource_apply_sparse_duplicate_indices(self, grad, var, indices):
+        """Applies the rows `grad` of the gradient at `indices`, which may repeat: sums repeated rows first."""
+        summed, unique_indices = _deduplicate_indexed_slices(grad, indices)
+        return self._resource_apply_sparse(summed, var, unique_indices)
+
+    def _resource_apply_sparse(self, grad, var, indices):
+        """Applies the rows `grad` of the gradient at the distinct `indices` (only those rows of var change)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _resource_apply_sparse")
 
     def _finish(self, update_ops, name):
         """The op that runs every update (subclasses add their end-of-step updates)."""
@@ -187,13 +203,29 @@ def _check_float(loss, var_list):
             raise ValueError(f"Invalid type {t.dtype.name} for {t.name}, expected: float16, float32, float64.")
 
 
+def _deduplicate_indexed_slices(values, indices):
+    """(values summed per distinct index, the distinct indices in order of first appearance)."""
+    unique_indices, positions = array_ops.unique(indices)
+    summed = array_ops.unsorted_segment_sum(values, positions, array_ops.shape(unique_indices)[0])
+    return summed, unique_indices
+
+
 def _gated(grads, loss):
     """The gradients, each made to wait for every other gradient and for the loss."""
     present = [g for g in grads if g is not None]
     if not present:
         return grads
-    with scopes.control_dependencies([loss.op] + [g.op for g in present]):
-        return [None if g is None else array_ops.identity(g) for g in grads]
+    parts = [t for g in present for t in ([g.values, g.indices] if isinstance(g, IndexedSlices) else [g])]
+    with scopes.control_dependencies([loss.op] + [t.op for t in parts]):
+        return [None if g is None else _identity(g) for g in grads]
+
+
+def _identity(g):
+    """g passed through an identity placed with it, so gating moves no tensor to another device (as TF's tuple)."""
+    if isinstance(g, IndexedSlices):
+        return IndexedSlices(_identity(g.values), _identity(g.indices), g.dense_shape)
+    with scopes.colocate_with(g.op):
+        return array_ops.identity(g)
 
 
 def _colocate(var):

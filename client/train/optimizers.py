@@ -13,11 +13,17 @@ follow TF's numbers. The update rules, with g the gradient:
 - Adam: alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t); m += (g - m) * (1 - beta1);
   v += (g^2 - v) * (1 - beta2); var -= (m * alpha) / (sqrt(v) + epsilon);
   then beta1^t and beta2^t (variables beta1_power, beta2_power) advance once per step.
+
+A gradient that is an IndexedSlices updates as TF1's `_resource_apply_sparse` does, rows repeated in it
+summed first: GradientDescent, Momentum, Adagrad and RMSProp change only those rows, through one
+ResourceScatterAdd / ResourceSparseApply* op per variable (tensorgrid/ops/scatter_ops.py, where the
+per-row formulas are); Adam decays all of m and v (m = m * beta1, then rows m += g * (1 - beta1); v
+likewise with g^2) and updates all of var from them, as TF1's sparse Adam does.
 """
 
 from tensorgrid.client import array_ops, math_ops, scopes
 from tensorgrid.client import variables as variables_lib
-from tensorgrid.client.graph import convert_to_tensor
+from tensorgrid.client.graph import apply_op, convert_to_tensor
 from tensorgrid.client.train.optimizer import Optimizer, _colocate
 
 __all__ = ["GradientDescentOptimizer", "MomentumOptimizer", "AdagradOptimizer", "RMSPropOptimizer",
@@ -48,6 +54,11 @@ class GradientDescentOptimizer(Optimizer):
     def _apply_dense(self, grad, var):
         return var.assign_sub(grad * _like(self._lr_t, var), read_value=False)
 
+    def _resource_apply_sparse_duplicate_indices(self, grad, var, indices):
+        # scatter-add accumulates repeated rows itself, so they need no summing first
+        return apply_op("ResourceScatterAdd", [var.handle, indices, -grad * _like(self._lr_t, var)],
+                        {"dtype": var.dtype}, name="ResourceScatterAdd")
+
 
 class MomentumOptimizer(Optimizer):
     """Gradient descent with momentum (slot "momentum", variable `<var>/Momentum`), optionally Nesterov's."""
@@ -74,6 +85,14 @@ class MomentumOptimizer(Optimizer):
             return var.assign_sub(grad * lr + accum_t * momentum * lr, read_value=False)
         return var.assign_sub(accum_t * lr, read_value=False)
 
+    def _resource_apply_sparse(self, grad, var, indices):
+        accum = self.get_slot(var, "momentum")
+        return apply_op("ResourceSparseApplyMomentum",
+                        [var.handle, accum.handle, _like(self._lr_t, var), grad, indices,
+                         _like(self._momentum_t, var)],
+                        {"use_locking": False, "use_nesterov": bool(self._use_nesterov)},
+                        name="ResourceSparseApplyMomentum")
+
 
 class AdagradOptimizer(Optimizer):
     """Adagrad (slot "accumulator", variable `<var>/Adagrad`, starting at initial_accumulator_value)."""
@@ -96,6 +115,11 @@ class AdagradOptimizer(Optimizer):
     def _apply_dense(self, grad, var):
         accum_t = self.get_slot(var, "accumulator").assign_add(math_ops.square(grad))
         return var.assign_sub(grad * _like(self._lr_t, var) * math_ops.rsqrt(accum_t), read_value=False)
+
+    def _resource_apply_sparse(self, grad, var, indices):
+        accum = self.get_slot(var, "accumulator")
+        return apply_op("ResourceSparseApplyAdagrad", [var.handle, accum.handle, _like(self._lr_t, var), grad, indices],
+                        {"use_locking": False, "update_slots": True}, name="ResourceSparseApplyAdagrad")
 
 
 class RMSPropOptimizer(Optimizer):
@@ -137,6 +161,14 @@ class RMSPropOptimizer(Optimizer):
         mom_t = mom.assign(mom * momentum + (grad * lr) / math_ops.sqrt(denom))
         return var.assign_sub(mom_t, read_value=False)
 
+    def _resource_apply_sparse(self, grad, var, indices):
+        slots = [self.get_slot(var, "mg")] if self._centered else []
+        slots += [self.get_slot(var, "rms"), self.get_slot(var, "momentum")]
+        scalars = [_like(t, var) for t in (self._lr_t, self._decay_t, self._momentum_t, self._epsilon_t)]
+        op = "ResourceSparseApplyCenteredRMSProp" if self._centered else "ResourceSparseApplyRMSProp"
+        return apply_op(op, [var.handle] + [s.handle for s in slots] + scalars + [grad, indices],
+                        {"use_locking": False}, name=op)
+
 
 class AdamOptimizer(Optimizer):
     """Adam (slots "m" and "v", variables `<var>/Adam` and `<var>/Adam_1`; beta1_power and beta2_power)."""
@@ -171,6 +203,21 @@ class AdamOptimizer(Optimizer):
         m_t = m.assign_add((grad - m) * (1 - beta1))
         v_t = v.assign_add((math_ops.square(grad) - v) * (1 - beta2))
         return var.assign_sub((m_t * alpha) / (math_ops.sqrt(v_t) + epsilon), read_value=False)
+
+    def _resource_apply_sparse(self, grad, var, indices):
+        m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
+        beta1_power, beta2_power = (_like(p, var) for p in self._powers)
+        lr, beta1, beta2, epsilon = (_like(t, var) for t in (self._lr_t, self._beta1_t, self._beta2_t,
+                                                              self._epsilon_t))
+        lr = lr * math_ops.sqrt(1 - beta2_power) / (1 - beta1_power)
+        m_t = m.assign(m * beta1)
+        with scopes.control_dependencies([m_t]):
+            m_t = variables_lib.scatter_add(m, indices, grad * (1 - beta1))
+        v_t = v.assign(v * beta2)
+        with scopes.control_dependencies([v_t]):
+            v_t = variables_lib.scatter_add(v, indices, (grad * grad) * (1 - beta2))
+        update = var.assign_sub(lr * m_t / (math_ops.sqrt(v_t) + epsilon), read_value=False)
+        return array_ops.group(update, m_t, v_t)
 
     def _finish(self, update_ops, name):
         beta1_power, beta2_power = self._powers

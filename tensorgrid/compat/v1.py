@@ -15,6 +15,7 @@ from tensorgrid.client import data as _data
 from tensorgrid.client import nn_ops as _nn_ops
 from tensorgrid.client.array_ops import placeholder  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401
+from tensorgrid.client.variables import scatter_add, scatter_sub, scatter_update  # noqa: F401 - TF1's
 from tensorgrid.framework import errors  # noqa: F401
 from tensorgrid.client.queues import QueueBase, FIFOQueue, RandomShuffleQueue, PaddingFIFOQueue  # noqa: F401
 from tensorgrid.client.scopes import container  # noqa: F401 - TF1's tf.container (resource containers)

@@ -4,4 +4,5 @@ from tensorgrid.ops import core_ops, math_ops, array_ops, nn_ops, random_ops, mi
 from tensorgrid.ops import summary_ops  # noqa: F401
 from tensorgrid.ops import dataset_ops  # noqa: F401
 from tensorgrid.ops import queue_ops  # noqa: F401
+from tensorgrid.ops import scatter_ops  # noqa: F401
 from tensorgrid.ops.registry import OPS, get  # noqa: F401

@@ -918,6 +918,106 @@ def _segment_sum_kernel(node):
 register("UnsortedSegmentSum", _infer_segment_sum, _segment_sum_kernel,
          doc="Sums the slices of `data` into num_segments rows by `segment_ids`.")
 
+# ---- unique, dynamic partition and stitch ----------------------------------------------------------
+
+
+def _infer_unique(ctx):
+    x = ctx.input_shapes[0]
+    if x is not None and len(x) != 1:
+        raise ctx.error(f"unique expects a 1D vector, got shape {list(x)}")
+    out_idx = dtypes.as_dtype(ctx.attr("out_idx", dtypes.int32))
+    return [(ctx.input_dtypes[0], (None,)), (out_idx, x if x is not None else (None,))]
+
+
+def _unique_kernel(node):
+    xp = node.xp
+    out_idx = dtypes.as_dtype(node.attr("out_idx", dtypes.int32)).as_numpy_dtype
+
+    def unique(x):
+        if x.ndim != 1:
+            raise _invalid(f"unique expects a 1D vector, got shape {list(x.shape)}")
+        values, first, inverse = np.unique(_host(x), return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")          # TF's order: first appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        return xp.asarray(values[order]), xp.asarray(rank[inverse.reshape(-1)].astype(out_idx))
+    return unique
+
+
+register("Unique", _infer_unique, _unique_kernel, num_outputs=2,
+         doc="The distinct values of a vector in order of first appearance, and each element's index into them.")
+
+
+def _infer_dynamic_partition(ctx):
+    _require_integer(ctx, 1, "partitions")
+    data, parts = ctx.input_shapes
+    n = ctx.attr("num_partitions")
+    if n is None or n < 1:
+        raise ctx.error(f"num_partitions must be at least 1, got {n}")
+    if data is None or parts is None:
+        out = None
+    else:
+        if len(parts) > len(data) or any(a is not None and b is not None and a != b for a, b in zip(data, parts)):
+            raise ctx.error(f"data.shape {list(data)} must start with partitions.shape {list(parts)}")
+        out = (None,) + tuple(data[len(parts):])
+    return [(ctx.input_dtypes[0], out)] * n
+
+
+def _dynamic_partition_kernel(node):
+    xp = node.xp
+    n = node.attr("num_partitions")
+
+    def dynamic_partition(data, partitions):
+        data = xp.asarray(data)
+        if data.shape[:partitions.ndim] != partitions.shape:
+            raise _invalid(f"data.shape {list(data.shape)} must start with partitions.shape "
+                           f"{list(partitions.shape)}")
+        _check_indices(partitions, n, lambda m: _invalid(m.replace("indices", "partitions", 1)))
+        return _outputs([data[partitions == i] for i in range(n)])
+    return dynamic_partition
+
+
+register("DynamicPartition", _infer_dynamic_partition, _dynamic_partition_kernel,
+         num_outputs=lambda attrs: attrs["num_partitions"],
+         doc="Splits `data` into num_partitions outputs by the partition number of each leading-index entry.")
+
+
+def _infer_dynamic_stitch(ctx):
+    n = len(ctx.input_dtypes) // 2
+    for i in range(n):
+        _require_integer(ctx, i, "indices")
+    dt = _same_dtypes(ctx, ctx.input_dtypes[n:], "data")
+    idx, data = ctx.input_shapes[0], ctx.input_shapes[n]
+    rest = None if idx is None or data is None else tuple(data[len(idx):])
+    size = None
+    known = [ctx.const_values[i] for i in range(n)]
+    if all(v is not None for v in known):
+        size = max((int(np.max(v)) + 1 for v in known if np.size(v)), default=0)
+    return [(dt, None if rest is None else (size,) + rest)]
+
+
+def _dynamic_stitch_kernel(node):
+    xp = node.xp
+
+    def dynamic_stitch(*args):
+        n = len(args) // 2
+        indices, data = args[:n], [xp.asarray(d) for d in args[n:]]
+        rest = data[0].shape[indices[0].ndim:]
+        size = max((int(_host(i).max()) + 1 for i in indices if i.size), default=0)
+        out = xp.zeros((size,) + rest, dtype=data[0].dtype)
+        for i, d in zip(indices, data):
+            if d.shape != i.shape + rest:
+                raise _invalid(f"data shape {list(d.shape)} does not match indices shape {list(i.shape)} "
+                               f"followed by {list(rest)}")
+            _check_indices(i, size, _invalid)
+            out[i.reshape(-1)] = d.reshape((-1,) + rest)    # later inputs win for repeated indices
+        return out
+    return dynamic_stitch
+
+
+register("DynamicStitch", _infer_dynamic_stitch, _dynamic_stitch_kernel,
+         doc="Interleaves the N `data` inputs into one tensor: row indices[m][i] is data[m][i].")
+
 # ---- tiling, padding, broadcasting, reversing ---------------------------------------------------
 
 
