@@ -114,6 +114,8 @@ class _Session:
         self.soft_placement = bool(config is not None and config.allow_soft_placement)
         self.timeout_ms = int(config.operation_timeout_in_ms) if config is not None else 0
         self.device_count = dict(config.device_count) if config is not None else {}
+        self.device_filters = [device_spec.DeviceSpec.from_string(f) for f in config.device_filters] \
+            if config is not None else []
         self.closed = False
         self.retired = []               # (time, _PlanEntry) no longer planned for, deregistered later
 
@@ -140,8 +142,13 @@ class _RunningStep:
 class Master:
     """Registry of workers, sessions and running steps, and the rules that tie them together."""
 
-    def __init__(self, connect, heartbeat_timeout=10.0, heartbeat_interval=1.0, clock=time.monotonic):
+    def __init__(self, connect, heartbeat_timeout=10.0, heartbeat_interval=1.0, clock=time.monotonic,
+                 local_task=None):
         self._connect = connect
+        # (job, task) of the task this master runs in (tg.train.Server): unpinned nodes default to its CPU.
+        self.local_task = local_task
+        # A static cluster (runtime/static_cluster.py) whose tasks a step waits for before it is planned.
+        self.static = None
         self.heartbeat_timeout = heartbeat_timeout
         self.heartbeat_interval = heartbeat_interval
         self._clock = clock
@@ -198,6 +205,15 @@ class Master:
         log.info("worker %s registered at %s (data %s), incarnation %x, devices %s",
                  rec.name, address, rec.data_address, incarnation, [n for n, *_ in names])
         return rec
+
+    def connect_worker(self, address, step_address=""):
+        """A new client of the worker at `address` (made the way this master reaches every worker)."""
+        return self._connect(address, step_address)
+
+    def worker(self, job, task):
+        """The WorkerRecord of /job:<job>/task:<task>, or None when no worker ever registered as it."""
+        with self._lock:
+            return self._workers.get((job, task))
 
     def _free_task(self, job, incarnation, address):
         """The task of this incarnation if known, else the task last served at `address`, else the lowest
@@ -380,12 +396,15 @@ class Master:
         feed_names = tuple(sorted(name for name, _ in feeds))
         if len(set(feed_names)) != len(feed_names):
             raise errors.InvalidArgumentError(None, None, f"a tensor is fed twice: {list(feed_names)}")
+        timeout_ms = timeout_ms or sess.timeout_ms
+        deadline = self._clock() + timeout_ms / 1000.0 if timeout_ms > 0 else None
         key = (sess.version, self._device_epoch, feed_names, tuple(fetches), tuple(targets))
         entry = sess.plans.get(key)
         if entry is None:
+            if self.static is not None:
+                self._wait_for_tasks(sess, feed_names, fetches, targets, deadline)
+                key = (sess.version, self._device_epoch) + key[2:]
             entry = self._plan(sess, key)
-        timeout_ms = timeout_ms or sess.timeout_ms
-        deadline = self._clock() + timeout_ms / 1000.0 if timeout_ms > 0 else None
         records = self._registered(sess, entry)
         step = _RunningStep(next(self._step_ids), records, handle)
         sess.steps_run += 1
@@ -415,6 +434,14 @@ class Master:
                 self._steps.pop(step.step_id, None)
         return self._collect(step, entry, fetches, results, trace)
 
+    def _wait_for_tasks(self, sess, feeds, fetches, targets, deadline):
+        """Waits for the tasks of the static cluster that this step's nodes name and that were never up."""
+        from tensorgrid.runtime import prune, static_cluster
+        pruned = prune.prune(sess.graph, feeds, fetches, targets)
+        filters = [f.to_string() for f in sess.device_filters]
+        self.static.wait_for(static_cluster.tasks_named(pruned, self.static.tasks, filters), deadline,
+                             f"session {sess.handle}")
+
     def _plan(self, sess, key):
         version, _, feeds, fetches, targets = key
         with sess.lock:
@@ -427,7 +454,7 @@ class Master:
             owners = self._all_devices()
             devices = self._session_devices(sess, owners)
             plan = plan_lib.plan_step(sess.graph, feeds, fetches, targets, devices,
-                                      default_device=self._default_device(devices),
+                                      default_device=self._default_device(devices, self.local_task),
                                       allow_soft_placement=sess.soft_placement, known_ops=registry.OPS)
             entry = _PlanEntry(plan, {d: owners[d].key for d in plan.partitions})
             stale = [k for k in sess.plans if k[1] != key[1]]
@@ -438,10 +465,13 @@ class Master:
 
     @staticmethod
     def _session_devices(sess, owners):
+        names = sorted(owners)
+        if sess.device_filters:
+            names = [n for n in names if any(f.matches(n) for f in sess.device_filters)]
         if not sess.device_count:
-            return sorted(owners)
+            return names
         kept, seen = [], {}
-        for name in sorted(owners):
+        for name in names:
             spec = device_spec.DeviceSpec.from_string(name)
             limit = sess.device_count.get(spec.device_type)
             count_key = (spec.job, spec.task, spec.device_type)
@@ -452,12 +482,13 @@ class Master:
         return kept
 
     @staticmethod
-    def _default_device(devices):
-        """The first CPU of the lowest task of job 'worker' (of any job when there is none)."""
+    def _default_device(devices, local_task=None):
+        """The first CPU of this master's own task when it has one (tg.train.Server), else of the lowest
+        task of job 'worker' (of any job when there is none)."""
         def rank(name):
             spec = device_spec.DeviceSpec.from_string(name)
-            return (spec.device_type != "CPU", spec.job != DEFAULT_JOB, spec.job or "", spec.task or 0,
-                    spec.device_index or 0)
+            return (spec.device_type != "CPU", (spec.job, spec.task) != local_task, spec.job != DEFAULT_JOB,
+                    spec.job or "", spec.task or 0, spec.device_index or 0)
         return min(devices, key=rank) if devices else None
 
     def _registered(self, sess, entry):

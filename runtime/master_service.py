@@ -69,7 +69,10 @@ def _run_graph_result(response):
 
 
 def _status_dict(response):
-    return {"incarnation": response.incarnation, "active_steps": response.active_steps,
+    return {"job": response.job, "task": response.task, "data_address": response.data_address,
+            "step_address": response.step_address,
+            "devices": [(d.name, d.device_type, d.index, d.memory_limit) for d in response.device],
+            "incarnation": response.incarnation, "active_steps": response.active_steps,
             "rendezvous_entries": response.rendezvous_entries, "registered_graphs": response.registered_graphs,
             "resources": response.resources, "finished_steps_remembered": response.finished_steps_remembered,
             "transport": dict(response.transport)}
@@ -275,14 +278,19 @@ class MasterServer:
         return self.grpc_server.wait_for_termination(timeout)
 
 
-def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbeat_interval=1.0, max_workers=64):
+def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbeat_interval=1.0, max_workers=64,
+                  local_task=None, more_services=()):
     """A MasterServer bound to host:port (port 0: any free port), not yet started; returns (server, port).
 
     Unless TLS is on, the master also serves its methods on a step channel
-    port of the same host, which CreateSession tells clients.
+    port of the same host, which CreateSession tells clients. `more_services`
+    (generic handlers) share the gRPC server: a tg.train.Server serves its
+    task's WorkerService there too, and its `local_task` (job, task) is where
+    the master places unpinned nodes.
     """
     master = master_lib.Master(lambda addr, step_addr: GrpcWorkerClient(addr, step_addr, token, tls),
-                               heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval)
+                               heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval,
+                               local_task=local_task)
     server = security.new_server(
         concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tg-master-rpc"), token)
     port = security.bind(server, address, tls)
@@ -292,5 +300,6 @@ def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbe
     if step_channel.enabled(tls):
         fast = step_channel.StepChannelServer(master_pb2, "MasterService", servicer, host, 0, token)
         servicer.step_port = fast.port
-    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer),))
+    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer),
+                                     *more_services))
     return MasterServer(server, master, fast), port

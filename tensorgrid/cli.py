@@ -140,6 +140,9 @@ def build_parser():
     p.add_argument("--master", type=_address, default=_default_master(),
                    help=f"the master's HOST:PORT (default: $TENSORGRID_MASTER or {DEFAULT_MASTER})")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--cluster-spec", action="store_true",
+                   help="print the live workers as a ClusterSpec in JSON ({job: [host:port, ...]}), for "
+                        "tg.train.ClusterSpec(json.loads(...)) and tg.train.Server")
     p.add_argument("--timeout", type=_positive(float), default=10.0, help="seconds to wait for the master")
     _add_common(p, server=False)
 
@@ -298,6 +301,9 @@ def _run_status(args):
                                        tls=tls if tls.enabled else None)
     except errors.OpError as e:
         raise _OneLineError(e.message.splitlines()[0]) from None
+    if args.cluster_spec:
+        print(json.dumps(cluster_spec_of(status)))
+        return 0
     if args.json:
         from google.protobuf import json_format
         print(json_format.MessageToJson(status, preserving_proto_field_name=True,
@@ -305,6 +311,16 @@ def _run_status(args):
         return 0
     print(format_status(status, args.master))
     return 0
+
+
+def cluster_spec_of(status):
+    """{job: [address by task]} (a {task: address} dict where indices have gaps) of the live workers."""
+    from tensorgrid.client.train.cluster_spec import ClusterSpec
+    jobs = {}
+    for w in status.worker:
+        if w.health == "alive":
+            jobs.setdefault(w.job, {})[w.task] = w.address
+    return ClusterSpec(jobs).as_dict()
 
 
 def format_status(status, master):

@@ -98,7 +98,9 @@ class FakeClient:
         return self._submit(self.status_now)
 
     def status_now(self):
-        return dict(self.node.worker.status(), incarnation=self.node.worker.incarnation)
+        w = self.node.worker
+        return dict(w.status(), incarnation=w.incarnation, job=w.job, task=w.task, devices=w.device_attributes(),
+                    data_address=self.node.address, step_address="")
 
     def close(self):
         pass

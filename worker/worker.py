@@ -115,6 +115,8 @@ class Worker:
         self.device_specs = list(devices)
         self.allow_pickle = allow_pickle
         self.plane = None  # data plane: send(peer, step_id, key, array), release_step(step_id), stats()
+        self.data_address = ""   # where the data plane and the step channel listen, as others reach them
+        self.step_address = ""
         self.job = None
         self.task = None
         self.contexts = {}  # full device name -> DeviceContext

@@ -39,6 +39,7 @@ class WorkerServicer:
             active_steps=status["active_steps"], rendezvous_entries=status["rendezvous_entries"],
             registered_graphs=status["registered_graphs"], resources=status["resources"],
             finished_steps_remembered=status["finished_steps_remembered"],
+            data_address=w.data_address, step_address=w.step_address,
             transport={k: int(v) for k, v in status["transport"].items() if isinstance(v, (int, float))})
         for name, device_type, index, memory in w.device_attributes():
             response.device.add(name=name, device_type=device_type, index=index, memory_limit=memory)
@@ -208,12 +209,13 @@ class WorkerProcess:
             self.server.stop(None)
             raise
         self.worker.plane = self.plane
+        self.worker.data_address = self.data_address
         self.fast_server = None
         step_address = ""
         if step_channel.enabled(tls):
             self.fast_server = step_channel.StepChannelServer(worker_pb2, "WorkerService", WorkerServicer(self.worker),
                                                               host, 0, token)
-            step_address = f"{advertise_host}:{self.fast_server.port}"
+            step_address = self.worker.step_address = f"{advertise_host}:{self.fast_server.port}"
         self.link = MasterLink(self.worker, master_address, self.address, self.data_address, job, task, token, tls,
                                heartbeat_interval, step_address)
 

@@ -4,14 +4,18 @@ __all__ = ["ClusterSpec"]
 
 
 class ClusterSpec:
-    """Jobs -> tasks -> "host:port", built from {"ps": ["h:p", ...], "worker": {0: "h:p", ...}} or another ClusterSpec."""
+    """Jobs -> tasks -> "host:port", built from {"ps": ["h:p", ...], "worker": {0: "h:p", ...}}, a ClusterDef or
+    another ClusterSpec."""
 
     def __init__(self, cluster):
+        from tensorgrid.proto import cluster_pb2
         if isinstance(cluster, ClusterSpec):
             cluster = cluster.as_dict()
+        elif isinstance(cluster, cluster_pb2.ClusterDef):
+            cluster = {job.name: dict(job.tasks) for job in cluster.job}
         if not isinstance(cluster, dict):
             raise TypeError(f"`cluster` must be a dictionary mapping one or more job names to lists of network "
-                            f"addresses, or a `ClusterSpec`, not {type(cluster).__name__}")
+                            f"addresses, or a `ClusterSpec` or `ClusterDef`, not {type(cluster).__name__}")
         self._jobs = {}
         for job, tasks in cluster.items():
             if not isinstance(job, str):
@@ -48,6 +52,14 @@ class ClusterSpec:
         for job, tasks in self._jobs.items():
             dense = list(tasks) == list(range(len(tasks)))
             out[job] = list(tasks.values()) if dense else dict(tasks)
+        return out
+
+    def as_cluster_def(self):
+        """The ClusterDef protobuf (proto/cluster.proto) of this cluster."""
+        from tensorgrid.proto import cluster_pb2
+        out = cluster_pb2.ClusterDef()
+        for job in self.jobs:
+            out.job.add(name=job, tasks=self._jobs[job])
         return out
 
     @property
