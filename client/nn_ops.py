@@ -379,8 +379,15 @@ def avg_pool(input=None, ksize=None, strides=None, padding=None, data_format="NH
     return _pool("AvgPool", "AvgPool", input, value, ksize, strides, padding, data_format, name)
 
 
-# Names whose TF1 meaning differs from TF2's, for tensorgrid.compat.v1's nn namespace.
+def _xw_plus_b(x, weights, biases, name=None):
+    """matmul(x, weights) + biases (TF1's tf.nn.xw_plus_b)."""
+    with name_scope(name, "xw_plus_b") as scope:
+        return bias_add(math_ops.matmul(x, weights), biases, name=scope)
+
+
+# Names whose TF1 meaning differs from TF2's (or that only TF1 has), for tensorgrid.compat.v1's nn namespace.
 compat_v1 = {
+    "xw_plus_b": _xw_plus_b,
     "dropout": _dropout_v1,
     "embedding_lookup": embedding_ops.embedding_lookup,
     "softmax_cross_entropy_with_logits": _softmax_cross_entropy_with_logits_v1,

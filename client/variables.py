@@ -58,6 +58,13 @@ class GraphKeys:
     REGULARIZATION_LOSSES = "regularization_losses"
     SUMMARIES = "summaries"
     UPDATE_OPS = "update_ops"
+    # What MonitoredSession's Scaffold finds or makes (TF's keys).
+    INIT_OP = "init_op"
+    LOCAL_INIT_OP = "local_init_op"
+    READY_OP = "ready_op"
+    READY_FOR_LOCAL_INIT_OP = "ready_for_local_init_op"
+    SUMMARY_OP = "summary_op"
+    SAVERS = "savers"
     QUEUE_RUNNERS = "queue_runners"
 
 

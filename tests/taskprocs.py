@@ -66,19 +66,23 @@ class Task:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
-    def wait_for_output(self, text, timeout=60.0, after=0):
-        """Waits until `text` is in the log (past character `after`); returns its position."""
+    def wait_until(self, check, what, timeout=60.0):
+        """Waits until check(log text) is truthy; returns its value."""
         deadline = time.monotonic() + timeout
         while True:
-            pos = self.log().find(text, after)
-            if pos >= 0:
-                return pos
+            found = check(self.log())
+            if found:
+                return found
             if self.popen.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.popen.returncode} before printing {text!r}:\n"
+                raise AssertionError(f"{self.name} exited with {self.popen.returncode} before {what}:\n"
                                      f"{self.log()[-3000:]}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} did not print {text!r} in {timeout} s:\n{self.log()[-3000:]}")
+                raise AssertionError(f"{self.name}: no {what} in {timeout} s:\n{self.log()[-3000:]}")
             time.sleep(0.05)
+
+    def wait_for_output(self, text, timeout=60.0):
+        """Waits until `text` is in the log."""
+        return self.wait_until(lambda log: text in log, f"output {text!r}", timeout)
 
     def wait(self, timeout=120.0):
         """Waits for the process to end; returns its exit status (AssertionError with its log if it hangs)."""

@@ -126,12 +126,15 @@ class Server:
                 self._parts = _TaskServer(self._server_def, self._cluster, self._key, self._host, self._port)
                 self._port = self._parts.port
                 self._stopped.clear()
+                # A script ends without stopping its server: stop it before the interpreter shuts thread pools
+                # down under the gRPC server (calls still arriving would fail there, with tracebacks).
+                threading._register_atexit(self.stop)
 
     def join(self):
         """Blocks until the server stops (a ps task's script ends here)."""
         self._stopped.wait()
 
-    def stop(self, grace=1.0):
+    def stop(self, grace=0.5):
         """Stops serving: steps in flight here fail, other tasks see this task as gone (not in TF)."""
         with self._lock:
             parts, self._parts = self._parts, None
