@@ -428,9 +428,12 @@ def test_monitored_training_session_matches_tensorflow(tmp_path):
     np.testing.assert_allclose(got.pop("w"), want.pop("w"), rtol=1e-5)
     # A hook's read of the global step races the step's own increment in TF (no dependency orders them), so
     # the steps it sees, and the summary steps derived from them, are compared only where TF's are certain.
-    assert got.pop("seen")[:3] == want.pop("seen")[:3] == [0, 1, 2]
+    seen, tf_seen = got.pop("seen"), want.pop("seen")
+    assert seen == list(range(11)) and len(tf_seen) == 11
+    assert all(t in (s, s + 1) for s, t in zip(seen, tf_seen)), tf_seen
     got_tags, want_tags = got.pop("summaries"), want.pop("summaries")
     assert [t for t in got_tags if t[1] != "train_loss"] == [t for t in want_tags if t[1] != "train_loss"]
-    assert [t for t in got_tags if t[1] == "train_loss"][:2] == [t for t in want_tags if t[1] == "train_loss"][:2]
-    assert len(got_tags) == len(want_tags)
+    loss_steps = [s for s, tag in got_tags if tag == "train_loss"]
+    tf_loss_steps = [s for s, tag in want_tags if tag == "train_loss"]
+    assert len(loss_steps) == len(tf_loss_steps) and all(abs(t - s) <= 1 for s, t in zip(loss_steps, tf_loss_steps))
     assert got == want
