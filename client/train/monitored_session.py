@@ -13,7 +13,8 @@ The layers, outside in, as in TensorFlow:
   chief made the model ready, so training goes on from the last checkpoint.
   Each recovery says so in the log (WARNING), with the error and how long
   the new session took.
-- `_CoordinatedSession`: stops the queue-runner threads on close.
+- `_CoordinatedSession`: starts the graph's queue runners under a
+  Coordinator (the `coord` hooks get) and stops them on close.
 - `_HookedSession`: calls every hook around every run; a hook's fetches
   and feeds join the caller's run.
 
@@ -30,6 +31,7 @@ import time
 from tensorgrid.client import array_ops
 from tensorgrid.client import variables as variables_lib
 from tensorgrid.client.graph import get_default_graph
+from tensorgrid.client.input import coordinator, queue_runner
 from tensorgrid.client.train import basic_session_run_hooks as hooks_lib
 from tensorgrid.client.train import saver as saver_lib
 from tensorgrid.client.train.session_manager import SessionManager
@@ -298,19 +300,19 @@ class _CoordinatedSession(_WrappedSession):
         self._stop_grace_period_secs = stop_grace_period_secs
 
     def _check_stop(self):
-        return self._coord is not None and self._coord.should_stop()
+        return self._coord.should_stop()
 
     def close(self):
-        if self._coord is not None:
-            self._coord.request_stop()
+        self._coord.request_stop()
+        # The session closes before the threads are joined (TF joins first): closing cancels the steps they
+        # are blocked in (a queue runner's enqueue, a SyncReplicas chief's take of gradients that will never
+        # come), so they end now instead of at the end of the grace period.
         try:
-            if self._coord is not None:
-                self._coord.join(stop_grace_period_secs=self._stop_grace_period_secs, ignore_live_threads=True)
+            super().close()
+        except Exception:  # noqa: BLE001 - closing after a failure must not hide it
+            pass
         finally:
-            try:
-                super().close()
-            except Exception:  # noqa: BLE001 - closing after a failure must not hide it
-                pass
+            self._coord.join(stop_grace_period_secs=self._stop_grace_period_secs, ignore_live_threads=True)
 
     def run(self, *args, **kwargs):
         try:
@@ -320,11 +322,10 @@ class _CoordinatedSession(_WrappedSession):
         except Exception:
             # A thread's error (a queue runner's) explains the run's failure better than the run's own.
             original = sys.exc_info()
-            if self._coord is not None:
-                try:
-                    self._coord.raise_requested_exception()
-                except PREEMPTION_ERRORS:
-                    pass
+            try:
+                self._coord.raise_requested_exception()
+            except PREEMPTION_ERRORS:
+                pass
             raise original[1].with_traceback(original[2])
 
 
@@ -348,8 +349,11 @@ class _CoordinatedSessionCreator(SessionCreator):
 
 
 def _start_queue_runners(sess):
-    """The Coordinator of the session's queue-runner threads (None until TF1 queues exist here)."""
-    return None
+    """A new Coordinator, with the threads of the graph's queue runners started under it."""
+    coord = coordinator.Coordinator(clean_stop_exception_types=[])
+    if sess.graph.get_collection(GraphKeys.QUEUE_RUNNERS):
+        queue_runner.start_queue_runners(sess=sess, coord=coord)
+    return coord
 
 
 class _RecoverableSession(_WrappedSession):
