@@ -52,6 +52,7 @@ class FuncGraph(graph_lib.Graph):
         self.seed = None
         self.variable_policy = "allowed"    # "allowed", "singleton" or "forbidden" (see Function)
         self.variables_created = 0
+        self.variables_read = {}            # id -> Variable read while tracing, for a tape around a call
         # Traced from eager code (at the root), tensors compare element-wise with ==, as in TF2.
         self.elementwise_equality = outer_graph.elementwise_equality if outer_graph is not None else True
         if outer_graph is not None:
@@ -170,18 +171,28 @@ class ConcreteFunction:
         self._structure = output_structure
         self._targets = targets
         self._backend = None
+        self._backward = None   # its gradient graph, once a tape records a call (client/function_grad.py)
 
     def __call__(self, *tensor_args):
+        from tensorgrid.client import eager
+        if context.tapes():
+            from tensorgrid.client import function_grad
+            values = function_grad.call_recorded(self, tensor_args)
+            if values is not None:
+                return nest.rebuild(self._structure, values)
+        feeds = {ph.name: np.asarray(getattr(a, "_value", a), dtype=ph.dtype.as_numpy_dtype)
+                 for ph, a in zip(self.inputs, tensor_args)}
+        results = self._run([t.name for t in self.outputs], feeds, self._targets)
+        values = [eager.EagerTensor(results[t.name], t.dtype) for t in self.outputs]
+        return nest.rebuild(self._structure, values)
+
+    def _run(self, fetches, feeds, targets):
+        """{name: array} of `fetches`, running this graph against the eager variable store."""
         from tensorgrid.client import eager
         from tensorgrid.runtime.local import LocalBackend
         if self._backend is None:
             self._backend = LocalBackend(resources=eager.resources())
-        feeds = {ph.name: np.asarray(getattr(a, "_value", a), dtype=ph.dtype.as_numpy_dtype)
-                 for ph, a in zip(self.inputs, tensor_args)}
-        fetches = [t.name for t in self.outputs]
-        results, _ = self._backend.run(self.graph, feeds, fetches, self._targets)
-        values = [eager.EagerTensor(results[t.name], t.dtype) for t in self.outputs]
-        return nest.rebuild(self._structure, values)
+        return self._backend.run(self.graph, feeds, fetches, targets)[0]
 
     @property
     def structured_outputs(self):

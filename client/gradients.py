@@ -92,16 +92,18 @@ def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None):
         out_grads = [aggregate(grads.get(key(t), [])) for t in op.outputs]
         if all(g is None for g in out_grads):
             continue
-        opdef = registry.get(op.type)
-        if opdef.grad is None:
-            raise LookupError(f"No gradient defined for operation '{getattr(op, 'name', op.type)}' "
-                              f"(op type: {op.type})")
-        if opdef.grad is registry.NO_GRADIENT:
-            continue
+        grad_fn = getattr(op, "grad_fn", None)     # a recorded tg.function call brings its own
+        if grad_fn is None:
+            grad_fn = registry.get(op.type).grad
+            if grad_fn is None:
+                raise LookupError(f"No gradient defined for operation '{getattr(op, 'name', op.type)}' "
+                                  f"(op type: {op.type})")
+            if grad_fn is registry.NO_GRADIENT:
+                continue
         with scope(op) if scope else contextlib.nullcontext():
             out_grads = [zeros_like(t) if g is None and t.dtype.is_floating else g
                          for g, t in zip(out_grads, op.outputs)]
-            in_grads = _as_list(opdef.grad(op, *out_grads))
+            in_grads = _as_list(grad_fn(op, *out_grads))
         if len(in_grads) != len(op.inputs):
             raise ValueError(f"gradient of {op.type} returned {len(in_grads)} values for {len(op.inputs)} inputs")
         for t, g in zip(op.inputs, in_grads):

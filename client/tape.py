@@ -8,7 +8,8 @@ recorded; `gradient` differentiates those of them that lie downstream of a
 watched tensor, the same symbolic gradient tg.gradients builds, restricted to
 the recorded ops. As in TF2, a trainable variable read under a tape that
 watches accessed variables is watched, and nothing else is unless `watch`ed:
-the gradient with respect to an unwatched tensor is None.
+the gradient with respect to an unwatched tensor is None. A tg.function
+called under an eager tape is recorded as one op (client/function_grad.py).
 """
 
 import numpy as np
@@ -52,17 +53,46 @@ def record(opdef, inputs, attrs, outputs):
 
 
 def variable_accessed(variable):
-    """Called by every read of `variable`: the recording tapes of this context that watch accessed variables watch it."""
-    tapes = context.tapes()
-    if not tapes or not variable.trainable:
-        return
+    """Called by every read of `variable`: the recording tapes of this context that watch accessed variables
+    watch it, and a tg.function being traced notes it (for a tape around a call of it)."""
     graph, graphs = _current_graph(), []
     while graph is not None:           # a read in a loop's or cond's body counts for the graph it sits in
         graphs.append(graph)
         graph = getattr(graph, "outer_graph", None)
+    if graphs and hasattr(graphs[-1], "variables_read") and variable._eager():
+        graphs[-1].variables_read.setdefault(id(variable), variable)
+    tapes = context.tapes()
+    if not tapes or not variable.trainable:
+        return
     for tape in tapes:
         if tape._recording and tape._watch_accessed and (tape._graph in graphs if graphs else tape._graph is None):
             tape._watch_variable(variable)
+
+
+def watches_any(tensors):
+    """Whether an eager tape records now and watches one of `tensors`."""
+    return any(t._recording and t._graph is None and any(id(x) in t._watched for x in tensors)
+               for t in context.tapes())
+
+
+class _CallRecord(_Record):
+    """A tg.function call as one recorded op, with its own gradient function."""
+
+    __slots__ = ("grad_fn",)
+
+    def __init__(self, inputs, outputs, grad_fn):
+        self.type = self.name = "tg.function call"
+        self.inputs, self.outputs, self.attrs, self.grad_fn = tuple(inputs), list(outputs), {}, grad_fn
+
+
+def record_call(inputs, outputs, grad_fn):
+    """Records a tg.function call on each eager tape that watches one of its inputs; grad_fn(op, *out_grads)
+    gives the gradients of its inputs."""
+    rec = _CallRecord(inputs, outputs, grad_fn)
+    for tape in context.tapes():
+        if tape._recording and tape._graph is None and any(id(t) in tape._watched for t in inputs):
+            tape._records.append(rec)
+            tape._watched.update((id(t), t) for t in outputs)
 
 
 def recording_in(graph):

@@ -252,3 +252,28 @@ def test_tape_in_tf1_graph_mode():
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             np.testing.assert_allclose(sess.run(grads[0], {x: [3.0, 4.0]}), [6.0, 16.0])
+
+
+def _tape_around_a_function(m):
+    w = m.Variable([[1.0], [2.0]])
+    emb = m.Variable(np.arange(8, dtype=np.float32).reshape(4, 2))
+    frozen = m.Variable(3.0, trainable=False)
+
+    @m.function
+    def forward(x, ids):
+        return m.matmul(x, w) * frozen + m.reduce_sum(m.gather(emb, ids)), m.shape(x)
+    x = m.constant([[1.0, -1.0], [0.5, 2.0]])
+    with m.GradientTape() as tape:
+        tape.watch(x)
+        y, _ = forward(x, m.constant([1, 1, 3]))
+        loss = m.reduce_sum(y * y)
+    grads = tape.gradient(loss, [x, w, emb, frozen])
+    return [None if g is None else m.convert_to_tensor(g).numpy() for g in grads], len(tape.watched_variables())
+
+
+def test_a_tape_around_a_function_call_differentiates_through_it_as_tensorflow():
+    tf = pytest.importorskip("tensorflow")
+    (got, watched), (want, tf_watched) = _tape_around_a_function(tg), _tape_around_a_function(tf)
+    assert watched == tf_watched == 2 and got[3] is None and want[3] is None
+    for g, w in zip(got[:3], want[:3]):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
