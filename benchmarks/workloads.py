@@ -121,4 +121,31 @@ def w4_big_graph(tf, target, devs, leaves=5000, n=10):
     return {"W4 graph building": [build], "W4 first run": [first], "W4 second run": second}
 
 
-ALL = {"W1": w1_step_latency, "W2": w2_transfer, "W3": w3_chain, "W4": w4_big_graph}
+
+
+def w6_while_loop(tf, target, devs, n=10, warmup=2, iters=1000):
+    """W6: a while_loop of 1,000 iterations, x = x * 1.0001 + 0.5 on worker 0 and x = x * 0.9999 on
+    worker 1 in each; x and the iteration count fed."""
+    g = tf.Graph()
+    with g.as_default():
+        with tf.device(devs[0]):
+            x = tf.placeholder(tf.float32, [1], name="x")
+            steps = tf.placeholder(tf.int32, [], name="steps")
+
+            def body(i, v):
+                v = v * 1.0001 + 0.5
+                with tf.device(devs[1]):
+                    v = v * 0.9999
+                return i + 1, v
+            _, y = tf.while_loop(lambda i, v: i < steps, body, [tf.constant(0), x])
+        with tf.Session(target, graph=g) as sess:
+            feed = {x: np.ones(1, np.float32), steps: iters}
+            want = np.float32(1.0)
+            for _ in range(iters):
+                want = np.float32(np.float32(want * np.float32(1.0001) + np.float32(0.5)) * np.float32(0.9999))
+            got = sess.run(y, feed)
+            assert abs(got[0] - want) / want < 1e-4, (got, want)
+            return {"W6 while_loop 1000 iterations": _timed(lambda: sess.run(y, feed), n, warmup)}
+
+
+ALL = {"W1": w1_step_latency, "W2": w2_transfer, "W3": w3_chain, "W4": w4_big_graph, "W6": w6_while_loop}

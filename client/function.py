@@ -135,18 +135,20 @@ class TracedFunction:
 _function_ids = itertools.count(1)
 
 
-def trace_function(python_fn, arg_specs, name="function", outer_graph=None, arg_names=None):
+def trace_function(python_fn, arg_specs, name="function", outer_graph=None, arg_names=None, func_graph=None):
     """Traces python_fn(*placeholders) into a Function, one Placeholder per (dtype, shape) of arg_specs.
 
     `outer_graph` is the graph being built (the default graph when omitted;
     none when executing eagerly); tensors of it that python_fn reads are captured. The return value may be
     any nest of tensors, Variables and Python values; its tensors are the
     Function's results. Stateful ops whose results nothing uses (assignments,
-    prints) are its control results, so they run on every call.
+    prints) are its control results, so they run on every call. `func_graph`,
+    when given, is the (empty) FuncGraph to trace into, for callers that
+    capture or share state differently (control flow's branch and body graphs).
     """
     if outer_graph is None and not context.executing_eagerly():
         outer_graph = graph_lib.get_default_graph()
-    g = FuncGraph(f"{name}_{next(_function_ids)}", outer_graph)
+    g = func_graph if func_graph is not None else FuncGraph(f"{name}_{next(_function_ids)}", outer_graph)
     names = arg_names or [f"arg{i}" for i in range(len(arg_specs))]
     with g.as_default():
         placeholders = [graph_lib.apply_op("Placeholder", [], {"dtype": dt, "shape": graph_lib.TensorShape(shape)},

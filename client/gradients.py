@@ -112,6 +112,27 @@ def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None):
     return [aggregate(grads.get(key(x), [])) for x in xs]
 
 
+def ops_between(graph, xs, ys):
+    """The ops of `graph` on a path from a tensor of xs to one of ys, last created first."""
+    consumers = {}
+    for op in graph.get_operations():
+        for t in op.inputs:
+            consumers.setdefault(t.op, []).append(op)
+    forward, frontier = set(), [t.op for t in xs]
+    while frontier:
+        op = frontier.pop()
+        if op not in forward:
+            forward.add(op)
+            frontier.extend(consumers.get(op, []))
+    between, frontier = set(), [y.op for y in ys]
+    while frontier:
+        op = frontier.pop()
+        if op not in between and op in forward:
+            between.add(op)
+            frontier.extend(t.op for t in op.inputs)
+    return [op for op in reversed(graph.get_operations()) if op in between]
+
+
 def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_ops=True,
               gate_gradients=False, aggregation_method=None, stop_gradients=None,
               unconnected_gradients=UnconnectedGradients.NONE):
@@ -127,24 +148,7 @@ def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_op
     grad_ys = _as_list(grad_ys) or [None] * len(ys)
     stops = [graph_lib.convert_to_tensor(s) for s in _as_list(stop_gradients)]
     g = ys[0].graph
-
-    consumers = {}
-    for op in g.get_operations():
-        for t in op.inputs:
-            consumers.setdefault(t.op, []).append(op)
-    forward, frontier = set(), [t.op for t in xs_t]
-    while frontier:
-        op = frontier.pop()
-        if op not in forward:
-            forward.add(op)
-            frontier.extend(consumers.get(op, []))
-    between, frontier = set(), [y.op for y in ys]
-    while frontier:
-        op = frontier.pop()
-        if op not in between and op in forward:
-            between.add(op)
-            frontier.extend(t.op for t in op.inputs)
-    order = [op for op in reversed(g.get_operations()) if op in between]
+    order = ops_between(g, xs_t, ys)
 
     with g.name_scope(name):
         seeds = {}

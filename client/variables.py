@@ -119,9 +119,16 @@ class Variable(TensorOps):
 
     def __init__(self, initial_value=None, trainable=None, *, name=None, dtype=None, validate_shape=True,
                  collections=None, shape=None, use_resource=None):
-        """`use_resource` is accepted for TF1 programs: every tensorgrid variable is a resource variable."""
+        """`use_resource` is accepted for TF1 programs: every tensorgrid variable is a resource variable.
+
+        Made inside a cond branch or loop body being built, it belongs to the graph outside them."""
         if initial_value is None:
             raise ValueError("initial_value must be specified.")
+        from tensorgrid.client.control_flow import outside_bodies
+        with outside_bodies():
+            self._make(initial_value, trainable, name, dtype, validate_shape, collections, shape)
+
+    def _make(self, initial_value, trainable, name, dtype, validate_shape, collections, shape):
         self._trainable = True if trainable is None else bool(trainable)
         dtype = None if dtype is None else dtypes.as_dtype(dtype)
         lift = not context.executing_eagerly() and _in_function_trace()

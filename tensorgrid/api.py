@@ -19,6 +19,8 @@ from tensorgrid.client.tape import *  # noqa: F401,F403
 from tensorgrid.client.indexed_slices import *  # noqa: F401,F403
 from tensorgrid.client.function import *  # noqa: F401,F403
 from tensorgrid.client.scopes import *  # noqa: F401,F403
+from tensorgrid.client.control_flow import *  # noqa: F401,F403
+from tensorgrid.client.tensor_array import *  # noqa: F401,F403
 from tensorgrid.framework import errors  # noqa: F401
 from tensorgrid.framework import dtypes as _dtypes_module
 from tensorgrid.framework.dtypes import (  # noqa: F401

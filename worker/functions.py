@@ -26,15 +26,21 @@ class CompiledFunction:
         self.feed_keys = [f"{a}:0" for a in fn.args]
         self.fetch_keys = [f"{name}:{idx}" for name, idx in map(split_input, fn.results)]
         body = prune.prune(fn.graph, self.feed_keys, self.fetch_keys, fn.control_results)
+        for node in body:
+            if node.op == "_Fetch":  # a result stays in the device's memory, where the caller runs
+                body.nodes[node.name] = node.copy(op="_Retval")
         self.executable = Executable(body, device)
+        self.empty = not len(body)  # nothing to run: a shard with no part in this phase
 
-    def __call__(self, step, args):
-        """Runs the body once within `step` (its id, rendezvous, cancellation and deadline) on
-        `args`, one value per argument, and returns the list of result values."""
+    def __call__(self, step, args, rendezvous=None):
+        """Runs the body once within `step` (its id, cancellation and deadline, and its rendezvous
+        unless `rendezvous` is given: a loop's iteration frame) on `args`, one value per argument,
+        and returns the list of result values."""
         if len(args) != len(self.feed_keys):
             raise TypeError(f"function '{self.function.name}' takes {len(self.feed_keys)} arguments, "
                             f"got {len(args)}")
-        call = Step(step.step_id, step.rendezvous, dict(zip(self.feed_keys, args)), {}, step.cancelled, step.deadline)
+        call = Step(step.step_id, step.rendezvous if rendezvous is None else rendezvous,
+                    dict(zip(self.feed_keys, args)), {}, step.cancelled, step.deadline)
         self.executable.run(call)
         fetches = call.fetches
         return [fetches[k] for k in self.fetch_keys]

@@ -133,6 +133,18 @@ register("_Feed", _infer_recv, _feed_kernel, needs_step=True, stateful=True,
 register("_Fetch", lambda ctx: [], _fetch_kernel, needs_step=True, stateful=True, num_outputs=0,
          doc="Hands its input back to the client as fetch attr 'key'.")
 
+
+def _retval_kernel(node):
+    key = node.attr("key")
+
+    def retval(step, value):
+        step.fetches[key] = value
+    return retval
+
+
+register("_Retval", lambda ctx: [], _retval_kernel, needs_step=True, stateful=True, num_outputs=0,
+         doc="Hands its input back to the kernel calling a function, as result attr 'key' (kept on its device).")
+
 # ---- resource variables ------------------------------------------------------------------
 
 

@@ -8,7 +8,9 @@ They raise ValueError (TF1's build-time error) for static shape mismatches.
 Kernel factories take a KernelNode (the node's name, attrs, device and the
 device's array module `xp`: numpy on CPU, cupy on GPU) and return a callable
 that maps input arrays to the output array (a tuple for several outputs).
-Ops declared `needs_step=True` get the step context as first argument.
+Ops declared `needs_step=True` get the step context as first argument. Ops declared
+`is_async=True` (a kernel that waits on other devices, such as one device's part of a loop
+spanning several) run on a thread of their own, so the rest of their partition keeps going.
 """
 
 import dataclasses
@@ -34,6 +36,7 @@ class OpDef:
     colocate_with_input: int | str | None = None
     doc: str = ""
     num_outputs: Any = 1  # an int, or fn(attrs) -> int for ops like Split
+    is_async: bool = False
 
     def output_count(self, attrs):
         n = self.num_outputs
@@ -54,13 +57,14 @@ OPS: dict[str, OpDef] = {}
 
 
 def register(name, infer, kernel=None, *, kernels=None, stateful=False, needs_step=False,
-             colocate_with_input=None, cpu_only=False, num_outputs=1, doc=""):
+             colocate_with_input=None, cpu_only=False, num_outputs=1, is_async=False, doc=""):
     """Declares op `name`. A single `kernel` serves every device type (it uses node.xp)."""
     if name in OPS:
         raise ValueError(f"op {name} is registered twice")
     if kernels is None:
         kernels = {"CPU": kernel} if cpu_only else {"CPU": kernel, "GPU": kernel}
-    OPS[name] = OpDef(name, infer, kernels, stateful, needs_step, None, colocate_with_input, doc, num_outputs)
+    OPS[name] = OpDef(name, infer, kernels, stateful, needs_step, None, colocate_with_input, doc, num_outputs,
+                      is_async)
     return OPS[name]
 
 
