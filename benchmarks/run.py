@@ -134,7 +134,7 @@ def _tensorflow_installed():
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="W1,W2,W3,W4,W5", help="comma-separated workloads (W1..W5)")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5,W6", help="comma-separated workloads (W1..W6)")
     p.add_argument("--no-tensorflow", action="store_true", help="skip TensorFlow even where installed")
     p.add_argument("--child", choices=["tensorgrid", "tensorflow"], help=argparse.SUPPRESS)
     p.add_argument("--transport", help=argparse.SUPPRESS)
@@ -142,9 +142,9 @@ def main(argv=None):
     if args.child:
         return _child(args)
     workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    unknown = [w for w in workloads if w not in ("W1", "W2", "W3", "W4", "W5")]
+    unknown = [w for w in workloads if w not in ("W1", "W2", "W3", "W4", "W5", "W6")]
     if unknown:
-        p.error(f"unknown workload(s) {unknown}; choose from W1..W5")
+        p.error(f"unknown workload(s) {unknown}; choose from W1..W6")
     results = {"tensorgrid": _run_child("tensorgrid", workloads)}
     if "W2" in workloads:
         tcp = _run_child("tensorgrid", ["W2"], transport="tcp")

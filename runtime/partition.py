@@ -7,16 +7,17 @@ crosses devices becomes a send/recv pair carrying no data, and the
 consumer gets a control input on that _Recv.
 """
 
-from tensorgrid.runtime.ir import GraphIR, Node, split_input
+from tensorgrid.runtime import control_flow
+from tensorgrid.runtime.ir import GraphIR, Node, functions_of, split_input
 from tensorgrid.worker.rendezvous import make_key
 
 
-def _short(device):
-    return device.replace("/job:", "").replace("/replica:", "/r").replace("/task:", "/t").replace("/device:", "/").replace(":", "")
-
-
 def partition(graph):
-    """Returns {device: GraphIR} for a graph whose nodes all have a device."""
+    """Returns {device: GraphIR} for a graph whose nodes all have a device.
+
+    A cond, case or while node whose Functions span devices is first split into one shard
+    per device (runtime/control_flow.py), its Functions partitioned the same way."""
+    graph = control_flow.split(graph, partition)
     parts = {}
     for n in graph:
         parts.setdefault(n.device, GraphIR())
@@ -28,14 +29,14 @@ def partition(graph):
         if name is not None:
             return name
         base = ref.replace(":", "_")
-        suffix = _short(dst_dev)
+        suffix = control_flow.short(dst_dev)
         tensor = ("^" + ref) if control else ref
         rkey = make_key(src_dev, dst_dev, tensor)
         attrs = {"key": rkey, "send_device": src_dev, "recv_device": dst_dev, "tensor_name": tensor}
         send = Node(f"_send/{base}/{suffix}", "_Send", [] if control else [ref],
                     [ref] if control else [], src_dev, dict(attrs), src_node.source)
         parts[src_dev].add(send)
-        name = f"_recv/{base}/{_short(src_dev)}"
+        name = f"_recv/{base}/{control_flow.short(src_dev)}"
         if name in parts[dst_dev]:
             name = f"{name}/{len(recv_for)}"
         parts[dst_dev].add(Node(name, "_Recv", [], [], dst_dev, dict(attrs), src_node.source))
@@ -58,3 +59,15 @@ def partition(graph):
             new_ctrl.append(c if src.device == dst else cut(c, src.device, dst, src, True))
         parts[dst].add(n.copy(inputs=new_inputs, control_inputs=new_ctrl))
     return parts
+
+
+def sends(graph):
+    """(rendezvous key, destination device) of every tensor a partition sends: its _Send nodes, those
+    of the Functions its nodes call, and a loop shard's predicate."""
+    for node in graph:
+        if node.op == "_Send":
+            yield node.attrs["key"], node.attrs["recv_device"]
+        elif node.op == "_WhileShard":
+            yield from zip(node.attrs["pred_keys"], node.attrs["peer_devices"])
+        for fn in functions_of(node) if node.attrs else ():
+            yield from sends(fn.graph)

@@ -20,6 +20,9 @@ The rule, in order:
    tensor only crosses devices where a spec put its producer and consumer
    apart.
 4. A `_Fetch` sits with the tensor it fetches.
+5. The Functions of cond, case and while nodes are placed by these rules too, as graphs of
+   their own with the node's device as the default (runtime/control_flow.py says how their
+   arguments are pinned); a node whose Functions use one device runs there.
 """
 
 from collections import Counter
@@ -27,6 +30,7 @@ from collections import Counter
 from tensorgrid.framework import errors
 from tensorgrid.framework.device_spec import DeviceSpec
 from tensorgrid.ops import registry
+from tensorgrid.runtime import control_flow
 from tensorgrid.runtime.ir import GraphIR, split_input
 
 
@@ -143,7 +147,9 @@ def place(graph, devices, default_device=None, allow_soft_placement=False):
                 assign(n.name, default_device)
                 dev = device_of(n.name)
         out.add(n.copy(device=dev))
-    return out
+    # The bodies of cond, case and while nodes, by the same rules (see runtime/control_flow.py).
+    return control_flow.place_bodies(
+        out, lambda body, default: place(body, devices, default, allow_soft_placement))
 
 
 def _majority(devs):

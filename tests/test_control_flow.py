@@ -4,6 +4,7 @@ real local cluster), side effects only in the branch taken, TF's errors, and loo
 deadline stops."""
 
 import collections
+import contextlib
 import time
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import tensorgrid as tg
 from conftest import run_with
 from gradcheck import check_gradients, numeric_and_symbolic
+from waiting import poll, run_in_thread
 from tensorgrid.framework import errors
 
 tf = tg.compat.v1
@@ -453,3 +455,198 @@ def test_gradients_of_a_loop_imported_from_a_graph_def():
     for _ in range(3):
         d, h = d * 2.0 * np.cos(h), np.sin(h) * 2.0
     np.testing.assert_allclose(got, 2 * h * d, rtol=1e-5)
+
+
+# ---- bodies and branches that span devices ---------------------------------------------------------
+
+W0, W1 = "/job:worker/task:0", "/job:worker/task:1"
+
+
+def _split_loop(tf_, devs, x, steps):
+    """W6's loop: x = x * 1.0001 + 0.5 on devs[0], x = x * 0.9999 on devs[1], every iteration."""
+    def body(i, v):
+        v = v * 1.0001 + 0.5
+        with tg.device(devs[1]):
+            v = v * 0.9999
+        return i + 1, v
+    with tg.device(devs[0]):
+        return tg.while_loop(lambda i, v: i < steps, body, [tg.constant(0), x])[1]
+
+
+def _split_loop_value(x, steps):
+    v = np.float32(x)
+    for _ in range(steps):
+        v = np.float32(np.float32(v * np.float32(1.0001) + np.float32(0.5)) * np.float32(0.9999))
+    return v
+
+
+def _nodes(graph_def):
+    """(name, op, attrs) of a GraphDef's nodes and of every node of its library's functions."""
+    out = [(n.name, n.op, n.attr) for n in graph_def.node]
+    for fn in graph_def.library.function:
+        out.extend((n.name, n.op, n.attr) for n in fn.node_def)
+    return out
+
+
+@contextlib.contextmanager
+def _two_devices(executor):
+    """A session on the real local cluster, or in-process with 4 devices, and the two devices to use."""
+    from conftest import _local_cluster
+    if executor == "cluster":
+        sess, devs = tg.Session(_local_cluster().target), (W0, W1)
+    else:
+        sess, devs = tg.Session(config=tg.ConfigProto(device_count={"CPU": 4})), ("/cpu:0", "/cpu:2")
+    try:
+        yield sess, devs
+    finally:
+        sess.close()
+        if executor == "cluster":
+            tg.Session.reset(sess.sess_str)  # variables live on the workers across sessions
+
+
+@pytest.mark.parametrize("executor", ["graph4", "cluster"])
+def test_a_loop_body_on_two_devices_runs_one_shard_on_each(executor):
+    g = _graph_mode()
+    with g.as_default(), _two_devices(executor) as (sess, devs):
+        with tg.device(devs[0]):
+            x = tf.placeholder(tg.float32, [1], name="x")
+            steps = tf.placeholder(tg.int32, [], name="steps")
+        y = _split_loop(tf, devs, x, steps)
+        meta = tg.RunMetadata()
+        got = sess.run(y, {x: [1.0], steps: 50}, options=tg.RunOptions(trace_level=3), run_metadata=meta)
+        np.testing.assert_allclose(got, [_split_loop_value(1.0, 50)], rtol=1e-6)
+        np.testing.assert_allclose(sess.run(y, {x: [2.0], steps: 0}), [2.0])
+        parts = {}
+        for part in meta.partition_graphs:
+            nodes = _nodes(part)
+            shard = [attr for _, op, attr in nodes if op == "_WhileShard"]
+            assert len(shard) == 1
+            parts["pred" if shard[0]["pred_keys"].list.s else "peer"] = nodes
+        assert set(parts) == {"pred", "peer"}
+        for role, other in (("pred", "peer"), ("peer", "pred")):
+            sends = [a["recv_device"].s for _, op, a in parts[role] if op == "_Send"]
+            recvs = [a["send_device"].s for _, op, a in parts[role] if op == "_Recv"]
+            assert sends and recvs, role  # each iteration's value crosses both ways
+        assert any(op == "Mul" for _, op, _ in parts["peer"])  # x * 0.9999 runs on the other device
+
+
+@pytest.mark.parametrize("executor", ["graph4", "cluster"])
+def test_branches_and_nested_loops_across_devices(executor):
+    g = _graph_mode()
+    with g.as_default(), _two_devices(executor) as (sess, devs):
+        with tg.device(devs[0]):
+            x = tf.placeholder(tg.float32, [3], name="x")
+            p = tf.placeholder(tg.bool, [], name="p")
+        with tg.device(devs[1]):
+            far = tg.exp(x)
+            v = tf.Variable(tg.zeros([3]), name="counter")
+
+        def then():
+            with tg.device(devs[1]):
+                return far * x + v.assign_add(tg.ones([3]))
+
+        def body(i, h):
+            inner = tg.while_loop(lambda j, w: j < 2, lambda j, w: (j + 1, w * 0.5), [0, h])[1]
+            with tg.device(devs[1]):
+                h = tg.cond(tg.reduce_sum(inner) > 0, lambda: inner + far, lambda: inner - far)
+            return i + 1, h
+        with tg.device(devs[0]):
+            c = tg.cond(p, then, lambda: x * 2.0)
+            loop = tg.while_loop(lambda i, h: i < 3, body, [0, x])[1]
+            grad, = tg.gradients(tg.reduce_sum(loop * loop), [x])
+        sess.run(v.initializer)
+        xv = np.array([0.5, -1.0, 2.0], np.float32)
+        got_c, got_loop, got_grad = sess.run([c, loop, grad], {x: xv, p: True})
+        np.testing.assert_allclose(got_c, np.exp(xv) * xv + 1.0, rtol=1e-6)
+        np.testing.assert_allclose(sess.run(c, {x: xv, p: False}), xv * 2.0)
+        np.testing.assert_allclose(sess.run(v), np.ones(3))  # the else branch did not add
+
+        def loop_np(x0):
+            h = x0
+            for _ in range(3):
+                inner = h * 0.25
+                h = inner + np.exp(x0) if inner.sum() > 0 else inner - np.exp(x0)
+            return h
+        x64 = xv.astype(np.float64)
+        np.testing.assert_allclose(got_loop, loop_np(x64), rtol=1e-5)
+        eye = np.eye(3) * 1e-4
+        numeric = [((loop_np(x64 + e) ** 2).sum() - (loop_np(x64 - e) ** 2).sum()) / 2e-4 for e in eye]
+        np.testing.assert_allclose(got_grad, numeric, rtol=1e-3)
+        meta = tg.RunMetadata()
+        sess.run(c, {x: xv, p: True}, options=tg.RunOptions(trace_level=3), run_metadata=meta)
+        ops = [op for part in meta.partition_graphs for _, op, _ in _nodes(part)]
+        assert ops.count("_CaseShard") == 2 and "AssignAddVariableOp" in ops
+
+
+def _endless_split_loop(devs):
+    with tg.device(devs[0]):
+        x = tf.placeholder(tg.float32, [1], name="x")
+    y = _split_loop(tf, devs, x, tg.constant(-1))
+    forever = tg.while_loop(lambda v: True, lambda v: _split_loop(tf, devs, v, tg.constant(3)), [y])
+    return x, forever
+
+
+def test_an_endless_loop_across_devices_ends_at_the_deadline_and_on_close():
+    g = _graph_mode()
+    with g.as_default():
+        x, forever = _endless_split_loop(("/cpu:0", "/cpu:1"))
+        config = tg.ConfigProto(device_count={"CPU": 2})
+        with tg.Session(config=config) as sess:
+            start = time.monotonic()
+            with pytest.raises(errors.DeadlineExceededError):
+                sess.run(forever, {x: [0.0]}, options=tg.RunOptions(timeout_in_ms=300))
+            assert time.monotonic() - start < 3.0
+        sess = tg.Session(config=config)
+        t, box = run_in_thread(lambda: sess.run(forever, {x: [0.0]}))
+        time.sleep(0.3)  # let the loop spin a while: nothing else tells it has started
+        sess.close()
+        t.join(5)
+        assert not t.is_alive() and isinstance(box.get("error"), errors.CancelledError), box
+
+
+@pytest.fixture(scope="module")
+def failing_cluster():
+    from tensorgrid.runtime.cluster import LocalCluster
+    with LocalCluster(num_workers=2, heartbeat_timeout=2.0, heartbeat_interval=0.2) as c:
+        yield c
+
+
+def _at_rest(cluster):
+    return all(w.active_steps == 0 and w.rendezvous_entries == 0 for w in cluster.status().worker
+               if w.health == "alive")
+
+
+def _running_everywhere(cluster):
+    return all(w.active_steps > 0 for w in cluster.status().worker)
+
+
+def test_an_endless_loop_on_a_cluster_ends_at_the_deadline_on_close_and_when_a_worker_dies(failing_cluster):
+    cluster = failing_cluster
+    g = _graph_mode()
+    with g.as_default():
+        x, forever = _endless_split_loop((W0, W1))
+        with tg.Session(cluster.target) as sess:
+            start = time.monotonic()
+            with pytest.raises(errors.DeadlineExceededError):
+                sess.run(forever, {x: [0.0]}, options=tg.RunOptions(timeout_in_ms=500))
+            assert time.monotonic() - start < 3.0
+        poll(lambda: _at_rest(cluster), 10, "every shard to stop after the deadline")
+
+        sess = tg.Session(cluster.target)
+        t, box = run_in_thread(lambda: sess.run(forever, {x: [0.0]}))
+        poll(lambda: _running_everywhere(cluster), 10, "the loop to run on both workers")
+        sess.close()
+        t.join(5)
+        assert not t.is_alive() and isinstance(box.get("error"), errors.OpError), box
+        poll(lambda: _at_rest(cluster), 10, "every shard to stop after the session closed")
+
+        sess = tg.Session(cluster.target)
+        t, box = run_in_thread(lambda: sess.run(forever, {x: [0.0]}))
+        poll(lambda: _running_everywhere(cluster), 10, "the loop to run on both workers")
+        killed = time.monotonic()
+        cluster.kill_worker(1)
+        t.join(10)
+        assert isinstance(box.get("error"), errors.UnavailableError), box
+        assert W1 in str(box["error"]) and time.monotonic() - killed < 5.0
+        poll(lambda: _at_rest(cluster), 10, "worker 0's shard to stop")
+        sess.close()

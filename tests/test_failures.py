@@ -2,7 +2,6 @@
 
 import os
 import signal
-import threading
 import time
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import tensorgrid as tg
 from tensorgrid.framework import errors
 from tensorgrid.runtime.cluster import LocalCluster
+from waiting import poll, run_in_thread
 
 tf = tg.compat.v1
 HEARTBEAT_TIMEOUT_S = 2.0
@@ -25,14 +25,6 @@ def cluster():
 
 def _task(i):
     return f"/job:worker/task:{i}"
-
-
-def _poll(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _slow_graph(task, marker):
@@ -70,19 +62,6 @@ def _health(cluster, task):
     return [w.health for w in cluster.status().worker if w.task == task][0]
 
 
-def _run_in_thread(fn):
-    box = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except Exception as e:  # noqa: BLE001 - the test inspects it
-            box["error"] = e
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    return t, box
-
-
 def _at_rest(cluster):
     status = cluster.status()
     return status.active_steps == 0 and all(
@@ -94,8 +73,8 @@ def _start_slow_step(cluster, task, tmp_path, seconds):
     marker = str(tmp_path / "started")
     g, x, delay, out = _slow_graph(task, marker)
     sess = tg.Session(cluster.target, graph=g)
-    t, box = _run_in_thread(lambda: sess.run(out, {x: [1.0], delay: seconds}))
-    _poll(lambda: os.path.exists(marker), 10, "the slow op to start")
+    t, box = run_in_thread(lambda: sess.run(out, {x: [1.0], delay: seconds}))
+    poll(lambda: os.path.exists(marker), 10, "the slow op to start")
     return sess, (x, delay, out), t, box
 
 
@@ -137,7 +116,7 @@ def test_hung_worker_is_declared_dead_after_the_heartbeat_timeout(cluster, tmp_p
         assert waited < HEARTBEAT_TIMEOUT_S + 3
     finally:
         os.kill(pid, signal.SIGCONT)
-    _poll(lambda: _health(cluster, 1) == "alive", 10, "the worker to heartbeat again")
+    poll(lambda: _health(cluster, 1) == "alive", 10, "the worker to heartbeat again")
     assert sess.run(out, {x: [2.0], delay: 0.0}) == [3.0]
     sess.close()
 
@@ -182,7 +161,7 @@ def test_a_thousand_steps_with_failures_and_timeouts_leave_no_state(cluster, tmp
                 assert sess.run(b, {x: [float(i)]}) == [2.0 * (i + 1)]
     assert (failed, cancelled) == (90, 10)
     try:
-        _poll(lambda: _at_rest(cluster), 10, "the workers' step and rendezvous tables to empty")
+        poll(lambda: _at_rest(cluster), 10, "the workers' step and rendezvous tables to empty")
     except AssertionError:
         print(cluster.status())
         raise
@@ -232,5 +211,5 @@ def test_variables_outlive_a_master_restart(cluster):
         cluster.restart_master()
         with tg.Session(cluster.target, graph=g) as sess:
             np.testing.assert_allclose(sess.run(bump), [21.0, 22.0])
-    _poll(lambda: all(w.registered_graphs <= 1 for w in cluster.status().worker), 5,
+    poll(lambda: all(w.registered_graphs <= 1 for w in cluster.status().worker), 5,
           "the old master's graphs to leave the workers")

@@ -7,6 +7,11 @@ call itself. A group runs as soon as every receive it depends on has
 arrived: the schedule of a dataflow executor without its per-node
 bookkeeping, and never a deadlock on a DAG. Every output has a slot in a
 per-step value table; a slot is cleared after its last consumer ran.
+
+An asynchronous kernel (registry `is_async`: one device's part of a loop
+that spans devices, which waits on the others) is started, on a thread of
+its own, by the group that computes its inputs; its outputs then arrive
+like a receive's, so the rest of the partition never waits behind it.
 """
 
 import dataclasses
@@ -137,12 +142,16 @@ class Executable:
         index = self._index
         parsed = [[(index[src], idx) for src, idx in map(split_input, n.inputs)] for n in nodes]
         ctrl = [[index[c] for c in n.control_inputs] for n in nodes]
-        recv_ids = [i for i, n in enumerate(nodes) if n.op == "_Recv"]
+        # Waits: receives, and asynchronous kernels, whose outputs arrive the same way.
+        recv_ids = [i for i, n in enumerate(nodes) if n.op == "_Recv" or self.opdefs[i].is_async]
         self.recv_ids = recv_ids
-        self.recv_keys = [nodes[i].attrs["key"] for i in recv_ids]
+        self.recv_keys = [nodes[i].attrs["key"] if nodes[i].op == "_Recv" else None for i in recv_ids]
+        self.has_async = any(k is None for k in self.recv_keys)
         recv_pos = {i: k for k, i in enumerate(recv_ids)}
+        self._recv_pos = recv_pos
         empty = frozenset()
-        deps = []  # per node: the recv positions it depends on
+        deps = []  # per node: the wait positions it depends on
+        starts = {}  # per asynchronous node: the wait positions its inputs depend on
         for i in range(len(nodes)):
             s = empty
             for src, _ in parsed[i]:
@@ -152,24 +161,29 @@ class Executable:
                 if deps[src] is not s:
                     s = s | deps[src]
             if i in recv_pos:
+                if nodes[i].op != "_Recv":
+                    starts[i] = s
                 s = s | {recv_pos[i]}
             deps.append(s)
-        # Slot 0 holds the step; then every output of every node; the last slot is a sink.
+        # Slot 0 holds the step; then every output of every node; then a sink; then, with
+        # asynchronous kernels, the queue their outputs arrive on.
         self.out_slot = []
         nslots = 1
         for i, n in enumerate(nodes):
             self.out_slot.append(nslots)
             nslots += max(self.opdefs[i].output_count(n.attrs), 1)
         self.sink = nslots
-        self.nslots = nslots + 1
+        self.arrivals_slot = nslots + 1
+        self.nslots = nslots + 1 + self.has_async
         group_of_set, groups = {}, []
         for i, n in enumerate(nodes):
             if n.op == "_Recv":
                 continue
-            g = group_of_set.get(deps[i])
+            at = starts.get(i, deps[i])  # an asynchronous kernel starts in the group of its inputs
+            g = group_of_set.get(at)
             if g is None:
-                g = group_of_set[deps[i]] = _Group()
-                g.index, g.recvs, g.prog = len(groups), deps[i], []
+                g = group_of_set[at] = _Group()
+                g.index, g.recvs, g.prog = len(groups), at, []
                 groups.append(g)
             g.prog.append(i)
         # A slot is cleared after its last consumer when all its consumers run in one group
@@ -198,18 +212,23 @@ class Executable:
         for g in groups:
             for r in g.recvs:
                 self.groups_of_recv[r].append(g.index)
-        self.recv_slot = [self.out_slot[i] for i in recv_ids]
+        self.recv_slot = [self._outputs_slot(i) for i in recv_ids]
 
     def _instruction(self, i, inputs, frees):
         """(arity code, kernel, a, b, out, frees, node index) for node i.
 
         Arity code 2: kernel(vals[a], vals[b]); 1: kernel(vals[a]); 0: kernel();
         3: kernel(*a(vals)) with `a` an itemgetter. Inputs of needs_step kernels
-        start with slot 0, the step.
+        start with slot 0, the step; an asynchronous kernel's instruction starts
+        it, with the arrival queue's slot first.
         """
         slots = [self.out_slot[src] + idx for src, idx in inputs]
         if self.opdefs[i].needs_step:
             slots.insert(0, 0)
+        kernel = self.kernels[i]
+        if self.opdefs[i].is_async:
+            slots.insert(0, self.arrivals_slot)
+            kernel = self._starter(i)
         a = b = None
         if len(slots) == 2:
             code, (a, b) = 2, slots
@@ -219,14 +238,33 @@ class Executable:
             code = 0
         else:
             code, a = 3, operator.itemgetter(*slots)
+        out = self.sink if self.opdefs[i].is_async else self._outputs_slot(i)
+        return (code, kernel, a, b, out, frees or None, i)
+
+    def _outputs_slot(self, i):
+        """Where node i's outputs go in the value table: a slot, a slice of slots, or the sink."""
         nout = self.opdefs[i].output_count(self.nodes[i].attrs)
         if nout == 0:
-            out = self.sink
-        elif nout == 1:
-            out = self.out_slot[i]
-        else:
-            out = slice(self.out_slot[i], self.out_slot[i] + nout)
-        return (code, self.kernels[i], a, b, out, frees or None, i)
+            return self.sink
+        if nout == 1:
+            return self.out_slot[i]
+        return slice(self.out_slot[i], self.out_slot[i] + nout)
+
+    def _starter(self, i):
+        """The instruction kernel that runs asynchronous node i on a thread of its own; its outputs
+        (or its error) go to the step's arrival queue as wait position r's."""
+        kernel, node, r = self.kernels[i], self.nodes[i], self._recv_pos[i]
+
+        def start(arrivals, step, *args):
+            def work():
+                try:
+                    value = kernel(step, *args)
+                except Exception as e:  # noqa: BLE001 - every failure goes to the partition's run
+                    arrivals.put((r, None, node_error(e, node)))
+                    return
+                arrivals.put((r, value, None))
+            threading.Thread(target=work, name=f"tg-{node.name}", daemon=True).start()
+        return start
 
     # ---- running ---------------------------------------------------------------------
     def run(self, step, trace=None):
@@ -238,13 +276,25 @@ class Executable:
             for g in groups:
                 self._run_group(g, step, vals, trace)
             return
+        if not self.has_async:
+            self._run_waiting(step, trace, vals, queue.SimpleQueue())
+            return
+        arrivals = vals[self.arrivals_slot] = queue.SimpleQueue()
+        try:
+            self._run_waiting(step, trace, vals, arrivals)
+        except BaseException:
+            step.cancelled.set()  # this partition failed: its asynchronous kernels stop too
+            raise
+
+    def _run_waiting(self, step, trace, vals, arrivals):
+        groups = self.groups
         missing = [len(g.recvs) for g in groups]
         for g in groups:
             if not g.recvs:
                 self._run_group(g, step, vals, trace)
-        arrivals = queue.SimpleQueue()
         for r, key in enumerate(self.recv_keys):
-            step.rendezvous.recv_async(key, lambda v, e, r=r: arrivals.put((r, v, e)))
+            if key is not None:
+                step.rendezvous.recv_async(key, lambda v, e, r=r: arrivals.put((r, v, e)))
         remaining = len(self.recv_keys)
         while remaining:
             timeout = None if step.deadline is None else max(0.0, step.deadline - time.monotonic())
@@ -253,11 +303,11 @@ class Executable:
             except queue.Empty:
                 raise errors.DeadlineExceededError(
                     None, None, f"step {step.step_id} timed out on {self.device.name} "
-                    f"waiting for a tensor from another device") from None
+                    f"waiting for a tensor from another device or a kernel of its own") from None
             if err is not None:
                 raise err
             remaining -= 1
-            if self.device.xp is not np or type(value).__module__.startswith("cupy"):
+            if (self.device.xp is not np or type(value).__module__.startswith("cupy")) and self.recv_keys[r]:
                 value = self.device.accept(value)
             vals[self.recv_slot[r]] = value
             if trace is not None:

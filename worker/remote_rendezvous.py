@@ -34,6 +34,9 @@ class RemoteRendezvous:
         if address is None:
             self.local.send(key, value)
             return
+        self._send_to(address, key, value)
+
+    def _send_to(self, address, key, value):
         if self.local.aborted:
             return
         try:
@@ -43,6 +46,14 @@ class RemoteRendezvous:
         except (OSError, ValueError) as e:
             raise errors.UnavailableError(
                 None, None, f"cannot send tensor to {_task_of(key)} at {address}: {e}") from None
+
+    def send_framed(self, key, suffix, value):
+        """Sends under key + suffix (a loop frame's iteration), routed as `key` was partitioned."""
+        address = self.routes.get(key)
+        if address is None:
+            self.local.send(key + suffix, value)
+            return
+        self._send_to(address, key + suffix, value)
 
     def deliver(self, key, value):
         """A tensor another worker sent for this step."""

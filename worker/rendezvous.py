@@ -4,6 +4,13 @@ Keys are 'src_device;dst_device;tensor' (see runtime/partition.py); one
 Rendezvous exists per step, so the step id completes the key. A value may
 arrive before or after its receiver asks; `abort` fails every waiting and
 later receiver with the step's root error.
+
+Inside a loop or branch that spans devices (runtime/control_flow.py), the
+same send/recv pair runs once per iteration: a FrameRendezvous appends the
+frame and iteration ('|frame:3b', a nested loop's after its outer one's) to
+every key, so each iteration's tensors meet under keys of their own, while
+the route to another worker is still found by the key as partitioned
+(`send_framed`).
 """
 
 import threading
@@ -43,6 +50,10 @@ class LocalRendezvous:
                 self._values[key] = value
                 return
         cb(value, None)
+
+    def send_framed(self, key, suffix, value):
+        """send(key + suffix): a send inside a loop frame."""
+        self.send(key + suffix, value)
 
     def recv_async(self, key, callback):
         """Calls callback(value, None) once the value is there, or callback(None, error) on abort."""
@@ -96,3 +107,33 @@ class LocalRendezvous:
         """How many values and waiters this rendezvous still holds."""
         with self._lock:
             return len(self._values) + len(self._waiters)
+
+
+class FrameRendezvous:
+    """A step's rendezvous as one iteration of a loop frame (or one call of a branch) sees it:
+    every key gets the frame's suffix. `root` is the step's own rendezvous."""
+
+    __slots__ = ("root", "suffix")
+
+    def __init__(self, parent, suffix):
+        if isinstance(parent, FrameRendezvous):
+            parent, suffix = parent.root, parent.suffix + suffix
+        self.root = parent
+        self.suffix = suffix
+
+    def send(self, key, value):
+        self.root.send_framed(key, self.suffix, value)
+
+    def recv_async(self, key, callback):
+        self.root.recv_async(key + self.suffix, callback)
+
+    def abort(self, error):
+        self.root.abort(error)
+
+    @property
+    def aborted(self):
+        return self.root.aborted
+
+    @property
+    def step_id(self):
+        return self.root.step_id

@@ -22,6 +22,7 @@ import time
 
 from tensorgrid.framework import device_spec, errors
 from tensorgrid.runtime import local as local_lib
+from tensorgrid.runtime import partition as partition_lib
 from tensorgrid.worker import executor as executor_lib
 from tensorgrid.worker.remote_rendezvous import RemoteRendezvous
 from tensorgrid.worker.resources import ResourceStore
@@ -167,17 +168,15 @@ class Worker:
                     None, None, f"RegisterGraph: device {dev} is not on this worker ({self.task_name}: "
                     f"{', '.join(sorted(self.contexts))})")
             graph.validate()
-            for node in graph:
-                if node.op == "_Send":
-                    dst = node.attrs.get("recv_device", "")
-                    if dst in self.contexts:
-                        continue
-                    address = device_address.get(dst)
-                    if not address:
-                        raise errors.InvalidArgumentError(
-                            None, None, f"RegisterGraph: _Send '{node.name}' sends to {dst}, "
-                            "whose data address the request does not give")
-                    routes[node.attrs["key"]] = address
+            for key, dst in partition_lib.sends(graph):
+                if dst in self.contexts:
+                    continue
+                address = device_address.get(dst)
+                if not address:
+                    raise errors.InvalidArgumentError(
+                        None, None, f"RegisterGraph: {dev} sends {key!r} to {dst}, "
+                        "whose data address the request does not give")
+                routes[key] = address
             # The session's view of the device's resources: its private queues are its own (worker/resources.py).
             session_ctx = executor_lib.DeviceContext(ctx.name, ctx.device_type, ctx.xp,
                                                      ctx.resources.view(session), ctx.allow_pickle)

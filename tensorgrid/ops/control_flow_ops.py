@@ -23,6 +23,7 @@ The "Stateless" variants hold no stateful op in their bodies; the others do (and
 ordered among a tg.function's stateful ops).
 """
 
+import threading
 import time
 
 import numpy as np
@@ -177,6 +178,102 @@ for _name, _stateful in (("While", True), ("StatelessWhile", False)):
              doc="While function attr cond gives true on the loop variables, replaces them by what function "
                  "attr body gives; attr T lists their dtypes, attr accumulate how many more body results "
                  "are kept per iteration and output as TensorLists.")
+
+
+# ---- shards: one device's part of a loop or branch that spans devices --------------------------
+
+def _frame(step, suffix):
+    from tensorgrid.worker.rendezvous import FrameRendezvous
+    return FrameRendezvous(step.rendezvous, suffix)
+
+
+def _receive(rendezvous, key, step, where, iterations):
+    """The value sent under `key`, waiting no longer than the step lives."""
+    box = []
+    done = threading.Event()
+
+    def arrived(value, err):
+        box.append((value, err))
+        done.set()
+    rendezvous.recv_async(key, arrived)
+    while not done.wait(0.1 if step.deadline is None else max(0.0, min(0.1, step.deadline - time.monotonic()))):
+        check_step(step, where, iterations)
+    value, err = box[0]
+    if err is not None:
+        raise err
+    return value
+
+
+def _while_shard_kernel(node):
+    where = _describe(node)
+    cond = _compile(node.attr("cond"), node)
+    body = _compile(node.attr("body"), node)
+    cond_args, body_args = list(node.attr("cond_args")), list(node.attr("body_args"))
+    nvars, nacc = node.attr("num_vars"), node.attr("accumulate", 0)
+    frame = node.attr("frame")
+    pred_keys, pred_key = list(node.attr("pred_keys")), node.attr("pred_key")
+    computes_pred = not pred_key
+
+    def run(step, *state):
+        state = list(state)
+        kept = [[] for _ in range(nacc)]
+        done = 0
+        while True:
+            check_step(step, where, done)
+            rv = _frame(step, f"|{frame}:{done}c")
+            if not cond.empty:
+                out = cond(step, [state[i] for i in cond_args], rv)
+            if computes_pred:
+                pred = truth(out[0], where)
+                flag = np.bool_(pred)
+                for key in pred_keys:
+                    rv.send(key, flag)
+            else:
+                pred = bool(_receive(rv, pred_key, step, where, done))
+            if not pred:
+                break
+            if not body.empty:
+                out = body(step, [state[i] for i in body_args], _frame(step, f"|{frame}:{done}b"))
+                state[:nvars] = out[:nvars]
+                for seq, v in zip(kept, out[nvars:]):
+                    seq.append(v)
+            done += 1
+        return pack(state[:nvars] + [TensorList(seq) for seq in kept])
+    return run
+
+
+def _infer_while_shard(ctx):
+    types = [dtypes.as_dtype(t) for t in ctx.attr("T")][:ctx.attr("num_vars")]
+    return [(t, None) for t in types] + [(dtypes.variant, ())] * ctx.attr("accumulate", 0)
+
+
+register("_WhileShard", _infer_while_shard, _while_shard_kernel, needs_step=True, stateful=True, is_async=True,
+         num_outputs=lambda attrs: attrs["num_vars"] + attrs.get("accumulate", 0),
+         doc="One device's part of a While spanning devices (see runtime/control_flow.py): inputs the loop "
+             "variables it homes, then the invariants it reads; outputs the former's final values.")
+
+
+def _case_shard_kernel(node):
+    branches = [_compile(f, node) for f in node.attr("branches")]
+    flat, counts = list(node.attr("branch_args")), list(node.attr("branch_arg_counts"))
+    starts = [sum(counts[:b]) for b in range(len(counts))]
+    args_of = [flat[s:s + c] for s, c in zip(starts, counts)]
+    frame, is_if = node.attr("frame"), node.attr("is_if")
+    where = _describe(node)
+    nout = len(node.attr("Tout"))
+
+    def run(step, selector, *args):
+        b = (0 if truth(selector, where) else 1) if is_if else branch_index(selector, len(branches))
+        if branches[b].empty:
+            return pack([None] * nout)
+        return pack(branches[b](step, [args[i] for i in args_of[b]], _frame(step, f"|{frame}:{b}")))
+    return run
+
+
+register("_CaseShard", _infer_branches, _case_shard_kernel, needs_step=True, stateful=True, is_async=True,
+         num_outputs=_branch_outputs,
+         doc="One device's part of an If or Case spanning devices (see runtime/control_flow.py): inputs the "
+             "predicate or index, then the arguments it reads; outputs the results it homes.")
 
 
 # ---- TensorLists ------------------------------------------------------------------------------
