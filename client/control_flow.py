@@ -31,6 +31,7 @@ import numpy as np
 from tensorgrid.client import array_ops, context, math_ops, nest
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client.function import FuncGraph, side_effects, trace_function
+from tensorgrid.client.tensor_array import TensorArray
 from tensorgrid.framework import dtypes
 from tensorgrid.framework.shapes import TensorShape, as_shape
 from tensorgrid.ops import registry
@@ -86,11 +87,6 @@ def outside_bodies():
 
 # ---- nested structures, TensorArrays included ---------------------------------------------------
 
-def _is_tensor_array(x):
-    from tensorgrid.client import tensor_array
-    return isinstance(x, tensor_array.TensorArray)
-
-
 @dataclasses.dataclass
 class _Flat:
     """A Python structure flattened: its nest spec, its tensors, and the TensorArray each came from."""
@@ -112,10 +108,10 @@ def _flatten(structure, what):
     def leaf(x):
         if x is None:
             return nest.Keep(None)
-        if _is_tensor_array(x):
-            arrays.append(x)
-            return x.flow
-        if isinstance(x, graph_lib.Operation):
+        array = x if isinstance(x, TensorArray) else None
+        if array is not None:
+            t = array.flow
+        elif isinstance(x, graph_lib.Operation):
             with graph_lib.get_default_graph().control_dependencies([x]):
                 t = array_ops.constant(True, name="op_done")
         else:
@@ -123,9 +119,9 @@ def _flatten(structure, what):
                 t = graph_lib.convert_to_tensor(x)
             except (TypeError, ValueError) as e:
                 raise TypeError(f"{what}: cannot convert {x!r} to a tensor: {e}") from None
-            if isinstance(t, graph_lib.Tensor) and t.graph is not graph_lib.get_default_graph():
-                t = graph_lib.get_default_graph()._capture(t, what)  # a branch returning an outer tensor
-        arrays.append(None)
+        if isinstance(t, graph_lib.Tensor) and t.graph is not graph_lib.get_default_graph():
+            t = graph_lib.get_default_graph()._capture(t, what)  # a branch returning an outer tensor
+        arrays.append(array)
         return t
     spec = nest.flatten(structure, leaf, tensors)
     return _Flat(spec, tensors, arrays)
@@ -256,8 +252,8 @@ def _op_of(result):
 # ---- cond, switch_case, case ---------------------------------------------------------------------------
 
 def branches_op(op_types, selector, traces, scope, what):
-    """Builds the If / Case op over `traces` (all branch traces) selected by `selector`; returns
-    the op and its outputs passed through Identity ops named after TF's."""
+    """Builds the If / Case op over `traces` (all branch traces) selected by `selector`; returns the
+    branches' result structure holding the op's outputs, each through an Identity named as TF names it."""
     first = traces[0]
     for i, t in enumerate(traces[1:], 1):
         if not _same_structure(first.flat.spec, t.flat.spec) or len(first.outputs) != len(t.outputs):

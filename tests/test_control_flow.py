@@ -248,26 +248,28 @@ def test_tg_function_traces_control_flow_once():
     assert f.experimental_get_tracing_count() == 1
 
 
-def test_tensor_array_semantics():
+def test_tensor_array_semantics_are_tensorflow_2s():
     g = _graph_mode()
     with g.as_default():
         ta = tg.TensorArray(tg.float32, size=2, element_shape=[3])
-        twice = ta.write(0, X).write(0, Y).read(0)
+        twice = ta.write(0, X).write(0, Y).read(0)  # a later write replaces an element
         over = ta.write(5, X).read(0)
         once = ta.write(0, X)
-        read_twice = [once.read(0), once.read(0)]
+        read_twice = [once.read(0), once.read(0)]  # a read leaves it
         unwritten = ta.read(1)
         split = tg.TensorArray(tg.float32, size=2, infer_shape=False).split(tg.constant([1.0, 2.0, 3.0]), [1, 2])
+        grown = tg.TensorArray(tg.float32, size=0, dynamic_size=True).write(3, [1.0])
         with tg.Session() as sess:
-            with pytest.raises(errors.InvalidArgumentError, match="already been written"):
-                sess.run(twice)
+            np.testing.assert_allclose(sess.run(twice), Y)
             with pytest.raises(errors.InvalidArgumentError, match="not resizeable"):
                 sess.run(over)
-            with pytest.raises(errors.InvalidArgumentError, match="twice"):
-                sess.run(read_twice)
+            for got in sess.run(read_twice):
+                np.testing.assert_allclose(got, X)
             np.testing.assert_allclose(sess.run(unwritten), np.zeros(3))
             np.testing.assert_allclose(sess.run(split.read(1)), [2.0, 3.0])
             np.testing.assert_allclose(sess.run(split.concat()), [1.0, 2.0, 3.0])
+            assert sess.run(grown.size()) == 4
+            np.testing.assert_allclose(sess.run(grown.stack()), [[0.0], [0.0], [0.0], [1.0]])
         with pytest.raises(ValueError, match="Inconsistent shapes"):
             ta.write(1, [1.0, 2.0])
 
@@ -424,6 +426,20 @@ def test_gradients_through_maximum_iterations_captures_and_variables():
     h2 = (xv * vv + 1) * vv + 1
     np.testing.assert_allclose(got_v, (2 * xv * vv + 1) * vv + h2, rtol=1e-6)
     np.testing.assert_allclose(got_x, vv ** 3, rtol=1e-6)
+
+
+def test_a_loop_that_ran_before_its_gradient_was_built_trains():
+    g = _graph_mode()
+    with g.as_default():
+        x = tf.placeholder(tg.float32, [2], name="x")
+        v = tf.Variable([1.0, 2.0], name="v")
+        h = tg.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, h * v), [0, x])[1]
+        with tg.Session() as sess:
+            sess.run(v.initializer)
+            np.testing.assert_allclose(sess.run(h, {x: [1.0, 1.0]}), [1.0, 8.0])
+            train = tf.train.GradientDescentOptimizer(0.01).minimize(tg.reduce_sum(h))  # rewrites the loop
+            sess.run(train, {x: [1.0, 1.0]})
+            np.testing.assert_allclose(sess.run(v), [1.0 - 0.03, 2.0 - 0.12], rtol=1e-6)
 
 
 def test_tg_function_gradient_tape_through_a_loop_reaches_the_variable():
@@ -650,3 +666,40 @@ def test_an_endless_loop_on_a_cluster_ends_at_the_deadline_on_close_and_when_a_w
         assert W1 in str(box["error"]) and time.monotonic() - killed < 5.0
         poll(lambda: _at_rest(cluster), 10, "worker 0's shard to stop")
         sess.close()
+
+
+# ---- against TensorFlow ------------------------------------------------------------------------------
+
+def _newton_program(m, value):
+    """Newton's square roots in a while_loop with a cond inside and a TensorArray of the iterates,
+    differentiated: the same program for tensorgrid and TensorFlow (`m` is either's compat.v1)."""
+    g = m.Graph()
+    with g.as_default():
+        x = m.placeholder(m.float64, [3], name="x")
+
+        def cond(i, y, seen):
+            return m.reduce_max(m.abs(y * y - x)) > 1e-12
+
+        def body(i, y, seen):
+            y = 0.5 * (y + x / y)
+            y = m.cond(m.reduce_sum(y) > 50.0, lambda: y * 0.75, lambda: y)
+            return i + 1, y, seen.write(i, y)
+        start = m.TensorArray(m.float64, size=0, dynamic_size=True, element_shape=[3])
+        n, y, seen = m.while_loop(cond, body, [0, m.ones_like(x), start], maximum_iterations=12)
+        iterates = seen.stack()
+        loss = m.reduce_sum(y) + m.reduce_sum(iterates * iterates)
+        grad, = m.gradients(loss, [x])
+        with m.Session() as sess:
+            return sess.run([n, y, iterates, loss, grad], {x: value})
+
+
+def test_a_while_loop_program_agrees_with_tensorflow():
+    tfm = pytest.importorskip("tensorflow").compat.v1
+    tfm.disable_eager_execution()
+    tfm.experimental.output_all_intermediates(True)  # TF's own while gradient needs it in graph mode
+    tf.disable_eager_execution()
+    for value in (np.array([2.0, 9.0, 0.25]), np.array([400.0, 30.0, 5.0])):
+        ours, theirs = _newton_program(tf, value), _newton_program(tfm, value)
+        assert int(ours[0]) == int(theirs[0])
+        for a, b in zip(ours[1:], theirs[1:]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

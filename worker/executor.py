@@ -25,7 +25,7 @@ import numpy as np
 
 from tensorgrid.framework import errors
 from tensorgrid.ops import registry
-from tensorgrid.runtime.ir import split_input
+from tensorgrid.runtime.ir import functions_of, split_input
 
 
 @dataclasses.dataclass
@@ -119,8 +119,11 @@ class Executable:
             if n.op == "_Recv":
                 self.kernels.append(None)
                 continue
-            if kernel_cache is not None and opdef.stateful and not n.op.startswith("_"):
-                cached = kernel_cache.get((n.name, n.op))
+            cache_key = None
+            # not a node calling functions (a loop): a plan places them anew, and a gradient rewrites them
+            if kernel_cache is not None and opdef.stateful and not n.op.startswith("_") and not functions_of(n):
+                cache_key = (n.name, n.op)
+                cached = kernel_cache.get(cache_key)
                 if cached is not None:
                     self.kernels.append(cached)
                     continue
@@ -132,8 +135,8 @@ class Executable:
             except Exception as e:  # a kernel factory rejecting its attrs
                 raise node_error(e, n) from None
             self.kernels.append(kernel)
-            if kernel_cache is not None and opdef.stateful and not n.op.startswith("_"):
-                kernel_cache[(n.name, n.op)] = kernel
+            if cache_key is not None:
+                kernel_cache[cache_key] = kernel
         self._build_groups()
 
     # ---- compilation ---------------------------------------------------------------

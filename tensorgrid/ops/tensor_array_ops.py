@@ -2,12 +2,14 @@
 
 TensorArrayV3 makes one per run: its handle (a variant holding the array) and a flow, a
 float scalar that orders the ops on it (each write gives a new flow; a read takes one).
-Every other op takes the handle first and sits on its device. As in TF1, the array is
-mutable: a write fills its index (writing an index twice is an error, except into a
-gradient array, where writes add up), `clear_after_read` frees an element once read, and a
-`dynamic_size` array grows to fit. TensorArrayGradV3 gives the gradient array of the
-handle's array for a `source` (one per gradient computation), made on first use, with the
-same size and element shape.
+Every other op takes the handle first and sits on its device. The array is mutable, as
+in TF1; what a write, a read and an unwritten element do is TensorFlow 2.21's: a write
+to an index written before replaces it (into a gradient array, where several gradients
+meet, it adds), a read leaves the element (`clear_after_read` is accepted), an unwritten
+element reads as zeros of the element shape, and a `dynamic_size` array grows to fit a
+write past its end. TensorArrayGradV3 gives the gradient array of the handle's array for
+a `source` (one per gradient computation), made on first use, with the same size and
+element shape.
 """
 
 import threading
@@ -22,14 +24,11 @@ from tensorgrid.ops.registry import register
 class TensorArrayState:
     """The array behind a handle: its elements, and the gradient arrays made from it."""
 
-    def __init__(self, name, dtype, size, dynamic_size, clear_after_read, element_shape, identical=True,
-                 aggregate=False):
+    def __init__(self, name, dtype, size, dynamic_size, element_shape, identical=True, aggregate=False):
         self.name = name
         self.dtype = dtype
         self.items = [None] * size
-        self.read_once = set()  # indices cleared by a read (clear_after_read)
         self.dynamic_size = dynamic_size
-        self.clear_after_read = clear_after_read
         self.element_shape = element_shape  # TensorShape: known dims (merged with every write when identical)
         self.identical = identical
         self.aggregate = aggregate
@@ -64,15 +63,7 @@ class TensorArrayState:
             if self.identical:
                 self.element_shape = self.element_shape.merge_with(TensorShape(shape))
             old = self.items[index]
-            if old is not None or index in self.read_once:
-                if not self.aggregate:
-                    raise errors.InvalidArgumentError(
-                        None, None, f"{self.where(op)}: could not write to index {index} because it has already "
-                        "been written to")
-                if old is not None:
-                    value = old + value
-            self.items[index] = value
-            self.read_once.discard(index)
+            self.items[index] = value if old is None or not self.aggregate else old + value
 
     def read(self, index, op, xp):
         with self.lock:
@@ -82,24 +73,19 @@ class TensorArrayState:
                     None, None, f"{self.where(op)}: tried to read from index {index} but array size is: "
                     f"{len(self.items)}")
             value = self.items[index]
-            if value is None:
-                if index in self.read_once:
-                    raise errors.InvalidArgumentError(
-                        None, None, f"{self.where(op)}: could not read index {index} twice because it was cleared "
-                        "after a previous read (perhaps try setting clear_after_read = false?)")
-                return self._zeros(index, op, xp)
-            if self.clear_after_read and not self.aggregate:
-                self.items[index] = None
-                self.read_once.add(index)
-            return value
+            return self._zeros(index, op, xp) if value is None else value
 
     def _zeros(self, index, op, xp):
-        """An element never written: zeros when its shape is known (a gradient nothing reached)."""
-        if not self.element_shape.is_fully_defined():
-            raise errors.InvalidArgumentError(
-                None, None, f"{self.where(op)}: could not read from index {index} because it has not yet been "
-                f"written to, and the element shape {self.element_shape} is not fully known")
-        return xp.zeros(self.element_shape.as_tuple(), dtype=self.dtype.as_numpy_dtype)
+        """An element never written: zeros of the element shape, known from the attr or a written element."""
+        shape = self.element_shape
+        if not shape.is_fully_defined():
+            written = next((v for v in self.items if v is not None), None)
+            if written is None:
+                raise errors.InvalidArgumentError(
+                    None, None, f"{self.where(op)}: could not read from index {index} because it has not yet "
+                    f"been written to, and the element shape {self.element_shape} is not fully known")
+            shape = TensorShape(written.shape)
+        return xp.zeros(shape.as_tuple(), dtype=self.dtype.as_numpy_dtype)
 
     def size(self):
         with self.lock:
@@ -125,8 +111,7 @@ def _create_kernel(node):
     name = node.attr("tensor_array_name") or node.name
 
     def create(size):
-        state = TensorArrayState(name, dtype, int(size), bool(node.attr("dynamic_size", False)),
-                                 bool(node.attr("clear_after_read", True)), shape,
+        state = TensorArrayState(name, dtype, int(size), bool(node.attr("dynamic_size", False)), shape,
                                  bool(node.attr("identical_element_shapes", True)))
         return state, np.float32(0)
     return create
@@ -149,7 +134,7 @@ def _grad_kernel(node):
             g = state.grads.get(source)
             if g is None:
                 g = state.grads[source] = TensorArrayState(
-                    f"{state.name}@{source}", state.dtype, len(state.items), state.dynamic_size, False,
+                    f"{state.name}@{source}", state.dtype, len(state.items), state.dynamic_size,
                     state.element_shape, state.identical, aggregate=True)
         return g, flow
     return grad
