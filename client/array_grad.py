@@ -277,6 +277,11 @@ def _reverse_grad(op, grad):
     return [ao.reverse(grad, op.inputs[1]), None]
 
 
+@registry.register_gradient("ReverseSequence")
+def _reverse_sequence_grad(op, grad):
+    return [ao.reverse_sequence(grad, op.inputs[1], op.get_attr("seq_dim"), op.get_attr("batch_dim")), None]
+
+
 @registry.register_gradient("BooleanMask")
 def _boolean_mask_grad(op, grad):
     x, mask = op.inputs

@@ -25,7 +25,7 @@ __all__ = ["constant", "placeholder", "placeholder_with_default", "identity", "s
            "slice", "strided_slice", "slice_helper", "newaxis", "gather", "gather_nd", "scatter_nd",
            "unsorted_segment_sum", "unique", "dynamic_partition", "dynamic_stitch", "tile", "pad", "broadcast_to", "shape", "size", "rank",
            "cast", "to_float", "to_double", "to_int32", "to_int64", "clip_by_value",
-           "reverse", "reverse_v2", "boolean_mask", "invert_permutation"]
+           "reverse", "reverse_v2", "reverse_sequence", "sequence_mask", "boolean_mask", "invert_permutation"]
 
 newaxis = None
 
@@ -512,6 +512,29 @@ def reverse(tensor, axis, name=None):
 
 
 reverse_v2 = reverse
+
+
+def reverse_sequence(input, seq_lengths, seq_axis=None, batch_axis=None, name=None, seq_dim=None,  # noqa: A002
+                     batch_dim=None):
+    """`input` with the first seq_lengths[b] steps (along seq_axis) of batch entry b reversed."""
+    seq_axis = seq_axis if seq_axis is not None else seq_dim
+    batch_axis = batch_axis if batch_axis is not None else (batch_dim or 0)
+    if seq_axis is None:
+        raise ValueError("reverse_sequence needs seq_axis")
+    return apply_op("ReverseSequence", [input, convert_to_tensor(seq_lengths, dtype_hint=dtypes.int64)],
+                    {"seq_dim": int(seq_axis), "batch_dim": int(batch_axis)}, name=name or "ReverseSequence")
+
+
+def sequence_mask(lengths, maxlen=None, dtype=dtypes.bool_, name=None):
+    """mask[..., j] = j < lengths[...], for j below maxlen (by default the largest length)."""
+    from tensorgrid.client import math_ops, scopes
+    with scopes.name_scope(name, "SequenceMask"):
+        lengths = convert_to_tensor(lengths)
+        if maxlen is None:
+            maxlen = math_ops.reduce_max(lengths)
+        maxlen = cast(convert_to_tensor(maxlen), lengths.dtype)
+        mask = math_ops.less(range(0, maxlen, 1, dtype=lengths.dtype), expand_dims(lengths, -1))
+        return mask if dtypes.as_dtype(dtype) == dtypes.bool_ else cast(mask, dtype)
 
 
 def boolean_mask(tensor, mask, name="boolean_mask", axis=None):

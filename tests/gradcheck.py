@@ -6,7 +6,8 @@ import tensorgrid as tg
 
 
 def numeric_and_symbolic(fn, arrays, eps=1e-6, seed=0):
-    """(symbolic, numeric) gradients of sum(w * fn(*x)) w.r.t. each float64 input."""
+    """(symbolic, numeric) gradients of sum(w * fn(*x)) w.r.t. each float64 input; variables fn makes
+    (an RNN cell's weights) start from their initializers."""
     arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
     g = tg.Graph()
     with g.as_default():
@@ -14,7 +15,9 @@ def numeric_and_symbolic(fn, arrays, eps=1e-6, seed=0):
         out = fn(*phs)
         outs = out if isinstance(out, (list, tuple)) else [out]
         rng = np.random.RandomState(seed)
+        init = tg.compat.v1.global_variables_initializer()
         with tg.Session(graph=g) as sess:
+            sess.run(init)
             shapes = [np.shape(v) for v in sess.run(outs, dict(zip(phs, arrays)))]
         weights = [rng.uniform(0.5, 1.5, s) for s in shapes]
         loss = tg.add_n([tg.reduce_sum(o * tg.constant(w, tg.float64)) for o, w in zip(outs, weights)]) \
@@ -22,6 +25,7 @@ def numeric_and_symbolic(fn, arrays, eps=1e-6, seed=0):
         # an IndexedSlices gradient (gather's) is compared as the dense tensor it stands for
         grads = [None if gr is None else tg.convert_to_tensor(gr) for gr in tg.gradients(loss, phs)]
         with tg.Session(graph=g) as sess:
+            sess.run(init)
             feed = dict(zip(phs, arrays))
             symbolic = [None if gr is None else sess.run(gr, feed) for gr in grads]
             numeric = []

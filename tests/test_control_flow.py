@@ -13,6 +13,7 @@ import pytest
 import tensorgrid as tg
 from conftest import run_with
 from gradcheck import check_gradients, numeric_and_symbolic
+from tf_reference import tensorflow_v1
 from waiting import poll, run_in_thread
 from tensorgrid.framework import errors
 
@@ -694,12 +695,10 @@ def _newton_program(m, value):
 
 
 def test_a_while_loop_program_agrees_with_tensorflow():
-    tfm = pytest.importorskip("tensorflow").compat.v1
-    tfm.disable_eager_execution()
-    tfm.experimental.output_all_intermediates(True)  # TF's own while gradient needs it in graph mode
     tf.disable_eager_execution()
-    for value in (np.array([2.0, 9.0, 0.25]), np.array([400.0, 30.0, 5.0])):
-        ours, theirs = _newton_program(tf, value), _newton_program(tfm, value)
-        assert int(ours[0]) == int(theirs[0])
-        for a, b in zip(ours[1:], theirs[1:]):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with tensorflow_v1() as tfm:
+        for value in (np.array([2.0, 9.0, 0.25]), np.array([400.0, 30.0, 5.0])):
+            ours, theirs = _newton_program(tf, value), _newton_program(tfm, value)
+            assert int(ours[0]) == int(theirs[0])
+            for a, b in zip(ours[1:], theirs[1:]):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

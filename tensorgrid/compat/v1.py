@@ -57,6 +57,11 @@ for _new, _old in [
 nn = _types.ModuleType("tensorgrid.compat.v1.nn", _nn_ops.__doc__)
 nn.__dict__.update({k: getattr(_nn_ops, k) for k in _nn_ops.__all__})
 nn.__dict__.update(_nn_ops.compat_v1)
+# TF1's recurrent networks: tf.nn.rnn_cell.* and tf.nn.dynamic_rnn / static_rnn / bidirectional_dynamic_rnn.
+from tensorgrid.client import rnn as _rnn, rnn_cell as _rnn_cell  # noqa: E402
+nn.rnn_cell = _types.ModuleType("tensorgrid.compat.v1.nn.rnn_cell", _rnn_cell.__doc__)
+nn.rnn_cell.__dict__.update({k: getattr(_rnn_cell, k) for k in _rnn_cell.__all__})
+nn.__dict__.update({k: getattr(_rnn, k) for k in _rnn.__all__})
 
 # TF1's tf.summary (graph summary ops, FileWriter) and the summary protos TF1 programs build by hand.
 from tensorgrid.client import summary as _summary  # noqa: E402

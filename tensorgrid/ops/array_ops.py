@@ -1218,6 +1218,42 @@ def _reverse_kernel(node):
 
 register("ReverseV2", _infer_reverse, _reverse_kernel, doc="Its input with the dims in `axis` reversed.")
 
+
+def _infer_reverse_sequence(ctx):
+    shape = ctx.input_shapes[0]
+    if shape is not None:
+        for key in ("seq_dim", "batch_dim"):
+            axis = ctx.attr(key, 0)
+            if not -len(shape) <= axis < len(shape):
+                raise ctx.error(f"{key} {axis} is out of range for an input of rank {len(shape)}")
+    return _identity_spec(ctx)
+
+
+def _reverse_sequence_kernel(node):
+    xp = node.xp
+    seq_dim, batch_dim = node.attr("seq_dim"), node.attr("batch_dim", 0)
+
+    def reverse_sequence(x, lengths):
+        x = xp.asarray(x)
+        lengths = np.asarray(lengths).reshape(-1)
+        if len(lengths) != x.shape[batch_dim]:
+            raise _invalid(f"{len(lengths)} lengths for a batch of {x.shape[batch_dim]}")
+        if (lengths > x.shape[seq_dim]).any() or (lengths < 0).any():
+            raise _invalid(f"lengths {lengths.tolist()} must lie in [0, {x.shape[seq_dim]}]")
+        out = x.copy()
+        for b, n in enumerate(lengths):
+            src = [slice(None)] * x.ndim
+            src[batch_dim], src[seq_dim] = b, slice(int(n) - 1, None, -1) if n else slice(0, 0)
+            dst = list(src)
+            dst[seq_dim] = slice(0, int(n))
+            out[tuple(dst)] = x[tuple(src)]
+        return out
+    return reverse_sequence
+
+
+register("ReverseSequence", _infer_reverse_sequence, _reverse_sequence_kernel,
+         doc="Each batch entry (along attr batch_dim) with its first lengths[b] steps along attr seq_dim reversed.")
+
 # ---- shapes and casts ------------------------------------------------------------------------------
 
 
