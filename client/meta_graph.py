@@ -4,8 +4,9 @@
 graph and refills its collections, so a program reloaded in a fresh process
 finds its variables, global step, train op and its own collections by name.
 Collections are written as TF writes them: the variable collections as
-VariableDefs, tensors and operations by name, numbers and strings as
-values (CollectionDef in the .proto). A collection holding anything else
+VariableDefs and "savers" as SaverDefs (any collection can be given its
+proto with register_proto_function), tensors and operations by name,
+numbers and strings as values (CollectionDef in the .proto). A collection holding anything else
 (a Python object, a mix of kinds) is left out with a warning, as TF does;
 tensorgrid's own collections (names starting "__") are left out silently.
 """
@@ -52,6 +53,36 @@ def _prefix(name, scope):
 
 # ---- collections ------------------------------------------------------------------------------
 
+_PROTO_FUNCTIONS = {}   # collection key -> (to_proto, from_proto); see register_proto_function
+
+
+def register_proto_function(collection_name, to_proto, from_proto):
+    """Makes collection `collection_name` travel as serialized protos (a bytes_list), as TF's
+    ops.register_proto_function: to_proto(item, export_scope) gives a message (None leaves the item
+    out), from_proto(serialized bytes, import_scope) the item again, in the default graph."""
+    _PROTO_FUNCTIONS[collection_name] = (to_proto, from_proto)
+
+
+def _variable_to_proto(v, scope):
+    return v.to_proto(scope) if isinstance(v, variables_lib.Variable) and _in_scope(v._op_name(), scope) else None
+
+
+def _variable_from_proto(raw, scope):
+    """The Variable a VariableDef names: the one an earlier collection of this import made, or a new one."""
+    vd = _pb2().VariableDef.FromString(raw)
+    name = _prefix(vd.variable_name, scope)
+    g = graph_lib.get_default_graph()
+    for key in VARIABLE_COLLECTIONS:
+        for v in g.get_collection(key):
+            if isinstance(v, variables_lib.Variable) and v.handle.name == name:
+                return v
+    return variables_lib.Variable.from_proto(vd, scope)
+
+
+for _key in VARIABLE_COLLECTIONS:
+    register_proto_function(_key, _variable_to_proto, _variable_from_proto)
+
+
 def _item_kind(item):
     if isinstance(item, variables_lib.Variable):
         return "variable"
@@ -69,14 +100,16 @@ def _item_kind(item):
 def _collection_def(key, items, scope):
     """The CollectionDef of collection `key`, or None when its items cannot be serialized."""
     cd = _pb2().CollectionDef()
+    if key in _PROTO_FUNCTIONS:
+        to_proto = _PROTO_FUNCTIONS[key][0]
+        protos = [to_proto(x, scope) for x in items]
+        cd.bytes_list.value.extend(p.SerializeToString() for p in protos if p is not None)
+        return cd
     kinds = {_item_kind(x) for x in items}
     if len(kinds) != 1 or None in kinds:
         return None
     kind = kinds.pop()
-    if kind == "variable" and key in VARIABLE_COLLECTIONS:
-        cd.bytes_list.value.extend(v.to_proto(scope).SerializeToString() for v in items
-                                   if _in_scope(v._op_name(), scope))
-    elif kind in ("variable", "node"):
+    if kind in ("variable", "node"):
         names = [x.handle.name if kind == "variable" else x.name for x in items]
         cd.node_list.value.extend(_strip(n, scope) for n in names if _in_scope(n, scope))
     elif kind == "int64":
@@ -105,22 +138,13 @@ def _add_collections(meta, graph, collection_list, scope):
 
 
 def _restore_collections(meta, graph, scope):
-    """Refills `graph`'s collections from `meta`; returns {variable handle name: Variable}."""
-    pb2 = _pb2()
-    variables = {}
-
-    def variable(raw):
-        vd = pb2.VariableDef.FromString(raw)
-        name = _prefix(vd.variable_name, scope)
-        if name not in variables:
-            variables[name] = variables_lib.Variable.from_proto(vd, scope)
-        return variables[name]
-
+    """Refills `graph`'s collections from `meta` (`graph` is the default graph)."""
     for key in sorted(meta.collection_def):
         cd = meta.collection_def[key]
         kind = cd.WhichOneof("kind")
-        if kind == "bytes_list" and key in VARIABLE_COLLECTIONS:
-            items = [variable(raw) for raw in cd.bytes_list.value]
+        if kind == "bytes_list" and key in _PROTO_FUNCTIONS:
+            from_proto = _PROTO_FUNCTIONS[key][1]
+            items = [from_proto(raw, scope) for raw in cd.bytes_list.value]
         elif kind == "node_list":
             items = [graph.as_graph_element(_prefix(n, scope)) for n in cd.node_list.value]
         elif kind == "bytes_list":
@@ -134,7 +158,6 @@ def _restore_collections(meta, graph, scope):
             continue
         ref = graph.get_collection_ref(key)
         ref.extend(x for x in items if not any(x is y for y in ref))
-    return variables
 
 
 def _text(b):

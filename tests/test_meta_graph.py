@@ -201,3 +201,23 @@ def test_import_of_a_missing_or_corrupt_file(tmp_path):
         (tmp_path / "bad.meta").write_bytes(b"\xff\xfe\x00garbage")
         with pytest.raises(tg.errors.DataLossError, match="bad.meta"):
             v1.train.import_meta_graph(str(tmp_path / "bad.meta"))
+
+
+def test_the_savers_collection_travels_as_saver_defs(tmp_path):
+    g = tg.Graph()
+    with g.as_default():
+        tg.Variable([1.0, 2.0], name="v")
+        saver = tg.train.Saver()
+        tg.add_to_collection(tg.GraphKeys.SAVERS, saver)
+        meta = v1.train.export_meta_graph()
+    raw = meta.collection_def["savers"].bytes_list.value
+    assert [meta_graph_pb2.SaverDef.FromString(r).restore_op_name for r in raw] == ["save/restore_all"]
+    g2 = tg.Graph()
+    with g2.as_default():
+        v1.train.import_meta_graph(meta, import_scope="imp")
+        (restored,) = tg.get_collection(tg.GraphKeys.SAVERS)
+        assert restored.as_saver_def().restore_op_name == "imp/save/restore_all"
+        with tg.Session() as sess:
+            sess.run(tg.global_variables_initializer())
+            path = restored.save(sess, str(tmp_path / "m"), write_meta_graph=False)
+            assert tg.train.load_checkpoint(path).get_variable_to_shape_map() == {"v": [2]}

@@ -42,6 +42,7 @@ from tensorgrid.client import array_ops, context
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import variables as variables_lib
 from tensorgrid.client.graph import get_default_graph
+from tensorgrid.client import meta_graph
 from tensorgrid.client.meta_graph import export_meta_graph
 from tensorgrid.framework import dtypes, errors
 
@@ -339,6 +340,25 @@ class Saver:
                                        keep_checkpoint_every_n_hours=self._keep_hours,
                                        version=meta_graph_pb2.SaverDef.V2)
 
+    def to_proto(self, export_scope=None):
+        """This Saver's SaverDef with names relative to export_scope (None when its ops lie outside it)."""
+        saver_def = self.as_saver_def()
+        if export_scope:
+            if not saver_def.restore_op_name.startswith(export_scope + "/"):
+                return None
+            saver_def.restore_op_name = saver_def.restore_op_name[len(export_scope) + 1:]
+        return saver_def
+
+    @staticmethod
+    def from_proto(saver_def, import_scope=None):
+        """The Saver whose ops `saver_def` names in the default graph (under import_scope, if given)."""
+        if import_scope:
+            scoped = type(saver_def)()
+            scoped.CopyFrom(saver_def)
+            scoped.restore_op_name = f"{import_scope}/{saver_def.restore_op_name}"
+            saver_def = scoped
+        return Saver(saver_def=saver_def)
+
     @property
     def last_checkpoints(self):
         """The prefixes of the checkpoints this Saver keeps, oldest first."""
@@ -383,7 +403,6 @@ class Saver:
                           clear_devices=False, clear_extraneous_savers=False, strip_default_attrs=False,
                           save_debug_info=False, graph=None):
         """tg.train.export_meta_graph of the (default) graph with this Saver's SaverDef."""
-        from tensorgrid.client import meta_graph
         return meta_graph.export_meta_graph(filename, saver_def=self.as_saver_def(),
                                             collection_list=collection_list, as_text=as_text,
                                             graph=graph or self._restore_op.graph, export_scope=export_scope,
@@ -422,14 +441,18 @@ def import_meta_graph(meta_graph_or_file, clear_devices=False, import_scope=None
     Returns the Saver that restores its variables (the one whose SaverDef the meta graph holds, else a
     new Saver of its variables), or None when it has no variables.
     """
-    from tensorgrid.client import meta_graph
     meta, scope = meta_graph.import_scoped_meta_graph(meta_graph_or_file, clear_devices, import_scope)
     if meta.HasField("saver_def"):
-        saver_def = type(meta.saver_def)()
-        saver_def.CopyFrom(meta.saver_def)
-        if scope:
-            saver_def.restore_op_name = f"{scope}/{saver_def.restore_op_name}"
-        return Saver(saver_def=saver_def)
+        return Saver.from_proto(meta.saver_def, scope)
     if variables_lib.global_variables():
         return Saver()
     return None
+
+
+def _saver_from_proto(raw, import_scope):
+    from tensorgrid.proto import meta_graph_pb2
+    return Saver.from_proto(meta_graph_pb2.SaverDef.FromString(raw), import_scope)
+
+
+meta_graph.register_proto_function(variables_lib.GraphKeys.SAVERS, lambda s, scope: s.to_proto(scope),
+                                   _saver_from_proto)
