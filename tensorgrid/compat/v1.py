@@ -69,6 +69,14 @@ summary = _summary.v1_namespace()
 Summary, Event, SessionLog = summary.Summary, summary.Event, summary.SessionLog
 HistogramProto = _summary.protos().HistogramProto
 
+def _app_run(main=None, argv=None):
+    """TF1's tf.app.run: calls main(argv) (default __main__.main, sys.argv) and exits with its result."""
+    main = main or _sys.modules["__main__"].main
+    _sys.exit(main(_sys.argv if argv is None else argv))
+
+
+app = _types.SimpleNamespace(run=_app_run)
+
 # TF1's tf.layers and tf.losses (TF2's are Keras's).
 from tensorgrid.client import layers, losses  # noqa: E402,F401
 
