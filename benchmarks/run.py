@@ -9,6 +9,10 @@ two worker processes: tensorgrid's master + 2 workers, or TensorFlow's two
 `tf.distribute.Server` processes (default session config). W2 runs twice
 for tensorgrid: with the same-host shared-memory path (the default) and with
 it switched off (TENSORGRID_TRANSPORT=tcp, the cross-host path over loopback).
+W1 also runs side by side on a second cluster whose master and workers
+serve --metrics-port and the master --dashboard-port, while a scraper
+process reads every /metrics once a second and follows the dashboard's
+event stream: the cost of observability on the step path, in one run.
 """
 
 import argparse
@@ -40,6 +44,37 @@ def _summary(name, system, samples):
 
 # ---- children: one system each -------------------------------------------------------------
 
+# Scrapes every /metrics URL once a second and reads the dashboard's event stream, until killed.
+_SCRAPER = """
+import sys, threading, time, urllib.request
+def follow(url):
+    with urllib.request.urlopen(url) as r:
+        for _ in r:
+            pass
+threading.Thread(target=follow, args=(sys.argv[1],), daemon=True).start()
+while True:
+    for url in sys.argv[2:]:
+        urllib.request.urlopen(url).read()
+    time.sleep(1.0)
+"""
+
+
+def _w1_observed(tf, plain_target, devs):
+    """W1 with observability on and off, side by side (workloads.w1_observed) against a second cluster."""
+    from benchmarks import workloads as wl
+    from tensorgrid.runtime.cluster import LocalCluster
+    with LocalCluster(num_workers=2, extra_master_args=["--metrics-port", "0", "--dashboard-port", "0"],
+                      extra_worker_args=["--metrics-port", "0"]) as observed:
+        ports = [observed.master.info["metrics_port"]] + [observed.worker_info(i)["metrics_port"] for i in range(2)]
+        scraper = subprocess.Popen([sys.executable, "-c", _SCRAPER, observed.dashboard_url + "api/events",
+                                    *[f"http://127.0.0.1:{p}/metrics" for p in ports]])
+        try:
+            return wl.w1_observed(tf, plain_target, observed.target, devs)
+        finally:
+            scraper.kill()
+            scraper.wait()
+
+
 def _child_tensorgrid(workloads, transport):
     import tensorgrid.compat.v1 as tf
     from benchmarks import workloads as wl
@@ -55,6 +90,8 @@ def _child_tensorgrid(workloads, transport):
                                                               worker_devices=devs)}
             else:
                 yield wl.ALL[w](tf, cluster.target, devs)
+            if w == "W1" and not transport:
+                yield _w1_observed(tf, cluster.target, devs)
 
 
 def _child_tensorflow(workloads):
@@ -159,20 +196,24 @@ def _report(results):
     tg = results.get("tensorgrid", {})
     tf = results.get("tensorflow", {})
     rows = []
-    print(f"\n{'workload':<34}{'tensorgrid median':>18}{'p10':>10}{'p90':>10}{'TF median':>12}{'ratio':>8}")
+    print(f"\n{'workload':<42}{'tensorgrid median':>18}{'p10':>10}{'p90':>10}{'TF median':>12}{'ratio':>8}")
     for name, samples in tg.items():
         s = _summary(name, "tensorgrid", samples)
         rows.append(s)
-        base = name.replace(" (tcp, no shm)", "")
+        base = name.replace(" (tcp, no shm)", "").split(" (")[0]
         tfs = _summary(base, "tensorflow", tf[base]) if base in tf else None
         ratio = f"{s['median_s'] / tfs['median_s']:.2f}x" if tfs else "-"
         extra = ""
         if name.startswith("W2"):
             extra = f"  ({64 * 2**20 / s['median_s'] / 1e9:.2f} GB/s)"
-        print(f"{name:<34}{s['median_s'] * 1e3:>15.3f} ms{s['p10_s'] * 1e3:>10.3f}{s['p90_s'] * 1e3:>10.3f}"
+        print(f"{name:<42}{s['median_s'] * 1e3:>15.3f} ms{s['p10_s'] * 1e3:>10.3f}{s['p90_s'] * 1e3:>10.3f}"
               f"{(tfs['median_s'] * 1e3 if tfs else float('nan')):>12.3f}{ratio:>8}{extra}")
     for name, samples in tf.items():
         rows.append(_summary(name, "tensorflow", samples))
+    on, off = tg.get("W1 step latency (metrics+dashboard on)"), tg.get("W1 step latency (observability off)")
+    if on and off:
+        print(f"\nW1 with metrics and dashboard on / off, side by side: "
+              f"{statistics.median(on) / statistics.median(off):.3f}x")
     print()
     for r in rows:
         print(json.dumps(r))

@@ -22,8 +22,8 @@ def _timed(fn, n, warmup):
     return out
 
 
-def w1_step_latency(tf, target, devs, n=300, warmup=30):
-    """W1: a = x + 1 on worker 0, b = a * 2 on worker 1, x a fed 1-element float32."""
+def _w1_graph(tf, devs):
+    """W1's graph: (graph, x, b) with a = x + 1 on worker 0, b = a * 2 on worker 1."""
     g = tf.Graph()
     with g.as_default():
         with tf.device(devs[0]):
@@ -31,10 +31,37 @@ def w1_step_latency(tf, target, devs, n=300, warmup=30):
             a = x + 1.0
         with tf.device(devs[1]):
             b = a * 2.0
-        with tf.Session(target, graph=g) as sess:
-            feed = {x: np.ones(1, np.float32)}
-            assert sess.run(b, feed)[0] == 4.0
-            return {"W1 step latency": _timed(lambda: sess.run(b, feed), n, warmup)}
+    return g, x, b
+
+
+def w1_step_latency(tf, target, devs, n=300, warmup=30):
+    """W1: a = x + 1 on worker 0, b = a * 2 on worker 1, x a fed 1-element float32."""
+    g, x, b = _w1_graph(tf, devs)
+    with tf.Session(target, graph=g) as sess:
+        feed = {x: np.ones(1, np.float32)}
+        assert sess.run(b, feed)[0] == 4.0
+        return {"W1 step latency": _timed(lambda: sess.run(b, feed), n, warmup)}
+
+
+def w1_observed(tf, plain_target, observed_target, devs, rounds=10, n=60, warmup=30):
+    """W1 on two clusters side by side, one serving metrics and the dashboard (scraped and watched
+    meanwhile), the other not: blocks of n runs alternate between them, so load on the machine hits both."""
+    sessions = []
+    for target in (plain_target, observed_target):
+        g, x, b = _w1_graph(tf, devs)
+        sess = tf.Session(target, graph=g)
+        feed = {x: np.ones(1, np.float32)}
+        assert sess.run(b, feed)[0] == 4.0
+        sessions.append((sess, b, feed))
+    out = {"W1 step latency (observability off)": [], "W1 step latency (metrics+dashboard on)": []}
+    try:
+        for _ in range(rounds):
+            for (sess, b, feed), name in zip(sessions, out):
+                out[name] += _timed(lambda: sess.run(b, feed), n, warmup // rounds + 1)
+    finally:
+        for sess, *_ in sessions:
+            sess.close()
+    return out
 
 
 def w2_transfer(tf, target, devs, n=20, warmup=3, mib=64):

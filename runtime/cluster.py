@@ -173,6 +173,16 @@ class LocalCluster:
         """The tg.Session target of this cluster: 'grpc://host:port'."""
         return f"grpc://{self.master_address}"
 
+    @property
+    def dashboard_url(self):
+        """The master's dashboard (started with extra_master_args --dashboard-port), with the token to log
+        in with when there is one; "" when it serves none."""
+        port = self.master.info.get("dashboard_port")
+        if port is None:
+            return ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}/" + (f"?token={self.token}" if self.token else "")
+
     def worker_info(self, i, job="worker"):
         """What task i wrote once registered: port, address, data_address, step_address, job, task, pid,
         incarnation."""

@@ -30,6 +30,7 @@ import threading
 import time
 
 from tensorgrid.framework import device_spec, errors
+from tensorgrid.observability import step_observer
 from tensorgrid.ops import registry
 from tensorgrid.proto import config_pb2, convert
 from tensorgrid.runtime import plan as plan_lib
@@ -101,6 +102,7 @@ class _PlanEntry:
                 self.feeds_for.setdefault(w, set()).add(name)
         self.epoch = None               # (incarnation, data address) of each worker when registered
         self.handles = {}               # worker key -> graph handle
+        self.signature = ""             # the observer's id of this step signature
 
 
 class _Session:
@@ -124,10 +126,11 @@ class _RunningStep:
     """A step in flight: the workers it runs on, their RunGraph futures, and its first (root) error."""
 
     __slots__ = ("step_id", "records", "futures", "error", "fallback", "lock", "aborted", "pending", "done",
-                 "session")
+                 "session", "started")
 
-    def __init__(self, step_id, records, session=None):
+    def __init__(self, step_id, records, session=None, started=0.0):
         self.step_id = step_id
+        self.started = started
         self.session = session          # the handle of the session that runs it
         self.records = records          # worker key -> WorkerRecord
         self.futures = {}
@@ -143,8 +146,10 @@ class Master:
     """Registry of workers, sessions and running steps, and the rules that tie them together."""
 
     def __init__(self, connect, heartbeat_timeout=10.0, heartbeat_interval=1.0, clock=time.monotonic,
-                 local_task=None):
+                 local_task=None, observer=None):
         self._connect = connect
+        # Step counters and recent history for --metrics-port and the dashboard (observability/step_observer.py).
+        self.observer = observer if observer is not None else step_observer.StepObserver(clock=clock)
         # (job, task) of the task this master runs in (tg.train.Server): unpinned nodes default to its CPU.
         self.local_task = local_task
         # A static cluster (runtime/static_cluster.py) whose tasks a step waits for before it is planned.
@@ -392,6 +397,16 @@ class Master:
     def run_step(self, handle, feeds, fetches, targets, timeout_ms=0, trace=False):
         """Runs one step; feeds: [(tensor name, tensor)]; returns ([(name, tensor)] in fetch order,
         a RunMetadata or None, step id)."""
+        record = self.observer.step_started(handle)
+        try:
+            result = self._run_step(record, handle, feeds, fetches, targets, timeout_ms, trace)
+        except BaseException as e:
+            self.observer.step_ended(record, e)
+            raise
+        self.observer.step_ended(record)
+        return result
+
+    def _run_step(self, record, handle, feeds, fetches, targets, timeout_ms, trace):
         sess = self._session(handle)
         feed_names = tuple(sorted(name for name, _ in feeds))
         if len(set(feed_names)) != len(feed_names):
@@ -406,7 +421,10 @@ class Master:
                 key = (sess.version, self._device_epoch) + key[2:]
             entry = self._plan(sess, key)
         records = self._registered(sess, entry)
-        step = _RunningStep(next(self._step_ids), records, handle)
+        step = _RunningStep(next(self._step_ids), records, handle, self._clock())
+        record.signature, record.step_id = entry.signature, step.step_id
+        # the dashboard's timeline samples a traced step now and then; the client gets metadata only if it asked
+        traced = trace or self.observer.wants_trace(entry.signature)
         sess.steps_run += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("step %d of session %s on %s", step.step_id, handle, [records[k].name for k in entry.workers])
@@ -422,7 +440,7 @@ class Master:
                 wfeeds = [(n, feed_of[n]) for n in entry.feeds_for.get(wkey, ())]
                 remaining = 0 if deadline is None else max(1, int((deadline - self._clock()) * 1000))
                 try:
-                    fut = rec.client.run_graph(entry.handles[wkey], step.step_id, wfeeds, trace, remaining)
+                    fut = rec.client.run_graph(entry.handles[wkey], step.step_id, wfeeds, traced, remaining)
                 except errors.OpError as e:
                     self._fail(step, e, wkey)
                     break
@@ -432,7 +450,10 @@ class Master:
         finally:
             with self._lock:
                 self._steps.pop(step.step_id, None)
-        return self._collect(step, entry, fetches, results, trace)
+        out, metadata, step_id = self._collect(step, entry, fetches, results, traced)
+        if traced:
+            self.observer.traced(entry.signature, step_id, metadata.step_stats)
+        return out, metadata if trace else None, step_id
 
     def _wait_for_tasks(self, sess, feeds, fetches, targets, deadline):
         """Waits for the tasks of the static cluster that this step's nodes name and that were never up."""
@@ -457,6 +478,7 @@ class Master:
                                       default_device=self._default_device(devices, self.local_task),
                                       allow_soft_placement=sess.soft_placement, known_ops=registry.OPS)
             entry = _PlanEntry(plan, {d: owners[d].key for d in plan.partitions})
+            entry.signature = self.observer.planned(sess.handle, feeds, fetches, targets, plan.partitions)
             stale = [k for k in sess.plans if k[1] != key[1]]
             self._retire(sess, list(sess.plans) if len(sess.plans) >= MAX_PLANS_PER_SESSION else stale)
             sess.plans[key] = entry
@@ -531,6 +553,7 @@ class Master:
         return records
 
     def _on_done(self, step, key, fut):
+        self.observer.run_graph_done(step.records[key].name, self._clock() - step.started)
         if not fut.cancelled():
             err = fut.exception()
             if err is not None:
@@ -601,6 +624,16 @@ class Master:
         return out, metadata, step.step_id
 
     # ---- status ----------------------------------------------------------------------------------------
+    def worker_ages(self):
+        """[(WorkerRecord, seconds since its last heartbeat)] by job and task, without asking any worker."""
+        now = self._clock()
+        return [(r, now - r.last_heartbeat) for r in sorted(self.workers(), key=lambda r: r.key)]
+
+    def sessions(self):
+        """[(handle, graph nodes, cached plans, steps run)] of the open sessions, without asking any worker."""
+        with self._lock:
+            return [(s.handle, len(s.graph), len(s.plans), s.steps_run) for s in self._sessions.values()]
+
     def cluster_status(self):
         """Workers (with their live step-table sizes), sessions and steps in flight, as plain dicts."""
         now = self._clock()

@@ -1,4 +1,4 @@
-"""The `tensorgrid` command: master, worker, local, status, health and demo (SPEC section 6).
+"""The `tensorgrid` command: master, worker, local, status, health, dashboard and demo (SPEC section 6).
 
 Every command has --help, exits non-zero with a one-line reason on bad
 arguments or an unreachable master (no traceback), and stops cleanly on
@@ -96,6 +96,19 @@ def _add_common(p, server=True):
         p.add_argument("--tls-key", help="PEM private key of --tls-cert")
 
 
+def _add_observability(p, dashboard=False):
+    p.add_argument("--metrics-port", type=_port,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port; default: off); "
+                        "with a token, scrapers send 'Authorization: Bearer <token>'")
+    if dashboard:
+        p.add_argument("--dashboard-port", type=_port,
+                       help="serve the web dashboard at http://HOST:PORT/ (8265 is customary; 0 picks a port; "
+                            "default: off); with a token, open /?token=<token> once")
+        p.add_argument("--history-dir",
+                       help="keep the dashboard's last steps, errors, graphs and traces in this folder, for "
+                            "`tensorgrid dashboard --from DIR` after the cluster is gone")
+
+
 def build_parser():
     parser = _Parser(prog="tensorgrid", description="tensorgrid: a distributed dataflow-graph runtime.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -106,6 +119,7 @@ def build_parser():
     p.add_argument("--port", type=_port, default=7070, help="port to listen on; 0 picks one (default: 7070)")
     p.add_argument("--heartbeat-timeout", type=_positive(float), default=10.0,
                    help="seconds without a heartbeat before a worker is marked dead (default: 10)")
+    _add_observability(p, dashboard=True)
     _add_common(p)
 
     p = sub.add_parser("worker", help="run a worker", description="Run a tensorgrid worker until Ctrl-C.")
@@ -123,6 +137,7 @@ def build_parser():
                    help="seconds between heartbeats (default: 1)")
     p.add_argument("--master-wait", type=float, default=10.0,
                    help="seconds to keep trying to reach the master at start (default: 10)")
+    _add_observability(p)
     _add_common(p)
 
     p = sub.add_parser("local", help="run a master and workers on this machine",
@@ -134,6 +149,9 @@ def build_parser():
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="how much the master and workers log into their log files (default: warning)")
     p.add_argument("--token-file", default=os.environ.get(TOKEN_FILE_ENV) or None, help=TOKEN_FILE_HELP)
+    p.add_argument("--dashboard-port", type=_port, default=8265,
+                   help="the master's web dashboard port; 0 picks one (default: 8265)")
+    p.add_argument("--history-dir", help="keep the dashboard's history here (see tensorgrid master --help)")
 
     p = sub.add_parser("status", help="show the cluster's workers, devices, health and sessions",
                        description="Print what the master knows about its cluster.")
@@ -143,8 +161,22 @@ def build_parser():
     p.add_argument("--cluster-spec", action="store_true",
                    help="print the live workers as a ClusterSpec in JSON ({job: [host:port, ...]}), for "
                         "tg.train.ClusterSpec(json.loads(...)) and tg.train.Server")
+    p.add_argument("--watch", nargs="?", type=_positive(float), const=2.0, metavar="SECONDS",
+                   help="refresh the status in place every SECONDS (default 2) until Ctrl-C")
+    p.add_argument("--stacks", action="store_true",
+                   help="print the Python stack of every thread of the master and of every live worker")
     p.add_argument("--timeout", type=_positive(float), default=10.0, help="seconds to wait for the master")
     _add_common(p, server=False)
+
+    p = sub.add_parser("dashboard", help="open a finished or crashed cluster's dashboard history",
+                       description="Serve the dashboard of a cluster that is gone, from the folder its master "
+                                   "kept with --history-dir: its last steps, errors, graphs and traces.")
+    p.add_argument("--from", dest="history", required=True, metavar="DIR", help="the master's --history-dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8265, help="port to listen on; 0 picks one (default: 8265)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="how much to log to stderr (default: warning)")
+    p.add_argument("--token-file", default=None, help="ask browsers for this token (default: none)")
 
     p = sub.add_parser("health", help="ask a master or a worker whether it serves (for probes)",
                        description="Ask one master or worker process whether it serves; exit 0 when it answers "
@@ -230,21 +262,32 @@ def _run_master(args):
                                                     heartbeat_timeout=args.heartbeat_timeout)
     except (OSError, ValueError) as e:
         raise _OneLineError(str(e)) from None
-    server.start()
     address = f"{args.host}:{port}"
+    from tensorgrid.observability import endpoints
+    try:
+        web = endpoints.serve_master(server.master, server.grpc_server, address, args.host, args.metrics_port,
+                                     args.dashboard_port, args.history_dir, _token(args), _tls(args))
+    except (OSError, ValueError) as e:
+        server.stop(None)
+        raise _OneLineError(str(e)) from None
+    server.start()
     stop = _stop_on_signal()
     if args.port_file:
         step_port = server.fast_server.port if server.fast_server is not None else 0
         write_port_file(args.port_file, {"port": port, "address": address, "step_port": step_port,
-                                         "pid": os.getpid()})
+                                         "pid": os.getpid(), **web.ports()})
     print(f"tensorgrid master listening on {address} (target grpc://{address})", flush=True)
+    for name in web.servers:
+        print(f"tensorgrid master {name}: {web.url(name, '/metrics' if name == 'metrics' else '/')}", flush=True)
     _wait_for(stop)
+    web.stop()
     server.stop(1.0).wait(3)
     _exit_now(0)
 
 
 def _run_worker(args):
     from tensorgrid.framework import errors
+    from tensorgrid.observability import endpoints
     from tensorgrid.worker import worker as worker_lib
     from tensorgrid.worker import worker_service
     try:
@@ -253,11 +296,13 @@ def _run_worker(args):
             args.master, host=args.host, port=args.port, advertise=args.advertise, job=args.job, task=args.task,
             devices=devices, allow_pickle=args.allow_pickle, token=_token(args), tls=_tls(args),
             heartbeat_interval=args.heartbeat_interval)
+        web = endpoints.serve_worker(proc, args.host, args.metrics_port, _token(args), _tls(args))
     except (OSError, ValueError) as e:
         raise _OneLineError(str(e)) from None
     try:
         proc.start(wait_s=args.master_wait)
     except errors.OpError as e:
+        web.stop()
         raise _OneLineError(e.message) from None
     name = proc.worker.task_name
     stop = _stop_on_signal()
@@ -265,10 +310,11 @@ def _run_worker(args):
         write_port_file(args.port_file, {"port": proc.port, "address": proc.address, "data_address": proc.data_address,
                                          "step_address": proc.link.step_address, "job": proc.worker.job,
                                          "task": proc.worker.task, "pid": os.getpid(),
-                                         "incarnation": proc.worker.incarnation})
+                                         "incarnation": proc.worker.incarnation, **web.ports()})
     print(f"tensorgrid worker {name} listening on {proc.address} (data {proc.data_address}), "
           f"master {args.master}", flush=True)
     _wait_for(stop)
+    web.stop()
     proc.stop()
     _exit_now(0)
 
@@ -278,13 +324,17 @@ def _run_local(args):
     try:
         token = _token(args)
         extra = ["--allow-pickle"] if args.allow_pickle else []
+        dashboard = ["--dashboard-port", str(args.dashboard_port)]
+        if args.history_dir:
+            dashboard += ["--history-dir", os.path.abspath(args.history_dir)]
         cluster = LocalCluster(num_workers=args.workers, token=token, host=args.host, master_port=args.port,
-                               extra_worker_args=extra, log_level=args.log_level)
+                               extra_worker_args=extra, log_level=args.log_level, extra_master_args=dashboard)
     except ClusterError as e:
         raise _OneLineError(str(e)) from None
     with cluster:
         stop = _stop_on_signal()
         print(f"tensorgrid local cluster: master and {args.workers} workers; target {cluster.target}", flush=True)
+        print(f"dashboard: {cluster.dashboard_url}", flush=True)
         print(f"logs in {cluster.log_dir}; press Ctrl-C to stop", flush=True)
         _wait_for(stop)
     return 0
@@ -296,6 +346,19 @@ def _run_status(args):
     from tensorgrid.proto import config_pb2
     tls = _tls(args)
     config = config_pb2.ConfigProto(token=_token(args) or "")
+    if args.stacks:
+        from tensorgrid.observability import service
+        try:
+            stacks = service.cluster_stacks(args.master, _token(args), tls if tls.enabled else None, args.timeout)
+        except errors.OpError as e:
+            raise _OneLineError(e.message.splitlines()[0]) from None
+        print(service.format_stacks(stacks))
+        return 0
+    if args.watch:
+        from tensorgrid.observability import watch
+        return watch.watch(lambda: remote.cluster_status(f"grpc://{args.master}", config, timeout=args.timeout,
+                                                         tls=tls if tls.enabled else None),
+                           lambda status: format_status(status, args.master), args.watch, _stop_on_signal())
     try:
         status = remote.cluster_status(f"grpc://{args.master}", config, timeout=args.timeout,
                                        tls=tls if tls.enabled else None)
@@ -389,13 +452,33 @@ def _run_health(args):
     return 0
 
 
+def _run_dashboard(args):
+    from tensorgrid.dashboard import history, server
+    from tensorgrid.framework import errors
+    from tensorgrid.observability import http_server
+    try:
+        view = history.RecordedView(args.history)
+        web = http_server.HttpServer(args.host, args.port, server.routes(view), _token(args), name="dashboard")
+    except errors.OpError as e:
+        raise _OneLineError(e.message) from None
+    except OSError as e:
+        raise _OneLineError(str(e)) from None
+    stop = _stop_on_signal()
+    web.start()
+    token = f"?token={_token(args)}" if args.token_file else ""
+    print(f"dashboard of {args.history} (recorded, not live): {web.url()}{token}; press Ctrl-C to stop", flush=True)
+    _wait_for(stop)
+    web.stop()
+    return 0
+
+
 def _run_demo(args):
     from tensorgrid import demo
     return demo.main(args.args)
 
 
 COMMANDS = {"master": _run_master, "worker": _run_worker, "local": _run_local, "status": _run_status,
-            "health": _run_health, "demo": _run_demo}
+            "health": _run_health, "dashboard": _run_dashboard, "demo": _run_demo}
 
 
 def main(argv=None):

@@ -7,7 +7,9 @@ workers through send/recv. With no --target the demo starts a local cluster
 of its own (a master, one ps and two worker processes). It prints a progress
 bar with the loss and the test accuracy, and writes the Chrome trace of one
 traced step (trace.json, open it in Perfetto) and a picture of the
-partitioned graph (partitions.svg) into --out.
+partitioned graph (partitions.svg) into --out. Its own cluster's master
+serves the live dashboard (the URL is printed) and keeps its history in
+<out>/dashboard, which `tensorgrid dashboard --from` opens afterwards.
 
 The model is written against the TF1 API so the benchmark suite (W5) runs
 the same code on TensorFlow.
@@ -131,6 +133,8 @@ def main(argv=None):
                                     "default: start a local cluster")
     p.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
     p.add_argument("--out", default="tensorgrid-demo", help="folder for trace.json and partitions.svg")
+    p.add_argument("--dashboard-port", type=int, default=0,
+                   help="port of the local cluster's dashboard (default 0: any free port; -1: none)")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be at least 1")
@@ -139,7 +143,13 @@ def main(argv=None):
     else:
         from tensorgrid.runtime.cluster import LocalCluster
         print("starting a local cluster: a master, /job:ps/task:0, /job:worker/task:0 and /job:worker/task:1")
-        with LocalCluster(num_workers=2, num_ps=1) as cluster:
+        history = os.path.join(args.out, "dashboard")
+        dashboard = [] if args.dashboard_port < 0 else ["--dashboard-port", str(args.dashboard_port),
+                                                        "--history-dir", os.path.abspath(history)]
+        with LocalCluster(num_workers=2, num_ps=1, extra_master_args=dashboard) as cluster:
+            if dashboard:
+                print(f"dashboard: {cluster.dashboard_url} (live while the demo trains; afterwards: "
+                      f"tensorgrid dashboard --from {history})", flush=True)
             accuracy = train(cluster.target, args.out, args.steps)
     return 0 if accuracy >= 0.95 else 1
 

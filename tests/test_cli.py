@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import tensorgrid as tg
 from tensorgrid.runtime.cluster import LocalCluster
 
 tf = tg.compat.v1
-COMMANDS = ["master", "worker", "local", "status", "health"]
+COMMANDS = ["master", "worker", "local", "status", "health", "dashboard"]
 
 
 def _cli(*args, timeout=60, **kw):
@@ -137,11 +138,16 @@ def test_status_lists_workers_devices_and_sessions():
 
 
 def test_local_prints_its_target_serves_and_stops_on_ctrl_c():
-    proc = _spawn("local", "--workers", "2", "--port", "0")
+    proc = _spawn("local", "--workers", "2", "--port", "0", "--dashboard-port", "0")
     try:
         line = _read_line(proc, 60)
         match = re.search(r"grpc://127\.0\.0\.1:\d+", line)
         assert match, line
+        # printed right after the target, so already in the pipe's buffer (select would not see it)
+        dashboard = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", proc.stdout.readline())
+        assert dashboard, "tensorgrid local prints no dashboard URL"
+        with urllib.request.urlopen(dashboard.group(1), timeout=10) as page:
+            assert b"tensorgrid dashboard" in page.read()
         g = tg.Graph()
         with g.as_default():
             with tg.device("/job:worker/task:0"):

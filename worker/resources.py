@@ -103,6 +103,10 @@ class ResourceStore:
     def names(self):
         return [key[2] for key in list(self._items)]
 
+    def variables(self):
+        """Every Variable of the store (initialized or not)."""
+        return [item for key, item in list(self._items.items()) if key[0] == "var"]
+
     def __len__(self):
         return len(self._items)
 

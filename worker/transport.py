@@ -716,6 +716,8 @@ class DataPlane:
         self._counts = collections.Counter({f"{what}_{path}": 0 for what in
                                             ("bytes_sent", "bytes_received", "tensors_sent", "tensors_received")
                                             for path in _PATHS})
+        self._peer_counts = collections.Counter()   # (peer data address, path) -> bytes sent; and tensors
+        self._peer_tensors = collections.Counter()
         # reentrant: a lent buffer's finalizer counts it back, and may run while this thread counts
         self._counts_lock = threading.RLock()
         self._listener = None
@@ -823,6 +825,8 @@ class DataPlane:
         with self._counts_lock:
             self._counts[f"bytes_sent_{path}"] += nbytes
             self._counts[f"tensors_sent_{path}"] += 1
+            self._peer_counts[(peer_address, path)] += nbytes
+            self._peer_tensors[(peer_address, path)] += 1
 
     def _outbound(self, address):
         for _ in range(2):
@@ -942,6 +946,11 @@ class DataPlane:
             for partial in self._partials.values():
                 if partial.step_id == step_id:
                     partial.buf = None
+
+    def peer_stats(self):
+        """{(peer data address, path): (bytes sent, tensors sent)}: what the dashboard's matrix shows."""
+        with self._counts_lock:
+            return {k: (n, self._peer_tensors[k]) for k, n in self._peer_counts.items()}
 
     def stats(self):
         """Counters: bytes and tensors per path each way, connections, segments, lent and pooled buffers."""

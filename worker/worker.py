@@ -21,6 +21,7 @@ import threading
 import time
 
 from tensorgrid.framework import device_spec, errors
+from tensorgrid.observability import worker_metrics
 from tensorgrid.runtime import local as local_lib
 from tensorgrid.runtime import partition as partition_lib
 from tensorgrid.worker import executor as executor_lib
@@ -129,6 +130,7 @@ class Worker:
         self._pool = None
         self._last_sweep = time.monotonic()
         self.dropped_late_tensors = 0
+        self.metrics = worker_metrics.WorkerMetrics(self)   # served by --metrics-port
 
     # ---- identity -----------------------------------------------------------------------
     def set_identity(self, job, task):
@@ -220,6 +222,7 @@ class Worker:
         if reg is None:
             raise errors.NotFoundError(None, None, f"graph handle {handle!r} is not registered on {self.task_name} "
                                        "(the worker restarted or the session was closed)")
+        started = time.monotonic()
         state = self._begin(step_id)
         rendezvous = state.rendezvous
         rendezvous.routes = reg.routes
@@ -241,6 +244,7 @@ class Worker:
             raise
         finally:
             self._end(step_id, failure)
+            self.metrics.run_graph_done(time.monotonic() - started, failure)
         return StepResult(step.fetches, traces, reg.graph_defs if trace else None)
 
     def _run_parallel(self, step, items, traces):
