@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -145,22 +146,31 @@ def test_dashboard_in_a_browser_live_and_from_history(tmp_path):
         cluster.stop()
 
 
-def test_history_survives_and_reads_back(tmp_path):
-    """What a master keeps on disk is what RecordedView serves, marked not live."""
-    with LocalCluster(num_workers=2, extra_master_args=["--dashboard-port", "0", "--history-dir",
-                                                        str(tmp_path)]) as cluster:
+def test_history_of_a_crashed_cluster_reads_back(tmp_path):
+    """A worker dies, then the master is SIGKILLed: what it kept on disk is what RecordedView serves."""
+    with LocalCluster(num_workers=2, heartbeat_timeout=1.0, heartbeat_interval=0.2, extra_master_args=[
+            "--dashboard-port", "0", "--history-dir", str(tmp_path)]) as cluster:
         g, _, _, x, total, _ = _model()
         with tf.Session(cluster.target, graph=g) as sess:
             for _ in range(3):
                 sess.run(total, {x: np.ones(256, np.float32)})
-        snapshot_url = cluster.dashboard_url + "api/snapshot"
-        poll(lambda: any(s["steps"] == 3 for s in json.loads(_get(snapshot_url, None))["signatures"]), 30,
-             "the steps in the snapshot")
-        poll(lambda: any(s["steps"] == 3 for s in json.load(open(tmp_path / history.SNAPSHOT))["signatures"]), 30,
-             "the steps on disk")
+        cluster.kill_worker(1)
+
+        def on_disk():
+            try:
+                with open(tmp_path / history.SNAPSHOT, encoding="utf-8") as f:
+                    snap = json.load(f)
+            except (OSError, ValueError):
+                return False
+            return any(s["steps"] == 3 and s["trace_step"] for s in snap["signatures"]) and \
+                [w["health"] for w in snap["workers"]] == ["alive", "dead"]
+        poll(on_disk, 30, "the steps, the trace and the dead worker on disk")
+        cluster.master.signal(signal.SIGKILL)
+        cluster.master.popen.wait()
     view = history.RecordedView(str(tmp_path))
     snap = view.snapshot()
     assert snap["live"] is False
+    assert "no heartbeat" in snap["workers"][1]["dead_reason"]
     sig = next(s for s in snap["signatures"] if s["steps"] == 3)
     assert "_Recv" in view.graph_svg(sig["id"])
     assert {lane["device"] for lane in view.trace(sig["id"])["lanes"]} == {

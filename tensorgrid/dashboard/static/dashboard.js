@@ -159,13 +159,23 @@ function renderMatrix(s) {
 }
 
 function renderErrors(s) {
-  fillRows($("errors").tBodies[0], s.errors.map((e) => {
+  const tbody = $("errors").tBodies[0];
+  fillRows(tbody, s.errors.map((e) => {
     const where = cell(e.location.split("/").pop());   // file:line; the full path on hover
     where.title = e.location;
     const device = cell(e.device.replace("/replica:0", "").replace("/device:", " "));
     device.title = e.device;
-    return [fmtTime(e.time), e.error, e.node, device, where, cell(e.message, "msg")];
-  }), 6, "no step has failed");
+    return [fmtTime(e.time), e.error, e.node, device, where];
+  }), 5, "no step has failed");
+  // each error's message on a row of its own under it: the table stays narrow, the message whole
+  Array.from(tbody.rows).forEach((row, i) => {
+    if (i >= s.errors.length) return;
+    const msg = document.createElement("tr");
+    const td = cell(s.errors[i].message, "msg");
+    td.colSpan = 5;
+    msg.appendChild(td);
+    row.after(msg);
+  });
 }
 
 function renderSignatures(s) {
