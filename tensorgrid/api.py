@@ -9,6 +9,7 @@ from tensorgrid.client import train  # noqa: F401
 from tensorgrid.client import summary  # noqa: F401
 from tensorgrid.client import data  # noqa: F401
 from tensorgrid.client import distribute  # noqa: F401
+from tensorgrid.client import keras  # noqa: F401 - submodules load on first use
 from tensorgrid.client.array_ops import *  # noqa: F401,F403
 from tensorgrid.client.math_ops import *  # noqa: F401,F403
 from tensorgrid.client.misc_ops import *  # noqa: F401,F403
