@@ -1,5 +1,7 @@
 """Shared fixtures: the executors every op test runs on, parametrized, not copied."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -13,9 +15,33 @@ from tensorgrid.client import context
 #   function  - @tg.function traced, then called with eager tensors
 #   graphdef  - the graph serialized to GraphDef bytes, imported into a fresh graph, then run
 #   cluster   - a real local cluster (master + 2 worker processes), inputs pinned alternately to each worker
+#   gpu       - only where an NVIDIA GPU and CuPy are: a local cluster whose workers serve every device,
+#               inputs fed on task 0's CPU, the ops placed on its GPU:0 (soft placement for ops without
+#               a GPU kernel), so the whole op battery checks the GPU kernels against NumPy's
 EXECUTORS = ["eager", "graph", "graph4", "function", "graphdef", "cluster"]
 
 _cluster = None
+_gpu_cluster = None
+_gpus = None
+
+
+def gpu_count():
+    """How many GPUs CuPy sees here; 0 without CuPy (not imported unless it is installed)."""
+    global _gpus
+    if _gpus is None:
+        import importlib.util
+        _gpus = 0
+        if importlib.util.find_spec("cupy") is not None:
+            try:
+                import cupy
+                _gpus = cupy.cuda.runtime.getDeviceCount()
+            except Exception:  # noqa: BLE001 - CuPy without a driver or a device: no GPU
+                _gpus = 0
+    return _gpus
+
+
+if gpu_count():
+    EXECUTORS.append("gpu")
 
 
 def _local_cluster():
@@ -27,9 +53,18 @@ def _local_cluster():
     return _cluster
 
 
+def _local_gpu_cluster():
+    global _gpu_cluster
+    if _gpu_cluster is None:
+        from tensorgrid.runtime.cluster import LocalCluster
+        _gpu_cluster = LocalCluster(num_workers=2, extra_worker_args=["--allow-pickle", "--devices", "all"])
+    return _gpu_cluster
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if _cluster is not None:
-        _cluster.stop()
+    for cluster in (_cluster, _gpu_cluster):
+        if cluster is not None:
+            cluster.stop()
 
 
 def _to_numpy(out):
@@ -51,20 +86,22 @@ def run_with(executor, fn, *arrays):
         return _to_numpy(tg.function(fn)(*[tg.constant(a, dtype=tg.as_dtype(a.dtype)) for a in arrays]))
     g = tg.Graph()
     ndev = 4 if executor == "graph4" else 1
-    devices = [f"/job:worker/task:{i}" for i in range(2)] if executor == "cluster" else \
-        [f"/cpu:{i}" for i in range(ndev)]
+    devices = {"cluster": [f"/job:worker/task:{i}" for i in range(2)],
+               "gpu": ["/job:worker/task:0/device:CPU:0"]}.get(executor, [f"/cpu:{i}" for i in range(ndev)])
     with g.as_default():
         phs = []
         for i, a in enumerate(arrays):
             with tg.device(devices[i % len(devices)]):
                 phs.append(tg.compat.v1.placeholder(tg.as_dtype(a.dtype), a.shape, name=f"in{i}"))
-        out = fn(*phs)
+        with tg.device("/job:worker/task:0/device:GPU:0") if executor == "gpu" else contextlib.nullcontext():
+            out = fn(*phs)
     if executor == "graphdef":
         g, phs, out = _reimported(g, phs, out)
-    if executor == "cluster":
-        target = _local_cluster().target
+    if executor in ("cluster", "gpu"):
+        target = (_local_cluster() if executor == "cluster" else _local_gpu_cluster()).target
+        config = tg.ConfigProto(allow_soft_placement=executor == "gpu")
         try:
-            with g.as_default(), tg.Session(target, graph=g) as sess:
+            with g.as_default(), tg.Session(target, graph=g, config=config) as sess:
                 return _to_numpy(sess.run(out, dict(zip(phs, arrays))))
         finally:
             tg.Session.reset(target)  # variables live on the workers across sessions; tests must not share them

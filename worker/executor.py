@@ -14,6 +14,7 @@ its own, by the group that computes its inputs; its outputs then arrive
 like a receive's, so the rest of the partition never waits behind it.
 """
 
+import contextlib
 import dataclasses
 import operator
 import queue
@@ -70,6 +71,14 @@ class DeviceContext:
             from tensorgrid.ops.core_ops import to_host
             return to_host(value)
         return value if value is None else self.xp.asarray(value)
+
+    def activate(self):
+        """A context making this device the calling thread's current CUDA device (CuPy chooses the
+        device per thread, so every thread that runs a GPU kernel or copy enters this first); a
+        no-op on a CPU."""
+        if self.xp is np:
+            return contextlib.nullcontext()
+        return self.xp.cuda.Device(int(self.name.rsplit(":", 1)[1]))
 
 
 def node_error(exc, node):
@@ -261,7 +270,8 @@ class Executable:
         def start(arrivals, step, *args):
             def work():
                 try:
-                    value = kernel(step, *args)
+                    with self.device.activate():
+                        value = kernel(step, *args)
                 except Exception as e:  # noqa: BLE001 - every failure goes to the partition's run
                     arrivals.put((r, None, node_error(e, node)))
                     return
@@ -272,6 +282,12 @@ class Executable:
     # ---- running ---------------------------------------------------------------------
     def run(self, step, trace=None):
         """Runs the partition for `step`; raises the first node error as an OpError."""
+        if self.device.xp is not np:
+            with self.device.activate():
+                return self._run(step, trace)
+        return self._run(step, trace)
+
+    def _run(self, step, trace):
         vals = self.template[:]
         vals[0] = step
         groups = self.groups
