@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -35,13 +34,9 @@ CPU = "/job:worker/task:0/device:CPU:0"
 
 
 def _timed(fn, n, warmup=2):
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
+    """(median, p10, p90) seconds of fn over n runs after warm-up."""
+    from benchmarks.workloads import _timed as samples
+    out = samples(fn, n, warmup)
     return float(np.median(out)), float(np.percentile(out, 10)), float(np.percentile(out, 90))
 
 
