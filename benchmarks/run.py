@@ -13,6 +13,9 @@ W1 also runs side by side on a second cluster whose master and workers
 serve --metrics-port and the master --dashboard-port, while a scraper
 process reads every /metrics once a second and follows the dashboard's
 event stream: the cost of observability on the step path, in one run.
+Where Ray is installed (the `bench` extra) Ray Compiled Graphs run W1-W3's shapes in the same run
+(benchmarks/peers.py), and every run measures the raw limits: a Python gRPC round trip, a 64 MiB
+memcpy and W2's compute alone.
 """
 
 import argparse
@@ -137,7 +140,16 @@ def _wait_port(port, timeout=60):
 
 def _child(args):
     workloads = args.only.split(",")
-    gen = _child_tensorflow(workloads) if args.child == "tensorflow" else _child_tensorgrid(workloads, args.transport)
+    if args.child == "ray":
+        from benchmarks import peers
+        gen = peers.ray_compiled_graphs(workloads)
+    elif args.child == "limits":
+        from benchmarks import peers
+        gen = iter([peers.limits()])
+    elif args.child == "tensorflow":
+        gen = _child_tensorflow(workloads)
+    else:
+        gen = _child_tensorgrid(workloads, args.transport)
     for result in gen:
         for name, samples in result.items():
             print("RESULT " + json.dumps({"name": name, "samples": samples}), flush=True)
@@ -163,8 +175,8 @@ def _run_child(system, workloads, transport=None):
     return out
 
 
-def _tensorflow_installed():
-    probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True)
+def _installed(module):
+    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
     return probe.returncode == 0
 
 
@@ -173,7 +185,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="W1,W2,W3,W4,W5,W6", help="comma-separated workloads (W1..W6)")
     p.add_argument("--no-tensorflow", action="store_true", help="skip TensorFlow even where installed")
-    p.add_argument("--child", choices=["tensorgrid", "tensorflow"], help=argparse.SUPPRESS)
+    p.add_argument("--no-ray", action="store_true", help="skip Ray Compiled Graphs even where installed")
+    p.add_argument("--child", choices=["tensorgrid", "tensorflow", "ray", "limits"], help=argparse.SUPPRESS)
     p.add_argument("--transport", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -186,30 +199,43 @@ def main(argv=None):
     if "W2" in workloads:
         tcp = _run_child("tensorgrid", ["W2"], transport="tcp")
         results["tensorgrid"].update({k + " (tcp, no shm)": v for k, v in tcp.items()})
-    if not args.no_tensorflow and _tensorflow_installed():
+    if not args.no_tensorflow and _installed("tensorflow"):
         results["tensorflow"] = _run_child("tensorflow", workloads)
+    if not args.no_ray and _installed("ray") and {"W1", "W2", "W3"} & set(workloads):
+        results["ray"] = _run_child("ray", workloads)
+    results["limits"] = _run_child("limits", workloads)
     _report(results)
     return 0 if results["tensorgrid"] else 1
 
 
 def _report(results):
     tg = results.get("tensorgrid", {})
-    tf = results.get("tensorflow", {})
+    peers = [(results.get("tensorflow", {}), "tensorflow", "TF"), (results.get("ray", {}), "ray", "Ray CG")]
     rows = []
-    print(f"\n{'workload':<42}{'tensorgrid median':>18}{'p10':>10}{'p90':>10}{'TF median':>12}{'ratio':>8}")
+    print(f"\n{'workload':<42}{'tensorgrid median':>18}{'p10':>10}{'p90':>10}{'TF median':>12}{'ratio':>8}"
+          f"{'Ray CG median':>15}{'ratio':>8}")
     for name, samples in tg.items():
         s = _summary(name, "tensorgrid", samples)
         rows.append(s)
         base = name.replace(" (tcp, no shm)", "").split(" (")[0]
-        tfs = _summary(base, "tensorflow", tf[base]) if base in tf else None
-        ratio = f"{s['median_s'] / tfs['median_s']:.2f}x" if tfs else "-"
-        extra = ""
+        line = f"{name:<42}{s['median_s'] * 1e3:>15.3f} ms{s['p10_s'] * 1e3:>10.3f}{s['p90_s'] * 1e3:>10.3f}"
+        for peer, system, _ in peers:
+            ps = _summary(base, system, peer[base]) if base in peer else None
+            ratio = f"{s['median_s'] / ps['median_s']:.2f}x" if ps else "-"
+            line += f"{(ps['median_s'] * 1e3 if ps else float('nan')):>{12 if system == 'tensorflow' else 15}.3f}{ratio:>8}"
         if name.startswith("W2"):
-            extra = f"  ({64 * 2**20 / s['median_s'] / 1e9:.2f} GB/s)"
-        print(f"{name:<42}{s['median_s'] * 1e3:>15.3f} ms{s['p10_s'] * 1e3:>10.3f}{s['p90_s'] * 1e3:>10.3f}"
-              f"{(tfs['median_s'] * 1e3 if tfs else float('nan')):>12.3f}{ratio:>8}{extra}")
-    for name, samples in tf.items():
-        rows.append(_summary(name, "tensorflow", samples))
+            line += f"  ({64 * 2**20 / s['median_s'] / 1e9:.2f} GB/s)"
+        print(line)
+    for peer, system, _ in peers:
+        for name, samples in peer.items():
+            rows.append(_summary(name, system, samples))
+    limits = results.get("limits", {})
+    if limits:
+        print("\nlimits on this machine, same run:")
+        for name, samples in limits.items():
+            s = _summary(name, "limit", samples)
+            rows.append(s)
+            print(f"  {name:<40}{s['median_s'] * 1e3:>12.3f} ms  (p10 {s['p10_s'] * 1e3:.3f}, p90 {s['p90_s'] * 1e3:.3f})")
     on, off = tg.get("W1 step latency (metrics+dashboard on)"), tg.get("W1 step latency (observability off)")
     if on and off:
         print(f"\nW1 with metrics and dashboard on / off, side by side: "
