@@ -16,6 +16,7 @@ import numpy as np
 from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import nest
+from tensorgrid.client import sparse_tensor
 from tensorgrid.framework import dtypes, errors
 
 
@@ -137,11 +138,14 @@ class BaseSession:
                 raise TypeError(f"feed_dict key {key!r} must be a Tensor or tensor name")
             if hasattr(key, "_as_graph_element") and not isinstance(key, graph_lib.Tensor):
                 key = key._as_graph_element()
-            try:
-                t = self._graph.as_graph_element(key, allow_operation=False)
-            except (KeyError, ValueError) as e:
-                raise TypeError(f"Cannot interpret feed_dict key {key!r} as a Tensor: {e}") from None
-            feeds[t.name] = _convert_feed(t, value)
+            pairs = sparse_tensor.feed_parts(key, value) if isinstance(key, sparse_tensor.SparseTensor) \
+                else [(key, value)]
+            for key, value in pairs:
+                try:
+                    t = self._graph.as_graph_element(key, allow_operation=False)
+                except (KeyError, ValueError) as e:
+                    raise TypeError(f"Cannot interpret feed_dict key {key!r} as a Tensor: {e}") from None
+                feeds[t.name] = _convert_feed(t, value)
         tensor_fetches, targets = [], []
         for el in mapper.leaves:
             if isinstance(el, graph_lib.Operation):

@@ -36,6 +36,8 @@ from tensorgrid.client.config import ConfigProto, RunOptions, RunMetadata, Graph
 from tensorgrid.client.importer import import_graph_def  # noqa: F401
 from tensorgrid.client import profiler  # noqa: F401
 from tensorgrid.client import queues as queue  # noqa: F401 - tg.queue.FIFOQueue, ...
+from tensorgrid.client import sparse_ops as sparse  # noqa: F401 - tg.sparse.SparseTensor, to_dense, ...
+from tensorgrid.client.sparse_tensor import SparseTensor  # noqa: F401
 
 nn = nn_ops
 math = math_ops

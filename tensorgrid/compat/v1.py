@@ -85,5 +85,21 @@ data = _types.ModuleType("tensorgrid.compat.v1.data", _data.__doc__)
 data.__dict__.update({k: getattr(_data, k) for k in _data.__all__})
 data.__dict__.update(_data.compat_v1)
 
+# TF1's sparse names: tf.sparse.* with tf.sparse.placeholder, and the flat sparse_* spellings.
+from tensorgrid.client import sparse_ops as _sparse_ops  # noqa: E402
+from tensorgrid.client.sparse_tensor import SparseTensorValue  # noqa: E402,F401
+sparse = _types.ModuleType("tensorgrid.compat.v1.sparse", _sparse_ops.__doc__)
+sparse.__dict__.update({k: getattr(_sparse_ops, k) for k in _sparse_ops.__all__})
+sparse.placeholder = sparse_placeholder = _sparse_ops.sparse_placeholder
+sparse_to_dense = _sparse_ops.sparse_to_dense
+sparse_tensor_to_dense = _sparse_ops.to_dense
+sparse_tensor_dense_matmul = _sparse_ops.sparse_dense_matmul
+sparse_reduce_sum = _sparse_ops.reduce_sum
+sparse_add = _sparse_ops.add
+sparse_reorder = _sparse_ops.reorder
+sparse_reshape = _sparse_ops.reshape
+sparse_retain = _sparse_ops.retain
+sparse_transpose = _sparse_ops.transpose
+
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)

@@ -5,5 +5,6 @@ from tensorgrid.ops import summary_ops  # noqa: F401
 from tensorgrid.ops import dataset_ops  # noqa: F401
 from tensorgrid.ops import queue_ops  # noqa: F401
 from tensorgrid.ops import scatter_ops  # noqa: F401
+from tensorgrid.ops import sparse_ops  # noqa: F401
 from tensorgrid.ops import control_flow_ops, tensor_array_ops  # noqa: F401
 from tensorgrid.ops.registry import OPS, get  # noqa: F401
