@@ -46,6 +46,8 @@ executing_eagerly = context.executing_eagerly
 convert_to_tensor = _graph.convert_to_tensor
 
 dtypes = _dtypes_module
+# TF2's aliases of Keras's: tf.optimizers (with tf.optimizers.schedules) and tf.losses
+from tensorgrid.client.keras import optimizers, losses  # noqa: E402,F401
 initializers = _types.SimpleNamespace(
     zeros=variables.zeros_initializer, ones=variables.ones_initializer,
     constant=variables.constant_initializer, random_normal=variables.random_normal_initializer,
