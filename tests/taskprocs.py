@@ -66,8 +66,9 @@ class Task:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
-    def wait_until(self, check, what, timeout=60.0):
-        """Waits until check(log text) is truthy; returns its value."""
+    def wait_until(self, check, what, timeout=180.0):
+        """Waits until check(log text) is truthy; returns its value. The default allows for a loaded
+        machine (CI runs many process tests at once); a task that dies fails at once."""
         deadline = time.monotonic() + timeout
         while True:
             found = check(self.log())
