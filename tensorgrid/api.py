@@ -8,6 +8,7 @@ from tensorgrid.client import graph as _graph
 from tensorgrid.client import train  # noqa: F401
 from tensorgrid.client import summary  # noqa: F401
 from tensorgrid.client import data  # noqa: F401
+from tensorgrid.client import io  # noqa: F401
 from tensorgrid.client import distribute  # noqa: F401
 from tensorgrid.client import keras  # noqa: F401 - submodules load on first use
 from tensorgrid.client.array_ops import *  # noqa: F401,F403

@@ -11,6 +11,7 @@ from tensorgrid.client.data import iterator_ops
 from tensorgrid.client.data.dataset_ops import (  # noqa: F401
     AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset)
 from tensorgrid.client.data.iterator_ops import IteratorBase as Iterator  # noqa: F401
+from tensorgrid.client.data.readers import TFRecordDataset  # noqa: F401
 from tensorgrid.client.data.options import (  # noqa: F401
     AutoShardPolicy, AutotuneOptions, DistributeOptions, ExternalStatePolicy, OptimizationOptions, Options,
     ThreadingOptions)
@@ -37,5 +38,5 @@ compat_v1 = {
     "get_output_classes": iterator_ops.get_output_classes,
 }
 
-__all__ = ["Dataset", "Iterator", "Options", "AUTOTUNE", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY",
+__all__ = ["Dataset", "TFRecordDataset", "Iterator", "Options", "AUTOTUNE", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY",
            "experimental"]

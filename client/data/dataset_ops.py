@@ -242,6 +242,13 @@ class Dataset(structure_lib.Structured):
         return Dataset(dataset_variant("GeneratorDataset", arg_tensors, s, {"func": payload}, name), s)
 
     @staticmethod
+    def list_files(file_pattern, shuffle=None, seed=None, name=None):
+        """The file names a glob pattern (or a list of them) matches, shuffled unless shuffle=False;
+        InvalidArgumentError when nothing matches."""
+        from tensorgrid.client.data import readers
+        return readers.list_files(file_pattern, shuffle, seed, name)
+
+    @staticmethod
     def zip(*args, datasets=None, name=None):
         """Elements of several datasets side by side: zip(a, b) gives (a_i, b_i); zip({"x": a}) {"x": a_i}."""
         if datasets is not None:
@@ -491,7 +498,7 @@ def _batched(structure, size, drop_remainder):
 
 registry.not_differentiable(
     "TensorSliceDataset", "TensorDataset", "RangeDataset", "GeneratorDataset", "MapDataset", "ParallelMapDatasetV2",
-    "FilterDataset", "FlatMapDataset", "InterleaveDataset", "BatchDatasetV2", "PaddedBatchDatasetV2",
+    "FilterDataset", "FlatMapDataset", "InterleaveDataset", "BatchDatasetV2", "PaddedBatchDatasetV2", "TFRecordDatasetV2",
     "UnbatchDataset", "RepeatDataset", "TakeDataset", "SkipDataset", "ShardDataset", "ZipDataset",
     "ConcatenateDataset", "ShuffleDataset", "PrefetchDataset", "CacheDataset", "DatasetCardinality",
     "ReduceDataset", "IteratorV2", "OneShotIterator", "MakeIterator", "IteratorGetNext", "IteratorToStringHandle",

@@ -17,8 +17,12 @@ from tensorgrid.client.train import basic_session_run_hooks, monitored_session, 
 from tensorgrid.client.input import *  # noqa: F401,F403 - TF1's queue-based input lives in tf.train
 from tensorgrid.client import input as _input
 from tensorgrid.client.input import queue_runner  # noqa: F401 - tf.train.queue_runner.QueueRunner
+from tensorgrid.proto.example_pb2 import (  # noqa: F401 - tf.train.Example and its parts
+    BytesList, Example, Feature, FeatureList, FeatureLists, Features, FloatList, Int64List, SequenceExample)
 
 __all__ = (cluster_spec.__all__ + device_setter.__all__ + optimizer.__all__ + optimizers.__all__
            + saver.__all__ + server.__all__ + training_util.__all__ + ["summary_iterator"]
            + session_run_hook.__all__ + basic_session_run_hooks.__all__ + session_manager.__all__
-           + monitored_session.__all__ + _input.__all__)
+           + monitored_session.__all__ + _input.__all__
+           + ["BytesList", "Example", "Feature", "FeatureList", "FeatureLists", "Features", "FloatList", "Int64List",
+              "SequenceExample"])

@@ -101,5 +101,19 @@ sparse_reshape = _sparse_ops.reshape
 sparse_retain = _sparse_ops.retain
 sparse_transpose = _sparse_ops.transpose
 
+# TF1's file and Example names: tf.io (with tf_record_iterator), tf.python_io, tf.gfile, and the top-level
+# parse_example, FixedLenFeature, decode_raw (its first argument named `bytes`), read_file, ...
+from tensorgrid.client import io as _io, gfile as _gfile  # noqa: E402
+io = _types.ModuleType("tensorgrid.compat.v1.io", _io.__doc__)
+io.__dict__.update({k: getattr(_io, k) for k in _io.__all__})
+io.tf_record_iterator, io.decode_raw = _io.tf_record_iterator, _io.decode_raw_v1
+python_io = _types.SimpleNamespace(TFRecordWriter=_io.TFRecordWriter, TFRecordOptions=_io.TFRecordOptions,
+                                   TFRecordCompressionType=_io.TFRecordCompressionType,
+                                   tf_record_iterator=_io.tf_record_iterator)
+gfile = _gfile.v1_namespace()
+from tensorgrid.client.io import (  # noqa: E402,F401
+    FixedLenFeature, FixedLenSequenceFeature, VarLenFeature, parse_example, parse_single_example, read_file,
+    write_file, matching_files, serialize_tensor, parse_tensor, decode_raw_v1 as decode_raw)
+
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)

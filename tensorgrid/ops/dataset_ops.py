@@ -21,9 +21,11 @@ import numpy as np
 
 from tensorgrid.framework import dtypes, errors
 from tensorgrid.framework.shapes import TensorShape
+from tensorgrid.ops.io_ops import open_for
 from tensorgrid.ops.misc_ops import refuse_pickle
 from tensorgrid.ops.registry import register
-from tensorgrid.worker.data import base, batching, cache, functional, iterator, prefetch, sequence, shuffle, sources
+from tensorgrid.worker.data import (base, batching, cache, functional, iterator, prefetch, readers, sequence, shuffle,
+                                   sources)
 from tensorgrid.worker.functions import CompiledFunction, device_of
 from tensorgrid.worker.resources import find_resource, resource_for
 
@@ -93,6 +95,20 @@ def _generator_kernel(node):
 register_dataset("GeneratorDataset", _generator_kernel, colocate=None, stateful=True,
                  doc="The values a Python generator yields: attr func is cloudpickle bytes of (callable, nest spec), "
                  "called with the op's inputs; runs only where pickled code is allowed.")
+
+
+
+def _tfrecord_kernel(node):
+    def build(filenames, compression_type, buffer_size, byte_offsets=None):
+        names = np.ravel(np.asarray(filenames, dtype=object)).tolist()
+        return readers.TFRecords(names, np.asarray(compression_type, dtype=object)[()], _int(buffer_size),
+                                 lambda path: open_for(node, path, "rb"))
+    return build
+
+
+register_dataset("TFRecordDatasetV2", _tfrecord_kernel, colocate=None,
+                 doc="The records of TFRecord files; inputs: filenames (a string scalar or vector), compression_type "
+                 "('', 'ZLIB', 'GZIP'), buffer_size (bytes; <= 0: 256 KiB), byte_offsets (unused, may be left out).")
 
 # ---- functions per element -----------------------------------------------------------------
 
