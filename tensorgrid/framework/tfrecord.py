@@ -12,31 +12,70 @@ A TFRecord file may be compressed as a whole, as TF writes it: "ZLIB" is
 one zlib stream (RFC 1950), "GZIP" one gzip stream (RFC 1952), "" none.
 The CRCs come from google-crc32c (Google's C library, with hardware CRC32C
 instructions where the CPU has them: ~7 GB/s here, against ~5 MB/s for a
-table-driven loop in Python).
+table-driven loop in Python). It is a dependency of the package; an
+environment made before it was one falls back to the Python loop, with a
+warning the first time.
 """
 
 import gzip
 import io
 import struct
+import warnings
 import zlib
 
-import google_crc32c
-
 from tensorgrid.framework import errors
+
+try:
+    import google_crc32c as _c
+except ImportError:  # an environment installed before google-crc32c was a dependency
+    _c = None
 
 _MASK_DELTA = 0xA282EAD8
 COMPRESSION_TYPES = ("", "ZLIB", "GZIP")
 _Q, _I = struct.Struct("<Q"), struct.Struct("<I")
 
 
+def _table():
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1  # CRC-32C's polynomial, reflected
+        table.append(c)
+    return tuple(table)
+
+
+_TABLE = _table()
+
+
+def python_crc32c(data, crc=0):
+    """The CRC-32C of `data` continuing from `crc`, computed in Python (where google-crc32c is missing)."""
+    table = _TABLE
+    crc ^= 0xFFFFFFFF
+    for b in memoryview(data).cast("B"):
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _python_extend(crc, data):
+    if not getattr(_python_extend, "warned", False):
+        _python_extend.warned = True
+        warnings.warn("google-crc32c is not installed (pip install google-crc32c): TFRecord CRCs are computed "
+                      "in Python, at a few MB/s", RuntimeWarning, stacklevel=3)
+    return python_crc32c(data, crc)
+
+
+_extend = _c.extend if _c is not None else _python_extend
+
+
 def crc32c(data, crc=0):
     """The CRC-32C of `data` (bytes-like), continuing from `crc`."""
-    return google_crc32c.extend(crc, bytes(data))
+    return _extend(crc, bytes(data))
 
 
 def masked_crc32c(data):
     """TF's masked CRC-32C of `data`."""
-    crc = google_crc32c.value(data if type(data) is bytes else bytes(data))
+    crc = _extend(0, data if type(data) is bytes else bytes(data))
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
