@@ -114,6 +114,10 @@ def _in_function_trace():
     return context.eager_enabled() and isinstance(get_default_graph(), function.FuncGraph)
 
 
+# Called with every new Variable (tg.distribute: a strategy's scope makes its variables its own).
+CREATED_HOOKS = []
+
+
 class Variable(TensorOps):
     """A mutable tensor that keeps its value across steps (a resource variable)."""
 
@@ -127,6 +131,8 @@ class Variable(TensorOps):
         from tensorgrid.client.control_flow import outside_bodies
         with outside_bodies():
             self._make(initial_value, trainable, name, dtype, validate_shape, collections, shape)
+        for hook in CREATED_HOOKS:
+            hook(self)
 
     def _make(self, initial_value, trainable, name, dtype, validate_shape, collections, shape):
         self._trainable = True if trainable is None else bool(trainable)

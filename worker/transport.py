@@ -828,6 +828,12 @@ class DataPlane:
             self._peer_counts[(peer_address, path)] += nbytes
             self._peer_tensors[(peer_address, path)] += 1
 
+    def connect(self, peer_address):
+        """Opens the connection to a peer, or checks the open one still stands (a cheap liveness probe:
+        a peer that died closed it, and reconnecting is refused). Raises as `send` does."""
+        if self.mode != "grpc":
+            self._outbound(peer_address)
+
     def _outbound(self, address):
         for _ in range(2):
             with self._lock:

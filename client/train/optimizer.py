@@ -65,7 +65,7 @@ class Optimizer:
             return self._eager_gradients(loss, var_list, grad_loss)
         if callable(loss):
             loss = loss()
-        loss = convert_to_tensor(loss)
+        loss = _scale_loss(convert_to_tensor(loss))
         if var_list is None:
             var_list = variables_lib.trainable_variables()
         var_list = list(var_list)
@@ -84,7 +84,7 @@ class Optimizer:
             raise RuntimeError("`loss` passed to Optimizer.compute_gradients should be a function when eager "
                                "execution is enabled.")
         with GradientTape() as tape:
-            value = loss()
+            value = _scale_loss(loss())
         if var_list is None:
             var_list = [v for v in tape.watched_variables() if v.trainable]
         var_list = list(var_list)
@@ -98,7 +98,9 @@ class Optimizer:
 
         With `global_step`, the op also increments it once every update has run.
         """
-        grads_and_vars = [(g, v) for g, v in grads_and_vars]
+        from tensorgrid.client.distribute import distribute_lib
+        # inside strategy.run: every replica's gradients summed (their losses were scaled by 1/replicas)
+        grads_and_vars = distribute_lib.aggregate_gradients([(g, v) for g, v in grads_and_vars])
         if not grads_and_vars:
             raise ValueError("No variables provided.")
         pairs = []
@@ -239,3 +241,11 @@ def _outside_control_dependencies():
 
 def _root_name_scope():
     return scopes.name_scope("")
+
+
+def _scale_loss(loss):
+    """The loss divided by the replicas in sync inside strategy.run (TF1 optimizers' MEAN reduction)."""
+    from tensorgrid.client.distribute import distribute_lib
+    ctx = distribute_lib.get_replica_context()
+    n = ctx.num_replicas_in_sync if ctx is not None else 1
+    return loss if n == 1 else loss * (1.0 / n)

@@ -1,0 +1,169 @@
+"""Collectives between processes (worker/collectives.py, the Collective* ops): ring all-reduce, gather, broadcast.
+
+Real member processes for the sums and for a member that dies; members on threads of this process
+(each with its own data plane) for the error cases.
+"""
+
+import json
+import os
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import tensorgrid as tg
+from tensorgrid.client.distribute import collective_ops as co
+from tensorgrid.framework import errors
+from tensorgrid.worker import collectives
+from taskprocs import free_ports, tasks  # noqa: F401 - fixture
+
+MEMBER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "collective_member.py")
+
+
+def _members(n):
+    return [f"127.0.0.1:{p}" for p in free_ports(n)]
+
+
+def _results(task):
+    out = {}
+    for line in task.log().splitlines():
+        if line.startswith("RESULT "):
+            r = json.loads(line[len("RESULT "):])
+            out[r["kind"]] = r
+    return out
+
+
+def test_ring_all_reduce_gather_and_broadcast_in_three_processes_equal_numpy(tasks):  # noqa: F811
+    members = _members(3)
+    procs = [tasks.script(f"member{r}", MEMBER, ",".join(members), r, "ops") for r in range(3)]
+    for p in procs:
+        assert p.wait(120) == 0, p.log()[-3000:]
+    results = [_results(p) for p in procs]
+    inputs = [np.array(r["sum"]["input"], np.float32) for r in results]
+    for r in results:
+        np.testing.assert_allclose(r["sum"]["value"], sum(inputs), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(r["mean"]["value"], sum(inputs) / 3, rtol=1e-6, atol=1e-6)
+        assert r["big"]["value"] == pytest.approx(sum(x["big"]["input"] for x in results), rel=1e-4, abs=1e-2)
+        ints = [np.array(x["Add"]["input"]) for x in results]
+        assert r["Add"]["value"] == (ints[0] + ints[1] + ints[2]).tolist()
+        assert r["Mul"]["value"] == (ints[0] * ints[1] * ints[2]).tolist()
+        assert r["Min"]["value"] == np.minimum.reduce(ints).tolist()
+        assert r["Max"]["value"] == np.maximum.reduce(ints).tolist()
+        assert r["gather"]["value"] == [[0, 0], [1, 1], [1, 1], [2, 2], [2, 2], [2, 2]]
+        assert r["bcast"]["value"] == r["bcast"]["rank0"]
+        # the big tensor's chunks went through shared memory (same host)
+        assert r["stats"]["shm"] > 300_000 * 4 // 3
+
+
+def test_a_member_killed_fails_the_collective_on_every_other_member(tasks):  # noqa: F811
+    members = _members(3)
+    procs = [tasks.script(f"member{r}", MEMBER, ",".join(members), r, "die") for r in range(3)]
+    procs[2].wait_for_output("DYING", 60)
+    procs[2].kill()
+    for p in procs[:2]:
+        assert p.wait(60) == 0, p.log()[-3000:]
+        log = p.log()
+        assert "ERROR UnavailableError" in log, log[-3000:]
+        assert "NO ERROR" not in log
+        # the next collective fails at once too, naming the dead member
+        assert "AGAIN UnavailableError" in log and members[2] in log.split("AGAIN", 1)[1], log[-2000:]
+
+
+# ---- members on threads of this process ---------------------------------------------------------------------
+
+def _group(n, timeout=None):
+    members = _members(n)
+    comms = [collectives.Communicator(members, r, timeout=timeout).start() for r in range(n)]
+    return comms
+
+
+def _on_threads(comms, fn):
+    """fn(comm) on one thread per member; [(result, error)] in rank order."""
+    out = [None] * len(comms)
+
+    def run(i):
+        try:
+            out[i] = (fn(comms[i]), None)
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            out[i] = (None, e)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(comms))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+@pytest.fixture
+def group2():
+    comms = _group(2)
+    yield comms
+    for c in comms:
+        c.close()
+
+
+def test_members_on_threads_all_reduce_repeatedly_and_by_instance(group2):
+    def body(c):
+        outs = []
+        for k in range(3):  # the k-th run of an instance meets the k-th run on the other member
+            outs.append(c.all_reduce(np.full(4, c.rank + k, np.float64), 2, 7, 1))
+        outs.append(c.all_reduce(np.array([c.rank + 1.0]), 2, 7, 2, "Max", "Id"))
+        return outs
+    (a, ea), (b, eb) = _on_threads(group2, body)
+    assert ea is None and eb is None, (ea, eb)
+    for k in range(3):
+        np.testing.assert_array_equal(a[k], np.full(4, 1 + 2 * k))
+        np.testing.assert_array_equal(b[k], a[k])
+    assert a[3].tolist() == [2.0] == b[3].tolist()
+
+
+def test_shape_mismatch_fails_both_members_with_invalid_argument(group2):
+    (_, ea), (_, eb) = _on_threads(group2, lambda c: c.all_reduce(np.zeros(4 + 2 * c.rank, np.float32), 2, 1, 1))
+    assert isinstance(ea, (errors.InvalidArgumentError, errors.UnavailableError)), ea
+    assert isinstance(eb, (errors.InvalidArgumentError, errors.UnavailableError)), eb
+    assert "different tensors" in ea.message + eb.message
+
+
+def test_a_member_that_never_comes_times_out_with_deadline_exceeded():
+    comms = _group(2, timeout=0.5)
+    try:
+        with pytest.raises(errors.DeadlineExceededError, match="timed out waiting for the other members"):
+            comms[0].all_reduce(np.ones(3), 2, 1, 1)
+    finally:
+        for c in comms:
+            c.close()
+
+
+def test_group_size_must_match_the_process_group(group2):
+    with pytest.raises(errors.InvalidArgumentError, match="group_size 3 for group 1, but this process's collective "
+                                                          "group has 2 members"):
+        group2[0].all_reduce(np.ones(3), 3, 1, 1)
+    with pytest.raises(errors.InvalidArgumentError, match="merge_op 'Sum'"):
+        group2[0].all_reduce(np.ones(3), 2, 1, 1, merge_op="Sum")
+
+
+def test_ops_without_a_group_reduce_over_one_member_or_say_what_is_missing():
+    assert collectives.current() is None
+    x = tg.constant([1.0, 2.0])
+    np.testing.assert_array_equal(co.all_reduce_v2(x, 1, 1, 1).numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(tg.raw_ops.CollectiveReduceV2(input=x, group_size=1, group_key=1, instance_key=1,
+                                                                merge_op="Add", final_op="Id").numpy(), [1.0, 2.0])
+    with pytest.raises(errors.FailedPreconditionError, match="no collective group.*MultiWorkerMirroredStrategy"):
+        co.all_reduce_v2(x, 2, 1, 1)
+
+
+def test_collective_ops_in_a_tf1_graph_carry_tf_names_and_attrs():
+    g = tg.Graph()
+    with g.as_default():
+        x = tg.compat.v1.placeholder(tg.float32, [3], name="x")
+        y = co.all_reduce(x, 1, 5, 9, merge_op="Max", final_op="Id")
+        z = co.all_gather(x, 1, 5, 10)
+        r = tg.raw_ops.CollectiveBcastRecvV2(group_size=2, group_key=5, instance_key=11, shape=[2, 3], T=tg.float32)
+    assert y.op.type == "CollectiveReduce" and y.op.get_attr("group_key") == 5
+    assert y.op.get_attr("merge_op") == "Max" and y.shape.as_list() == [3]
+    assert z.op.type == "CollectiveGather" and z.shape.as_list() == [None]
+    assert r.op.type == "CollectiveBcastRecvV2" and r.shape.as_list() == [2, 3]
+    with tg.compat.v1.Session(graph=g) as sess:
+        out = sess.run([y, z], {x: [1.0, 2.0, 3.0]})
+    assert out[0].tolist() == [1.0, 2.0, 3.0] and out[1].tolist() == [1.0, 2.0, 3.0]

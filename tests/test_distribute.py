@@ -1,0 +1,138 @@
+"""tg.distribute: strategies, cluster resolvers, replica contexts; MultiWorkerMirroredStrategy with real workers."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import tensorgrid as tg
+from tensorgrid.framework import errors
+from taskprocs import EXAMPLES, cluster_of, tasks  # noqa: F401 - fixture
+
+SCRIPT = os.path.join(EXAMPLES, "distribute", "mwms_train.py")
+sys.path.insert(0, os.path.dirname(SCRIPT))
+import mwms_train  # noqa: E402
+
+
+def _tf_config(cluster, job, index):
+    return json.dumps({"cluster": cluster, "task": {"type": job, "index": index}})
+
+
+def _run_workers(tasks, tmp_path, n, *args, env=None):  # noqa: F811
+    cluster = cluster_of(worker=n)
+    procs = [tasks.script(f"worker{i}", SCRIPT, tmp_path / f"out{i}.json", "--all-write", *args,
+                          env={"TF_CONFIG": _tf_config(cluster, "worker", i), **(env or {})}) for i in range(n)]
+    for p in procs:
+        assert p.wait(180) == 0, p.log()[-3000:]
+    return [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(n)]
+
+
+def _assert_weights(result, expected, atol=1e-5):
+    for got, want in zip(result["weights"], expected["weights"]):
+        np.testing.assert_allclose(np.array(got), np.array(want), atol=atol)
+    np.testing.assert_allclose(result["losses"], expected["losses"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,optimizer", [(2, "manual"), (3, "v1")])
+def test_mwms_workers_train_to_the_weights_of_full_batch_gradient_descent(tasks, tmp_path, n, optimizer):  # noqa: F811
+    results = _run_workers(tasks, tmp_path, n, f"--optimizer={optimizer}")
+    expected = mwms_train.reference()
+    for r in results:
+        assert r["replicas"] == n
+        _assert_weights(r, expected)
+
+
+@pytest.mark.slow
+def test_tensorflow_mwms_gives_the_same_weights(tasks, tmp_path):  # noqa: F811
+    pytest.importorskip("tensorflow")
+    results = _run_workers(tasks, tmp_path, 2, env={"TG_USE_TF": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    _assert_weights(results[0], mwms_train.reference())
+
+
+# ---- one process ----------------------------------------------------------------------------------------
+
+def test_tf_config_cluster_resolver_reads_the_environment(monkeypatch):
+    cluster = {"chief": ["h:1"], "worker": ["h:2", "h:3"], "ps": ["h:4"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1},
+                                                 "rpc_layer": "grpc"}))
+    r = tg.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert r.cluster_spec().as_dict() == cluster
+    assert (r.task_type, r.task_id, r.rpc_layer) == ("worker", 1, "grpc")
+    assert r.master() == "grpc://h:3" and r.master("ps", 0) == "grpc://h:4"
+    assert r.num_accelerators() == {}
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        r.cluster_spec()
+    s = tg.distribute.cluster_resolver.SimpleClusterResolver(tg.train.ClusterSpec(cluster), task_type="chief",
+                                                             task_id=0, rpc_layer="grpc")
+    assert s.cluster_spec().num_tasks("worker") == 2 and s.master("chief", 0) == "grpc://h:1"
+
+
+def test_without_tf_config_mwms_is_one_replica_and_contexts_follow_tf(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert not tg.distribute.has_strategy()
+    default_ctx = tg.distribute.get_replica_context()
+    assert default_ctx is not None and default_ctx.num_replicas_in_sync == 1
+    strategy = tg.distribute.MultiWorkerMirroredStrategy()
+    assert strategy.num_replicas_in_sync == 1
+    with strategy.scope():
+        assert tg.distribute.get_strategy() is strategy and tg.distribute.has_strategy()
+        assert tg.distribute.get_replica_context() is None and tg.distribute.in_cross_replica_context()
+        v = tg.Variable([1.0, 2.0])
+
+        def fn(x):
+            ctx = tg.distribute.get_replica_context()
+            assert ctx.strategy is strategy and int(ctx.replica_id_in_sync_group) == 0
+            return ctx.all_reduce(tg.distribute.ReduceOp.MEAN, {"a": x * v})
+        out = strategy.run(fn, args=(tg.constant([3.0, 4.0]),))
+    np.testing.assert_array_equal(out["a"].numpy(), [3.0, 8.0])
+    np.testing.assert_array_equal(strategy.reduce("SUM", tg.constant([[1.0, 2.0], [3.0, 4.0]]), axis=0).numpy(),
+                                  [4.0, 6.0])
+    assert float(strategy.reduce(tg.distribute.ReduceOp.MEAN, tg.constant([1.0, 2.0, 6.0]), axis=0)) == 3.0
+    assert not tg.distribute.has_strategy()
+    ds = tg.data.Dataset.range(4).batch(2)
+    assert strategy.experimental_distribute_dataset(ds) is ds
+    ctx_seen = []
+    strategy.distribute_datasets_from_function(lambda ctx: ctx_seen.append(ctx) or ds)
+    assert ctx_seen[0].num_input_pipelines == 1 and ctx_seen[0].get_per_replica_batch_size(8) == 8
+    with pytest.raises(ValueError, match="reduce_op must be"):
+        strategy.reduce("max", tg.constant(1.0), axis=None)
+
+
+def test_mwms_rejects_a_task_that_is_not_a_worker(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", _tf_config({"worker": ["localhost:1"], "ps": ["localhost:2"]}, "ps", 0))
+    with pytest.raises(ValueError, match="not a chief or worker"):
+        tg.distribute.MultiWorkerMirroredStrategy()
+
+
+def test_mirrored_strategy_runs_one_replica_on_this_processs_cpu():
+    strategy = tg.distribute.MirroredStrategy()
+    assert strategy.num_replicas_in_sync == 1
+    with strategy.scope():
+        out = strategy.run(lambda: tg.distribute.get_replica_context().all_reduce("sum", tg.constant(2.0)))
+    assert float(out) == 2.0
+    assert strategy.experimental_local_results(out) == (out,)
+    with pytest.raises(errors.UnimplementedError, match="one process per replica"):
+        tg.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with pytest.raises(errors.InvalidArgumentError, match="not a device of this process"):
+        tg.distribute.MirroredStrategy(["/gpu:0"])
+
+
+def test_parameter_server_strategy_places_variables_round_robin_on_the_ps_tasks():
+    cluster = {"worker": ["localhost:1"], "ps": ["localhost:2", "localhost:3"]}
+    resolver = tg.distribute.cluster_resolver.SimpleClusterResolver(tg.train.ClusterSpec(cluster),
+                                                                    task_type="worker", task_id=0)
+    strategy = tg.distribute.experimental.ParameterServerStrategy(resolver)
+    assert strategy.num_ps_tasks == 2
+    g = tg.Graph()
+    with g.as_default():
+        with strategy.scope():
+            a, b, c = tg.Variable(1.0, name="a"), tg.Variable(2.0, name="b"), tg.Variable(3.0, name="c")
+            out = strategy.run(lambda: a + b)
+    assert [v.op.device for v in (a, b, c)] == ["/job:ps/task:0", "/job:ps/task:1", "/job:ps/task:0"]
+    assert out.op.device.startswith("/job:worker/task:0")
+    with pytest.raises(errors.UnimplementedError, match="no remote eager execution"):
+        with strategy.scope():
+            pass
