@@ -183,7 +183,7 @@ def _installed(module):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="W1,W2,W3,W4,W5,W6", help="comma-separated workloads (W1..W6)")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W8", help="comma-separated workloads (W1..W6, W8)")
     p.add_argument("--no-tensorflow", action="store_true", help="skip TensorFlow even where installed")
     p.add_argument("--no-ray", action="store_true", help="skip Ray Compiled Graphs even where installed")
     p.add_argument("--child", choices=["tensorgrid", "tensorflow", "ray", "limits"], help=argparse.SUPPRESS)
@@ -192,19 +192,27 @@ def main(argv=None):
     if args.child:
         return _child(args)
     workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    unknown = [w for w in workloads if w not in ("W1", "W2", "W3", "W4", "W5", "W6")]
+    unknown = [w for w in workloads if w not in ("W1", "W2", "W3", "W4", "W5", "W6", "W8")]
     if unknown:
-        p.error(f"unknown workload(s) {unknown}; choose from W1..W6")
-    results = {"tensorgrid": _run_child("tensorgrid", workloads)}
+        p.error(f"unknown workload(s) {unknown}; choose from W1..W6, W8")
+    in_cluster = [w for w in workloads if w != "W8"]
+    results = {"tensorgrid": _run_child("tensorgrid", in_cluster) if in_cluster else {}}
     if "W2" in workloads:
         tcp = _run_child("tensorgrid", ["W2"], transport="tcp")
         results["tensorgrid"].update({k + " (tcp, no shm)": v for k, v in tcp.items()})
-    if not args.no_tensorflow and _installed("tensorflow"):
-        results["tensorflow"] = _run_child("tensorflow", workloads)
+    with_tf = not args.no_tensorflow and _installed("tensorflow")
+    if with_tf:
+        results["tensorflow"] = _run_child("tensorflow", in_cluster) if in_cluster else {}
     if not args.no_ray and _installed("ray") and {"W1", "W2", "W3"} & set(workloads):
-        results["ray"] = _run_child("ray", workloads)
-    results["limits"] = _run_child("limits", workloads)
+        results["ray"] = _run_child("ray", in_cluster)
+    results["limits"] = _run_child("limits", in_cluster)
+    if "W8" in workloads:
+        from benchmarks import w8
+        for system in ("tensorgrid", "tensorflow") if with_tf else ("tensorgrid",):
+            results[system].update(w8.run(system))
     _report(results)
+    if "W8" in workloads:
+        w8.report(results)
     return 0 if results["tensorgrid"] else 1
 
 

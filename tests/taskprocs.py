@@ -9,7 +9,6 @@ a process's output, never for a fixed time.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,27 +16,13 @@ import time
 import pytest
 
 import tensorgrid
-from tensorgrid.runtime.cluster import _die_with_parent
+from tensorgrid.runtime.cluster import _die_with_parent, free_ports  # noqa: F401 - tests import it from here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 
 # A task that only serves: what a ps script does (Server(...).join()).
 SERVE = "import json, sys, tensorgrid as tg; tg.train.Server(json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])).join()"
-
-
-def free_ports(n):
-    """n distinct ports that were free a moment ago (held open together so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def cluster_of(**jobs):

@@ -109,6 +109,9 @@ def test_members_on_threads_all_reduce_repeatedly_and_by_instance(group2):
         for k in range(3):  # the k-th run of an instance meets the k-th run on the other member
             outs.append(c.all_reduce(np.full(4, c.rank + k, np.float64), 2, 7, 1))
         outs.append(c.all_reduce(np.array([c.rank + 1.0]), 2, 7, 2, "Max", "Id"))
+        # a scalar keeps its shape
+        outs.append(c.broadcast_send(np.float32(0.5), 2, 7, 3) if c.rank == 0 else
+                    c.broadcast_recv((), np.float32, 2, 7, 3))
         return outs
     (a, ea), (b, eb) = _on_threads(group2, body)
     assert ea is None and eb is None, (ea, eb)
@@ -116,6 +119,7 @@ def test_members_on_threads_all_reduce_repeatedly_and_by_instance(group2):
         np.testing.assert_array_equal(a[k], np.full(4, 1 + 2 * k))
         np.testing.assert_array_equal(b[k], a[k])
     assert a[3].tolist() == [2.0] == b[3].tolist()
+    assert b[4].shape == () and b[4] == np.float32(0.5)
 
 
 def test_shape_mismatch_fails_both_members_with_invalid_argument(group2):

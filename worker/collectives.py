@@ -180,7 +180,7 @@ class Communicator:
 
     def broadcast_send(self, value, group_size, group_key, instance_key, step=None, timeout=None):
         """Sends `value` to every other member (their broadcast_recv); returns it."""
-        value = np.ascontiguousarray(value)
+        value = np.asarray(value, order="C")   # (ascontiguousarray would make a scalar 1-d)
         ex = self._begin("broadcast", group_key, instance_key, group_size)
         ex.start(step, timeout)
 
