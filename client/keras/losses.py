@@ -36,7 +36,7 @@ __all__ = [
     "categorical_crossentropy", "sparse_categorical_crossentropy", "hinge", "squared_hinge",
     "categorical_hinge", "kl_divergence", "poisson", "cosine_similarity",
     "mse", "mae", "mape", "msle", "MSE", "MAE", "MAPE", "MSLE", "kld", "KLD", "logcosh", "huber_loss", "bce", "BCE",
-    "get", "serialize", "deserialize",
+    "get", "get_loss", "serialize", "deserialize",
 ]
 
 EPSILON = 1e-7  # keras.backend.epsilon()
@@ -520,6 +520,25 @@ def deserialize(config, custom_objects=None):
             raise ValueError(f"Could not interpret loss identifier: {config}")
         return cls.from_config(dict(config.get("config") or {}))
     raise ValueError(f"Could not interpret loss identifier: {config}")
+
+
+def get_loss(identifier, y_true, y_pred):
+    """The Loss compile(loss=identifier) uses for an output: "crossentropy"/"ce" picked by the shapes (binary
+    when y_pred has one column, sparse when y_true holds class indices), a function wrapped in
+    LossFunctionWrapper named as given; None stays None."""
+    if identifier is None:
+        return None
+    if str(identifier).lower() in ("crossentropy", "ce"):
+        from tensorgrid.client.keras.metrics import is_binary_or_sparse_categorical
+        is_binary, is_sparse = is_binary_or_sparse_categorical(y_true, y_pred)
+        loss = binary_crossentropy if is_binary else (sparse_categorical_crossentropy if is_sparse
+                                                      else categorical_crossentropy)
+    else:
+        loss = get(identifier)
+    if not isinstance(loss, Loss):
+        name = identifier if isinstance(identifier, str) else getattr(loss, "__name__", None)
+        loss = LossFunctionWrapper(loss, name=name)
+    return loss
 
 
 def get(identifier):
