@@ -46,7 +46,12 @@ _NEG_INF = -1e10    # what Keras's top_k filtering gives the predictions it drop
 
 
 class Metric:
-    """Base class: state in `variables`; subclasses define update_state and result."""
+    """Base class: state in `variables`; subclasses define update_state and result.
+
+    `_direction` ("up" or "down", None when unknown) tells callbacks in mode "auto" which way is better.
+    """
+
+    _direction = None
 
     def __init__(self, dtype=None, name=None):
         self.name = name or auto_name(type(self).__name__)
@@ -178,6 +183,8 @@ class MeanMetricWrapper(Mean):
         super().__init__(name=name or getattr(fn, "__name__", None) or auto_name("MeanMetricWrapper"), dtype=dtype)
         self._fn = fn
         self._fn_kwargs = kwargs
+        if getattr(fn, "__module__", None) == losses_lib.__name__ and fn is not _cosine_similarity:
+            self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         values = self._fn(y_true, y_pred, **self._fn_kwargs)
@@ -284,7 +291,7 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False
     return array_ops.reshape(matches, original_shape) if reshape else matches
 
 
-def _metric_class(class_name, fn, default_name, doc, **defaults):
+def _metric_class(class_name, fn, default_name, doc, direction=None, **defaults):
     """A MeanMetricWrapper subclass of fn, its constructor taking `defaults` (Keras's argument order: name first)."""
     def __init__(self, name=default_name, dtype=None, **kwargs):
         unknown = set(kwargs) - set(defaults)
@@ -294,7 +301,10 @@ def _metric_class(class_name, fn, default_name, doc, **defaults):
         MeanMetricWrapper.__init__(self, fn, name=name, dtype=dtype, **options)
         for key, value in options.items():
             setattr(self, key, value)
-    cls = type(class_name, (MeanMetricWrapper,), {"__init__": __init__, "__doc__": doc})
+    body = {"__init__": __init__, "__doc__": doc}
+    if direction:
+        body["_direction"] = direction
+    cls = type(class_name, (MeanMetricWrapper,), body)
     cls.__module__ = __name__
     return cls
 
@@ -303,14 +313,17 @@ def _cosine_similarity(y_true, y_pred, axis=-1):
     return -losses_lib.cosine_similarity(y_true, y_pred, axis=axis)
 
 
-Accuracy = _metric_class("Accuracy", accuracy, "accuracy", "How often predictions equal labels.")
+Accuracy = _metric_class("Accuracy", accuracy, "accuracy", "How often predictions equal labels.", direction="up")
 BinaryAccuracy = _metric_class("BinaryAccuracy", binary_accuracy, "binary_accuracy",
-                               "How often (y_pred > threshold) equals the binary label.", threshold=0.5)
+                               "How often (y_pred > threshold) equals the binary label.", direction="up",
+                               threshold=0.5)
 CategoricalAccuracy = _metric_class("CategoricalAccuracy", categorical_accuracy, "categorical_accuracy",
-                                    "How often the argmax of the predictions is the one-hot label's class.")
+                                    "How often the argmax of the predictions is the one-hot label's class.",
+                                    direction="up")
 SparseCategoricalAccuracy = _metric_class("SparseCategoricalAccuracy", sparse_categorical_accuracy,
                                           "sparse_categorical_accuracy",
-                                          "How often the argmax of the predictions is the integer label.")
+                                          "How often the argmax of the predictions is the integer label.",
+                                          direction="up")
 MeanSquaredError = _metric_class("MeanSquaredError", losses_lib.mean_squared_error, "mean_squared_error",
                                  "Mean of the squared errors.")
 MeanAbsoluteError = _metric_class("MeanAbsoluteError", losses_lib.mean_absolute_error, "mean_absolute_error",
@@ -320,7 +333,7 @@ MeanAbsolutePercentageError = _metric_class("MeanAbsolutePercentageError", losse
 MeanSquaredLogarithmicError = _metric_class("MeanSquaredLogarithmicError", losses_lib.mean_squared_logarithmic_error,
                                             "mean_squared_logarithmic_error", "Mean squared logarithmic error.")
 CosineSimilarity = _metric_class("CosineSimilarity", _cosine_similarity, "cosine_similarity",
-                                 "Mean cosine similarity of labels and predictions.", axis=-1)
+                                 "Mean cosine similarity of labels and predictions.", direction="up", axis=-1)
 LogCoshError = _metric_class("LogCoshError", losses_lib.log_cosh, "logcosh", "Mean log(cosh(error)).")
 BinaryCrossentropy = _metric_class("BinaryCrossentropy", losses_lib.binary_crossentropy, "binary_crossentropy",
                                    "Mean binary cross-entropy.", from_logits=False, label_smoothing=0)
@@ -343,6 +356,8 @@ CategoricalHinge = _metric_class("CategoricalHinge", losses_lib.categorical_hing
 class TopKCategoricalAccuracy(MeanMetricWrapper):
     """How often the one-hot label's class is among the k largest predictions."""
 
+    _direction = "up"
+
     def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
         super().__init__(top_k_categorical_accuracy, name=name, dtype=dtype, k=k)
         self.k = k
@@ -350,6 +365,8 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
 
 class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
     """How often the integer label is among the k largest predictions."""
+
+    _direction = "up"
 
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None, from_sorted_ids=False):
         super().__init__(sparse_top_k_categorical_accuracy, name=name, dtype=dtype, k=k,
@@ -366,6 +383,8 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
 
 class RootMeanSquaredError(Mean):
     """sqrt of the mean squared error over every element seen."""
+
+    _direction = "down"
 
     def __init__(self, name="root_mean_squared_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -486,6 +505,7 @@ class FalseNegatives(_ConfusionCount):
 class _PrecisionRecall(Metric):
     """TP / (TP + other) per threshold, `other` FP (Precision) or FN (Recall)."""
 
+    _direction = "up"
     _other = None
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
@@ -525,6 +545,8 @@ class Recall(_PrecisionRecall):
 
 class AUC(Metric):
     """Area under the ROC or PR curve, from confusion counts at num_thresholds thresholds."""
+
+    _direction = "up"
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation", name=None, dtype=None,
                  thresholds=None, multi_label=False, num_labels=None, label_weights=None, from_logits=False):

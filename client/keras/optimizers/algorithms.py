@@ -12,8 +12,8 @@
 
 Each constructor takes its own hyperparameters and passes the rest (weight_decay, clipnorm, clipvalue,
 global_clipnorm, use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor, name) to the base
-class, which rejects unknown ones. Hyperparameters are Python floats cast to each variable's dtype. Defaults are Keras 3's: SGD lr 0.01,
-Adam / AdamW / RMSprop / Adagrad lr 0.001, epsilon 1e-7.
+class, which rejects unknown ones. Hyperparameters are Python floats cast to each variable's dtype.
+Defaults are Keras 3's: SGD lr 0.01, Adam / AdamW / RMSprop / Adagrad lr 0.001, epsilon 1e-7.
 """
 
 from tensorgrid.client import array_ops, math_ops
