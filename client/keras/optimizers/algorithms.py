@@ -10,13 +10,17 @@
   step = lr g / sqrt(denominator + epsilon); momentum > 0: mom = momentum * mom + step, var -= mom
 - Adagrad: acc += g^2; var -= lr g / sqrt(acc + epsilon) (an IndexedSlices only moves its rows)
 
-Each constructor takes its own hyperparameters and passes the rest (weight_decay, clipnorm, clipvalue,
-global_clipnorm, use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor, name) to the base
-class, which rejects unknown ones. Hyperparameters are Python floats cast to each variable's dtype.
+Dense updates of SGD and Adam (without amsgrad) are one fused op per variable
+(ResourceApplyGradientDescent, ResourceApplyKerasMomentum, ResourceApplyAdam: tensorgrid/ops/training_ops.py);
+the rest are graphs of primitive ops. Each constructor takes its own hyperparameters and passes the
+rest (weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum, ema_overwrite_frequency,
+loss_scale_factor, name) to the base class, which rejects unknown ones. Hyperparameters are Python floats cast to each variable's dtype.
 Defaults are Keras 3's: SGD lr 0.01, Adam / AdamW / RMSprop / Adagrad lr 0.001, epsilon 1e-7.
 """
 
 from tensorgrid.client import array_ops, math_ops
+from tensorgrid.client.graph import apply_op, convert_to_tensor
+from tensorgrid.framework import dtypes
 from tensorgrid.client.indexed_slices import IndexedSlices
 from tensorgrid.client.keras.optimizers.base import Optimizer, densify
 
@@ -66,16 +70,13 @@ class SGD(Optimizer):
             if isinstance(gradient, IndexedSlices):
                 self.assign_sub(variable, IndexedSlices(gradient.values * lr, gradient.indices, gradient.dense_shape))
             else:
-                self.assign_sub(variable, gradient * lr)
+                apply_op("ResourceApplyGradientDescent", [variable.handle, lr, gradient], {"use_locking": False},
+                         name="ResourceApplyGradientDescent")
             return
-        gradient = densify(gradient)
         m = self.momentums[self._get_variable_index(variable)]
-        momentum = _cast(self.momentum, variable)
-        m_t = self.assign(m, m * momentum - gradient * lr)
-        if self.nesterov:
-            self.assign_add(variable, m_t * momentum - gradient * lr)
-        else:
-            self.assign_add(variable, m_t)
+        apply_op("ResourceApplyKerasMomentum",
+                 [variable.handle, m.handle, lr, densify(gradient), _cast(self.momentum, variable)],
+                 {"use_locking": False, "use_nesterov": bool(self.nesterov)}, name="ResourceApplyKerasMomentum")
 
     def get_config(self):
         config = super().get_config()
@@ -104,12 +105,19 @@ class Adam(Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         lr = _cast(learning_rate, variable)
         gradient = _grad(gradient, variable)
-        squared, gradient = _squared(gradient), densify(gradient)
         step = _cast(self.iterations + 1, variable)
         beta_1_power = math_ops.pow(_cast(self.beta_1, variable), step)
         beta_2_power = math_ops.pow(_cast(self.beta_2, variable), step)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
+        if not self.amsgrad and not isinstance(gradient, IndexedSlices):
+            # the betas as float64: the kernel forms 1 - beta in float64, as Keras does in Python
+            hyper = [convert_to_tensor(self.beta_1, dtype=dtypes.float64),
+                     convert_to_tensor(self.beta_2, dtype=dtypes.float64), _cast(self.epsilon, variable)]
+            apply_op("ResourceApplyAdam", [variable.handle, m.handle, v.handle, beta_1_power, beta_2_power, lr]
+                     + hyper + [gradient], {"use_locking": False, "use_nesterov": False}, name="ResourceApplyAdam")
+            return
+        squared, gradient = _squared(gradient), densify(gradient)
         alpha = lr * math_ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         m_t = self.assign_add(m, (gradient - m) * _cast(1 - self.beta_1, variable))
         v_t = self.assign_add(v, (squared - v) * _cast(1 - self.beta_2, variable))
