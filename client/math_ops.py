@@ -534,3 +534,9 @@ def clip_by_norm(t, clip_norm, axes=None, name=None):
 def _scope(name, default):
     from tensorgrid.client import scopes
     return scopes.name_scope(name, default)
+
+# tg.math's segment reductions (client/segment_ops.py; tg.math only, as in TF2)
+from tensorgrid.client.segment_ops import (  # noqa: E402,F401
+    segment_sum, segment_mean, segment_max, segment_min, segment_prod, unsorted_segment_mean, unsorted_segment_max,
+    unsorted_segment_min, unsorted_segment_prod, unsorted_segment_sqrt_n)
+from tensorgrid.client.array_ops import unsorted_segment_sum  # noqa: E402,F401

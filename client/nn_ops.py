@@ -10,7 +10,8 @@ names whose TF1 meaning differs to their TF1 versions.
 
 import numbers
 
-from tensorgrid.client import array_ops, embedding_ops, math_ops, random_ops
+from tensorgrid.client import array_ops, candidate_sampling, embedding_ops, math_ops, random_ops
+from tensorgrid.client.candidate_sampling import compute_accidental_hits, nce_loss, sampled_softmax_loss  # noqa: F401
 from tensorgrid.client.embedding_ops import embedding_lookup_v2 as embedding_lookup  # noqa: F401 - tg.nn's
 from tensorgrid.client.graph import apply_op, convert_to_tensor
 from tensorgrid.client.scopes import name_scope
@@ -21,6 +22,7 @@ __all__ = [
     "bias_add", "dropout", "l2_loss", "moments", "batch_normalization", "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits",
     "sigmoid_cross_entropy_with_logits", "conv2d", "max_pool", "avg_pool", "embedding_lookup",
+    "nce_loss", "sampled_softmax_loss", "compute_accidental_hits",
 ]
 
 
@@ -391,6 +393,10 @@ compat_v1 = {
     "dropout": _dropout_v1,
     "embedding_lookup": embedding_ops.embedding_lookup,
     "softmax_cross_entropy_with_logits": _softmax_cross_entropy_with_logits_v1,
+    "nce_loss": candidate_sampling.nce_loss_v1,
+    "sampled_softmax_loss": candidate_sampling.sampled_softmax_loss_v1,
+    "log_uniform_candidate_sampler": candidate_sampling.log_uniform_candidate_sampler,
+    "uniform_candidate_sampler": candidate_sampling.uniform_candidate_sampler,
 }
 
 from tensorgrid.client import nn_grad  # noqa: E402,F401 - registers the gradients of these ops

@@ -161,3 +161,6 @@ random_shuffle = shuffle
 
 registry.not_differentiable("RandomStandardNormal", "RandomUniform", "RandomUniformInt", "TruncatedNormal",
                             "RandomShuffle")
+
+# tg.random's candidate samplers (client/candidate_sampling.py)
+from tensorgrid.client.candidate_sampling import log_uniform_candidate_sampler, uniform_candidate_sampler  # noqa: E402,F401,E501

@@ -115,5 +115,8 @@ from tensorgrid.client.io import (  # noqa: E402,F401
     FixedLenFeature, FixedLenSequenceFeature, VarLenFeature, parse_example, parse_single_example, read_file,
     write_file, matching_files, serialize_tensor, parse_tensor, decode_raw_v1 as decode_raw)
 
+# TF1's top-level segment reductions.
+from tensorgrid.client.segment_ops import *  # noqa: E402,F401,F403
+
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)
