@@ -7,7 +7,7 @@ import numpy as np
 
 from tensorgrid.client import context
 from tensorgrid.client.graph import TensorOps
-from tensorgrid.framework import dtypes, errors
+from tensorgrid.framework import dtypes, errors, strings
 from tensorgrid.framework.shapes import TensorShape
 from tensorgrid.ops import registry
 
@@ -42,11 +42,15 @@ class EagerTensor(TensorOps):
         if dtype is None:
             dtype = dtypes.as_dtype(np.asarray(value).dtype)
         self.dtype = dtype
-        if dtype is not dtypes.resource and dtype is not dtypes.variant:
+        if dtype is dtypes.string:
+            value = strings.string_array(value)
+        elif dtype is not dtypes.resource and dtype is not dtypes.variant:
             value = np.asarray(value, dtype=dtype.as_numpy_dtype)
         self._value = value
 
     def numpy(self):
+        if self.dtype is dtypes.string and self._value.ndim == 0:
+            return self._value[()]     # a scalar string is its bytes, as in TF
         return self._value
 
     @property

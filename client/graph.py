@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from tensorgrid.client import context
-from tensorgrid.framework import device_spec, dtypes
+from tensorgrid.framework import device_spec, dtypes, strings
 from tensorgrid.framework.shapes import TensorShape, as_shape
 from tensorgrid.ops import registry
 from tensorgrid.runtime import ir
@@ -537,6 +537,8 @@ def constant_value_array(value, dtype=None):
     if dtype is None:
         dtype = _infer_value_dtype(value)
     dtype = dtypes.as_dtype(dtype)
+    if dtype is dtypes.string:   # string tensors hold bytes, as TF's
+        return strings.string_array(value), dtype
     try:
         arr = np.asarray(value)
         if dtype.is_integer and arr.dtype.kind == "f" and not np.array_equal(arr, np.trunc(arr)):

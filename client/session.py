@@ -17,7 +17,7 @@ from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import nest
 from tensorgrid.client import sparse_tensor
-from tensorgrid.framework import dtypes, errors
+from tensorgrid.framework import dtypes, errors, strings
 
 
 class _FetchMapper:
@@ -83,11 +83,19 @@ def _convert_feed(tensor, value):
     if dt.is_bool and raw.dtype.kind != "b":
         raise errors.InvalidArgumentError(
             None, tensor.name, f"cannot feed a value of dtype {raw.dtype} to bool tensor '{tensor.name}'")
-    arr = np.asarray(raw, dtype=dt.as_numpy_dtype) if dt is not dtypes.string else raw
+    arr = np.asarray(raw, dtype=dt.as_numpy_dtype) if dt is not dtypes.string else _string_feed(tensor, raw)
     if not tensor.shape.is_compatible_with(arr.shape):
         raise ValueError(f"Cannot feed value of shape {arr.shape} for Tensor '{tensor.name}', "
                          f"which has shape '{tensor.shape}'")
     return arr
+
+
+def _string_feed(tensor, raw):
+    try:
+        return strings.string_array(raw)
+    except TypeError as e:
+        raise errors.InvalidArgumentError(None, tensor.name, f"cannot feed string tensor '{tensor.name}': {e}") \
+            from None
 
 
 class BaseSession:

@@ -211,7 +211,7 @@ def _emit(summary, step):
                          "tf.summary.experimental.set_step()")
     if context.executing_eagerly():
         step = step.numpy() if hasattr(step, "numpy") else step
-        writer.write_serialized_summary(bytes(summary.numpy()[()]), int(step))
+        writer.write_serialized_summary(bytes(summary.numpy()), int(step))
         return True
     step = convert_to_tensor(step)
     if step.dtype != dtypes.int64:

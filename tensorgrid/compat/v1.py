@@ -118,5 +118,22 @@ from tensorgrid.client.io import (  # noqa: E402,F401
 # TF1's top-level segment reductions.
 from tensorgrid.client.segment_ops import *  # noqa: E402,F401,F403
 
+# TF1's string and image names: tf.string_split (a SparseTensor), tf.substr, tf.string_join, ...; tf.image's
+# resize_images, resize_bilinear, resize_nearest_neighbor, resize_area and the *_image_with_* spellings.
+from tensorgrid.client import string_ops as _string_ops, image_ops as _image_ops  # noqa: E402
+string_split = _string_ops.string_split
+string_join, substr, string_to_number, regex_replace, as_string, reduce_join = (
+    _string_ops.join, _string_ops.substr, _string_ops.to_number, _string_ops.regex_replace, _string_ops.as_string,
+    _string_ops.reduce_join)
+string_to_hash_bucket_fast, string_strip = _string_ops.to_hash_bucket_fast, _string_ops.strip
+image = _types.ModuleType("tensorgrid.compat.v1.image", _image_ops.__doc__)
+image.__dict__.update({k: getattr(_image_ops, k) for k in _image_ops.__all__})
+image.resize = image.resize_images = _image_ops.resize_images_v1
+image.resize_bilinear, image.resize_nearest_neighbor = _image_ops.resize_bilinear, _image_ops.resize_nearest_neighbor
+image.resize_area = _image_ops.resize_area
+image.resize_image_with_crop_or_pad = _image_ops.resize_with_crop_or_pad
+image.resize_image_with_pad = _image_ops.resize_with_pad
+ragged = _sys.modules["tensorgrid.client.ragged"]
+
 compat = _sys.modules["tensorgrid.compat"]
 __all__ = [n for n in dir() if not n.startswith("_")] + list(_top_all)

@@ -11,7 +11,7 @@ import sys
 import cloudpickle
 import numpy as np
 
-from tensorgrid.framework import dtypes, errors
+from tensorgrid.framework import dtypes, errors, strings
 from tensorgrid.ops.registry import register
 
 # How TF's py_func maps a Python exception raised by the function to an error class.
@@ -69,7 +69,8 @@ def _py_func_kernel(node):
         out = []
         for i, (v, dt) in enumerate(zip(values, tout)):
             try:
-                out.append(xp.asarray(np.asarray(v, dtype=dt.as_numpy_dtype)))
+                out.append(strings.string_array(v) if dt is dtypes.string
+                           else xp.asarray(np.asarray(v, dtype=dt.as_numpy_dtype)))
             except (TypeError, ValueError) as e:
                 raise errors.InvalidArgumentError(
                     None, None,
@@ -104,13 +105,15 @@ def _element(v):
 
 
 def format_tensor(value, summarize):
-    """A tensor as tf.print shows it: nested [..], `summarize` first and last items per axis (-1: all)."""
+    """A tensor as tf.print and tf.strings.format show it: nested [..], `summarize` first and last items per
+    axis (-1: all), strings quoted."""
     arr = _to_host(value)
     limit = arr.size if summarize is None or summarize < 0 else summarize
 
     def nested(a):
-        if a.ndim == 0:
-            return _element(a[()])
+        if not isinstance(a, np.ndarray) or a.ndim == 0:   # an element of a string tensor is its bytes
+            v = a[()] if isinstance(a, np.ndarray) else a
+            return f'"{_element(v)}"' if isinstance(v, (bytes, str)) else _element(v)
         n = a.shape[0]
         if n > 2 * limit:
             parts = [nested(a[i]) for i in range(limit)] + ["..."] + [nested(a[i]) for i in range(n - limit, n)]
