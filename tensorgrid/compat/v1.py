@@ -18,6 +18,7 @@ from tensorgrid.client.session import Session, InteractiveSession  # noqa: F401
 from tensorgrid.client.variables import scatter_add, scatter_sub, scatter_update  # noqa: F401 - TF1's
 from tensorgrid.framework import errors  # noqa: F401
 from tensorgrid.client.queues import QueueBase, FIFOQueue, RandomShuffleQueue, PaddingFIFOQueue  # noqa: F401
+from tensorgrid.client.accumulators import ConditionalAccumulator, SparseConditionalAccumulator  # noqa: F401
 from tensorgrid.client.scopes import container  # noqa: F401 - TF1's tf.container (resource containers)
 
 

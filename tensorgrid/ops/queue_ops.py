@@ -32,6 +32,31 @@ _KINDS = {"FIFOQueueV2": "FIFOQueue", "RandomShuffleQueueV2": "RandomShuffleQueu
           "PaddingFIFOQueueV2": "PaddingFIFOQueue"}
 
 
+def wait_for(resource, cond, ready, step, deadline, what):
+    """Waits on `cond` (held) until ready(); CancelledError when the step is cancelled or `resource` (with
+    `describe()` and `_released`) left its store, DeadlineExceededError at the step's or the op's deadline."""
+    cancelled = getattr(step, "cancelled", None)
+    step_deadline = getattr(step, "deadline", None)
+    if step_deadline is not None:
+        deadline = step_deadline if deadline is None else min(deadline, step_deadline)
+    while True:
+        if resource._released:
+            raise errors.CancelledError(None, None, f"{resource.describe()} was removed (its session ended or "
+                                        "the cluster was reset)")
+        if ready():
+            return
+        if cancelled is not None and cancelled.is_set():
+            raise errors.CancelledError(None, None, f"{what} on {resource.describe()} was cancelled")
+        wait = POLL_S
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise errors.DeadlineExceededError(
+                    None, None, f"Timed out waiting for {what} on {resource.describe()}")
+            wait = min(wait, left)
+        cond.wait(wait)
+
+
 class Queue:
     """A bounded queue of tuples of arrays, safe for concurrent steps."""
 
@@ -67,26 +92,7 @@ class Queue:
     # ---- waiting -------------------------------------------------------------------------------
     def _wait(self, ready, step, deadline, what):
         """Waits (condition held) until ready(); raises when the step ends or its deadline passes."""
-        cancelled = getattr(step, "cancelled", None)
-        step_deadline = getattr(step, "deadline", None)
-        if step_deadline is not None:
-            deadline = step_deadline if deadline is None else min(deadline, step_deadline)
-        while True:
-            if self._released:
-                raise errors.CancelledError(None, None, f"{self.describe()} was removed (its session ended or "
-                                            "the cluster was reset)")
-            if ready():
-                return
-            if cancelled is not None and cancelled.is_set():
-                raise errors.CancelledError(None, None, f"{what} on {self.describe()} was cancelled")
-            wait = POLL_S
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise errors.DeadlineExceededError(
-                        None, None, f"Timed out waiting for {what} on {self.describe()}")
-                wait = min(wait, left)
-            self._cond.wait(wait)
+        wait_for(self, self._cond, ready, step, deadline, what)
 
     # ---- enqueue -------------------------------------------------------------------------------
     def _check_row(self, row, many):
