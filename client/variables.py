@@ -17,6 +17,7 @@ eager variable looks the same store entry up with a VarHandleOp of its own.
 """
 
 import contextlib
+import inspect
 import itertools
 import math
 import weakref
@@ -708,8 +709,9 @@ AUTO_REUSE = _ReuseMode()
 class VariableScope:
     """A variable scope: the name prefix, reuse mode and defaults get_variable uses inside it."""
 
-    def __init__(self, reuse, name="", initializer=None, dtype=dtypes.float32, name_scope=""):
+    def __init__(self, reuse, name="", initializer=None, dtype=dtypes.float32, name_scope="", partitioner=None):
         self._reuse = reuse
+        self._partitioner = partitioner
         self._name = name
         self._initializer = initializer
         self._dtype = dtypes.as_dtype(dtype)
@@ -735,6 +737,13 @@ class VariableScope:
     def dtype(self):
         return self._dtype
 
+    @property
+    def partitioner(self):
+        return self._partitioner
+
+    def set_partitioner(self, partitioner):
+        self._partitioner = partitioner
+
     def reuse_variables(self):
         """From now on get_variable in this scope returns existing variables."""
         self._reuse = True
@@ -752,11 +761,15 @@ class VariableScope:
         return trainable_variables(self._name)
 
     def get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None,
-                     validate_shape=True, regularizer=None):
+                     validate_shape=True, regularizer=None, partitioner=None):
         full = f"{self._name}/{name}" if self._name else name
         if initializer is None:
             initializer = self._initializer
         store = _store()
+        partitioner = partitioner if partitioner is not None else self._partitioner
+        if partitioner is not None and not context.executing_eagerly():
+            return store.get_partitioned(full, shape, dtype or self._dtype, initializer, self._reuse, trainable,
+                                         collections, validate_shape, partitioner)
         existed = full in store.vars
         v = store.get(full, shape, dtype or self._dtype, initializer, self._reuse, trainable, collections,
                       validate_shape)
@@ -777,6 +790,39 @@ def _regularize(v, regularizer):
 class _VariableStore:
     """The get_variable variables of one graph, the current variable scope, and scope-name counts."""
 
+    def get_partitioned(self, name, shape, dtype, initializer, reuse, trainable, collections, validate_shape,
+                        partitioner):
+        """The PartitionedVariable `name` (client/partitioned_variables.py), made of one variable per part."""
+        from tensorgrid.client import partitioned_variables as pv_lib
+        dtype = dtypes.as_dtype(dtype)
+        found = self.vars.get(name)
+        if found is not None:
+            if not isinstance(found, pv_lib.PartitionedVariable):
+                raise ValueError(f"Trying to reuse non-partitioned variable {name} as a partitioned one")
+            self.get(name, shape, dtype, initializer, reuse, trainable, collections, validate_shape, found=found)
+            return found
+        if reuse is True:
+            raise ValueError(f"PartitionedVariable {name} does not exist, or was not created with "
+                             "tf.get_variable(). Did you mean to set reuse=None in VarScope?")
+        if shape is None and not callable(initializer) and initializer is not None:
+            shape = np.shape(initializer)
+        if shape is None or not as_shape(shape).is_fully_defined():
+            raise ValueError(f"Shape of a new partitioned variable ({name}) must be fully defined, but instead was "
+                             f"{shape}.")
+        shape = as_shape(shape)
+        partitions = list(partitioner(shape=shape, dtype=dtype))
+
+        def make_part(part_name, part_shape, info):
+            if callable(initializer) or initializer is None:
+                part_init = _partition_initializer(initializer, info)
+            else:
+                index = tuple(slice(o, o + d) for o, d in zip(info.var_offset, part_shape))
+                part_init, part_shape = np.asarray(initializer)[index], None
+            return self.get(part_name, part_shape, dtype, part_init, reuse, trainable, collections, validate_shape)
+        pv = pv_lib.make_partitioned(name, shape.as_list(), dtype, partitions, make_part)
+        self.vars[name] = pv
+        return pv
+
     def __init__(self):
         self.vars = {}
         self.scope = VariableScope(False)
@@ -787,12 +833,12 @@ class _VariableStore:
         self.scope_counts[name] = count + 1
         return name if count == 0 else f"{name}_{count}"
 
-    def get(self, name, shape, dtype, initializer, reuse, trainable, collections, validate_shape):
+    def get(self, name, shape, dtype, initializer, reuse, trainable, collections, validate_shape, found=None):
         dtype = dtypes.as_dtype(dtype)
         shape = None if shape is None else as_shape(shape)
         eager = context.executing_eagerly()
-        if not eager and name in self.vars:
-            found = self.vars[name]
+        if found is not None or (not eager and name in self.vars):
+            found = found if found is not None else self.vars[name]
             if reuse is False or reuse is None:
                 source = found.op.source
                 where = f"{source[0]}:{source[1]}" if source else "an unknown place"
@@ -838,6 +884,20 @@ class _VariableStore:
         return v
 
 
+def _partition_initializer(initializer, info):
+    """`initializer` called for one part: with partition_info, as TF calls initializers."""
+    if initializer is None or isinstance(initializer, type):
+        return initializer
+
+    try:
+        takes_info = "partition_info" in inspect.signature(initializer).parameters
+    except (TypeError, ValueError):
+        takes_info = False
+    if not takes_info:
+        return initializer
+    return lambda shape, dtype=None: initializer(shape, dtype=dtype, partition_info=info)
+
+
 _eager_store = None
 
 
@@ -860,20 +920,21 @@ def get_variable_scope():
 
 
 def get_variable(name, shape=None, dtype=None, initializer=None, regularizer=None, trainable=None,
-                 collections=None, validate_shape=True, use_resource=None):
+                 collections=None, caching_device=None, partitioner=None, validate_shape=True, use_resource=None):
     """Returns the variable `scope/name`, creating it unless the scope reuses variables.
 
     `initializer` is an initializer (called with the shape and dtype) or a value, which then fixes
     the shape. A new variable's `regularizer(v)` goes into REGULARIZATION_LOSSES. Raises ValueError
-    when it exists and reuse is off, or does not exist and reuse=True.
+    when it exists and reuse is off, or does not exist and reuse=True. With a `partitioner` (or the
+    scope's), a graph-mode variable is made of parts: see client/partitioned_variables.py.
     """
     return get_variable_scope().get_variable(name, shape, dtype, initializer, trainable, collections,
-                                             validate_shape, regularizer)
+                                             validate_shape, regularizer, partitioner)
 
 
 @contextlib.contextmanager
 def variable_scope(name_or_scope, default_name=None, values=None, initializer=None, reuse=None, dtype=None,
-                   auxiliary_name_scope=True):
+                   auxiliary_name_scope=True, partitioner=None):
     """Opens variable scope `name_or_scope` (or a unique `default_name`) and the name scope of the same name."""
     store = _store()
     old = store.scope
@@ -884,6 +945,7 @@ def variable_scope(name_or_scope, default_name=None, values=None, initializer=No
         reuse = reuse or name_or_scope.reuse
         initializer = name_or_scope.initializer if initializer is None else initializer
         dtype = dtype or name_or_scope.dtype
+        partitioner = name_or_scope.partitioner if partitioner is None else partitioner
         name_scope = name_or_scope.original_name_scope
     else:
         if name_or_scope is None:
@@ -898,11 +960,12 @@ def variable_scope(name_or_scope, default_name=None, values=None, initializer=No
         reuse = reuse or old.reuse
         initializer = old.initializer if initializer is None else initializer
         dtype = dtype or old.dtype
+        partitioner = old.partitioner if partitioner is None else partitioner
         name_scope = scope_base
     from tensorgrid.client import scopes
     ctx = scopes.name_scope(name_scope) if auxiliary_name_scope else contextlib.nullcontext(name_scope)
     with ctx as opened:
-        new = VariableScope(reuse, name, initializer, dtype, opened if isinstance(opened, str) else "")
+        new = VariableScope(reuse, name, initializer, dtype, opened if isinstance(opened, str) else "", partitioner)
         store.scope = new
         try:
             yield new

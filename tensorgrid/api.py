@@ -17,6 +17,7 @@ from tensorgrid.client.math_ops import *  # noqa: F401,F403
 from tensorgrid.client.misc_ops import *  # noqa: F401,F403
 from tensorgrid.client.random_ops import *  # noqa: F401,F403
 from tensorgrid.client.variables import *  # noqa: F401,F403
+from tensorgrid.client.partitioned_variables import *  # noqa: F401,F403 - fixed_size_partitioner, ...
 from tensorgrid.client.gradients import *  # noqa: F401,F403
 from tensorgrid.client.tape import *  # noqa: F401,F403
 from tensorgrid.client.indexed_slices import *  # noqa: F401,F403

@@ -9,7 +9,7 @@ import pytest
 
 import tensorgrid as tg
 from tensorgrid.client.train import saver as saver_lib
-from tensorgrid.framework import errors
+from tensorgrid.framework import checkpoint_format, errors
 
 VALUES = {
     "f32": np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
@@ -188,7 +188,7 @@ def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
             def crash_midway(f, chunks):
                 f.write(b"".join(chunks)[:100])
                 raise OSError("disk full")
-            monkeypatch.setattr(saver_lib, "_write_chunks", crash_midway)
+            monkeypatch.setattr(checkpoint_format, "_write_chunks", crash_midway)
             sess.run(w.assign(tg.zeros([1000])))
             with pytest.raises(OSError, match="disk full"):
                 saver.save(sess, prefix)

@@ -1,17 +1,23 @@
 """tg.train.replica_device_setter: variables round-robin on parameter-server tasks, the rest on a worker.
 
 Used as `with tg.device(tg.train.replica_device_setter(ps_tasks=2)):`. Each
-VarHandleOp (by default; `ps_ops` lists the op types) goes to the next
-`/job:ps/task:i`; every other op goes to `worker_device`. A variable's
+VarHandleOp (by default; `ps_ops` lists the op types) goes to the ps task
+the `ps_strategy` picks (round-robin by default;
+`GreedyLoadBalancingStrategy(num_tasks, byte_size_load_fn)` picks the task
+with the fewest bytes so far); every other op goes to `worker_device`. A variable's
 reads, assigns and slots are colocated with its handle, so they follow it
 to its ps task. Device scopes opened inside win field by field, as TF merges
 them.
 """
 
-from tensorgrid.client.train.cluster_spec import ClusterSpec
-from tensorgrid.framework.device_spec import DeviceSpec
+import numpy as np
 
-__all__ = ["replica_device_setter"]
+from tensorgrid.client.train.cluster_spec import ClusterSpec
+from tensorgrid.framework import dtypes
+from tensorgrid.framework.device_spec import DeviceSpec
+from tensorgrid.framework.shapes import TensorShape
+
+__all__ = ["replica_device_setter", "GreedyLoadBalancingStrategy", "byte_size_load_fn"]
 
 STANDARD_PS_OPS = ("VarHandleOp",)
 
@@ -26,6 +32,31 @@ class _RoundRobinStrategy:
     def __call__(self, unused_op):
         task = self._next
         self._next = (self._next + 1) % self._num_tasks
+        return task
+
+
+def byte_size_load_fn(op):
+    """The bytes of the variable a VarHandleOp makes (its shape and dtype attrs): a ps task's load."""
+    shape = TensorShape(op.get_attr("shape"))
+    if not shape.is_fully_defined():
+        return 0
+    return shape.num_elements() * np.dtype(dtypes.as_dtype(op.get_attr("dtype")).as_numpy_dtype).itemsize
+
+
+class GreedyLoadBalancingStrategy:
+    """A ps_strategy that puts each variable on the ps task with the least load so far (the lowest index
+    among equals), the load of a variable being load_fn(op) (default: its bytes)."""
+
+    def __init__(self, num_tasks, load_fn=None):
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be positive, got {num_tasks}")
+        self._num_tasks = num_tasks
+        self._load_fn = load_fn or byte_size_load_fn
+        self._loads = [0] * num_tasks
+
+    def __call__(self, op):
+        task = min(range(self._num_tasks), key=lambda i: self._loads[i])
+        self._loads[task] += self._load_fn(op)
         return task
 
 

@@ -1,30 +1,29 @@
 """tg.train.Saver: saves and restores variables through a session, in tensorgrid's checkpoint format.
 
-A checkpoint with prefix P (e.g. "/tmp/model.ckpt-100") is the one file
-`P.tgckpt`:
+The format (one file `P.tgckpt`, or a sharded index and one data file per
+task) is described in tensorgrid/framework/checkpoint_format.py; this module
+re-exports its writer and reader (`atomic_write`, `_encode`, `_Reader`,
+`SUFFIX`). Tensors are keyed by the variable's op name ("dense/kernel",
+"dense/kernel/Adam"); the parts of a partitioned variable by the whole
+variable's name with TF's slice specs. The directory's `checkpoint` file is
+TF's CheckpointState text format (`model_checkpoint_path: "model.ckpt-100"`
+and one `all_model_checkpoint_paths` line per kept checkpoint, relative to
+the directory), replaced atomically. Beside each checkpoint `Saver.save`
+writes the meta graph `P.meta` (a MetaGraphDef, proto/meta_graph.proto: the
+graph, its collections and the Saver's SaverDef), which
+tg.train.import_meta_graph reads back.
 
-    magic    8 bytes   b"TGCKPT\\x00\\x01"
-    length   8 bytes   little-endian uint64, the byte size of the header
-    header   JSON, UTF-8: {"format": 1, "tensors": [entry, ...]} with one entry per
-             variable: {"name", "dtype" (a tensorgrid dtype name), "shape" (list of ints),
-             "offset" (from the first byte after the header), "nbytes", "crc32" (zlib)}
-    data     each tensor's raw bytes, C order, little-endian, at its offset
-
-Tensors are keyed by the variable's op name ("dense/kernel", "dense/kernel/Adam").
-A file is written under a temporary name in the destination directory,
-flushed and fsynced, then renamed onto its final name (os.replace), so a
-reader finds either the previous complete file or the new complete one,
-never a partial one; a failed write removes its temporary file. The
-directory's `checkpoint` file is TF's CheckpointState text format
-(`model_checkpoint_path: "model.ckpt-100"` and one `all_model_checkpoint_paths`
-line per kept checkpoint, relative to the directory), replaced the same way.
-Beside each checkpoint `Saver.save` writes the meta graph `P.meta` (a
-MetaGraphDef, proto/meta_graph.proto: the graph, its collections and the
-Saver's SaverDef), which tg.train.import_meta_graph reads back.
-
-The Saver reads and writes variables with ops it adds to the graph (reads,
-and assigns fed through placeholders), so it works with any Session,
-in-process or on a cluster.
+Two ways to save, chosen by `sharded` (default: sharded when the variables
+live on more than one task):
+- Not sharded: the Saver reads every variable into the client, which writes
+  the file; restore feeds the values back through placeholders.
+- Sharded: each task that holds variables runs a SaveV2 of its own
+  variables into its own part (under a temporary name), in parallel, and a
+  MergeV2Checkpoints on the last of them renames the parts and writes the
+  index last; a RestoreV2 on each task reads that task's variables and
+  assigns them there. No value passes through the client, and a task
+  killed mid-save leaves only temporary files: no checkpoint exists under
+  the prefix until the index is written.
 """
 
 import contextlib
@@ -32,111 +31,27 @@ import json
 import numbers
 import os
 import re
-import struct
-import tempfile
-import zlib
+import uuid
 
 import numpy as np
 
-from tensorgrid.client import array_ops, context
+from tensorgrid.client import array_ops, context, scopes
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import variables as variables_lib
-from tensorgrid.client.graph import get_default_graph
+from tensorgrid.client.graph import apply_op, get_default_graph
 from tensorgrid.client import meta_graph
 from tensorgrid.client.meta_graph import export_meta_graph
+from tensorgrid.framework import checkpoint_format as fmt
 from tensorgrid.framework import dtypes, errors
+from tensorgrid.framework.checkpoint_format import SUFFIX, _encode, atomic_write  # noqa: F401 - re-exported
+from tensorgrid.framework.checkpoint_format import Reader as _Reader  # noqa: F401 - re-exported
+from tensorgrid.framework.device_spec import DeviceSpec
 
 __all__ = ["Saver", "latest_checkpoint", "get_checkpoint_state", "checkpoint_exists", "list_variables",
            "load_variable", "load_checkpoint", "NewCheckpointReader", "CheckpointReader", "import_meta_graph",
            "export_meta_graph"]
 
-SUFFIX = ".tgckpt"
-_MAGIC = b"TGCKPT\x00\x01"
 _STATE_FILE = "checkpoint"
-
-
-# ---- the file format ----------------------------------------------------------------------
-
-def _encode(values):
-    """The checkpoint file's bytes for {name: numpy array}, as a list of chunks."""
-    entries, blobs, offset = [], [], 0
-    for name in sorted(values):
-        arr = np.asarray(values[name])
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"cannot checkpoint tensor {name} of numpy dtype {arr.dtype}: only numbers and bools")
-        dt = dtypes.as_dtype(arr.dtype)
-        raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-        entries.append({"name": name, "dtype": dt.name, "shape": list(arr.shape), "offset": offset,
-                        "nbytes": len(raw), "crc32": zlib.crc32(raw)})
-        blobs.append(raw)
-        offset += len(raw)
-    header = json.dumps({"format": 1, "tensors": entries}).encode()
-    return [_MAGIC, struct.pack("<Q", len(header)), header] + blobs
-
-
-def _write_chunks(f, chunks):
-    for chunk in chunks:
-        f.write(chunk)
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # directories cannot be opened on some platforms; the rename is durable enough there
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, chunks):
-    """Writes `chunks` to `path` so that `path` is never seen half-written."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_chunks(f, chunks)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-class _Reader:
-    """Reads tensors from one checkpoint file, checking sizes and checksums."""
-
-    def __init__(self, prefix):
-        self.path = prefix + SUFFIX
-        with open(self.path, "rb") as f:
-            head = f.read(16)
-            if len(head) < 16 or head[:8] != _MAGIC:
-                raise errors.DataLossError(None, None, f"{self.path} is not a tensorgrid checkpoint (bad magic)")
-            (length,) = struct.unpack("<Q", head[8:])
-            raw = f.read(length)
-            try:
-                header = json.loads(raw.decode())
-            except (UnicodeDecodeError, ValueError) as e:
-                raise errors.DataLossError(None, None, f"checkpoint {self.path} has a corrupt header: {e}") from None
-        self.data_start = 16 + length
-        self.entries = {e["name"]: e for e in header["tensors"]}
-
-    def read(self, name):
-        e = self.entries[name]
-        with open(self.path, "rb") as f:
-            f.seek(self.data_start + e["offset"])
-            raw = f.read(e["nbytes"])
-        if len(raw) != e["nbytes"] or zlib.crc32(raw) != e["crc32"]:
-            raise errors.DataLossError(None, None, f"checkpoint {self.path}: tensor {name} is truncated or corrupt "
-                                                   f"(checksum mismatch)")
-        np_dtype = np.dtype(dtypes.as_dtype(e["dtype"]).as_numpy_dtype).newbyteorder("<")
-        return np.frombuffer(raw, dtype=np_dtype).reshape(e["shape"]).astype(np_dtype.newbyteorder("="))
 
 
 # ---- the `checkpoint` state file ----------------------------------------------------------------
@@ -266,34 +181,69 @@ def load_variable(ckpt_dir_or_file, name):
 
 # ---- the Saver --------------------------------------------------------------------------------------
 
-def _named_variables(var_list):
+def _saveables(var_list):
+    """[(checkpoint key, slice spec or "", variable)] of var_list (default: the global variables)."""
+    from tensorgrid.client.partitioned_variables import PartitionedVariable
     if var_list is None:
         var_list = variables_lib.global_variables()
+    pairs = []
     if isinstance(var_list, dict):
-        named = dict(var_list)
+        for name, value in var_list.items():
+            parts = list(value) if isinstance(value, (PartitionedVariable, list, tuple)) else [value]
+            pairs += [(name, v) for v in parts]
     else:
-        named = {}
         for v in var_list:
-            if not isinstance(v, variables_lib.Variable):
-                raise TypeError(f"Saver can only save Variables, not {v!r}")
-            name = v._op_name()
-            if name in named and named[name] is not v:
-                raise ValueError(f"At least two variables have the same name: {name}")
-            named[name] = v
-    return named
+            for part in (list(v) if isinstance(v, PartitionedVariable) else [v]):
+                info = getattr(part, "_save_slice_info", None)
+                name = part._op_name() if isinstance(part, variables_lib.Variable) else None
+                pairs.append((info.full_name if info else name, part))
+    items, seen = [], {}
+    for name, v in pairs:
+        if not isinstance(v, variables_lib.Variable):
+            raise TypeError(f"Saver can only save Variables, not {v!r}")
+        info = getattr(v, "_save_slice_info", None)
+        spec = info.spec if info is not None else ""
+        if seen.get((name, spec), v) is not v:
+            raise ValueError(f"At least two variables have the same name: {name}")
+        if (name, spec) not in seen:
+            seen[(name, spec)] = v
+            items.append((name, spec, v))
+    return sorted(items, key=lambda item: (item[0], item[1]))
+
+
+def _task_device(v):
+    """The CPU of the task holding variable v ("" when v is not pinned to a task)."""
+    spec = DeviceSpec.from_string(v.device or "")
+    if spec.job is None and spec.task is None:
+        return ""
+    return DeviceSpec(spec.job, spec.replica if spec.replica is not None else 0, spec.task if spec.task is not None
+                      else 0, "CPU", 0).to_string()
+
+
+def _by_task(items):
+    groups = {}
+    for item in items:
+        groups.setdefault(_task_device(item[2]), []).append(item)
+    return sorted(groups.items())
+
+
+def _strings(values, name):
+    return array_ops.constant(np.array(list(values), dtype=object), dtypes.string, name=name)
 
 
 class Saver:
-    """Saves variables to checkpoints and restores them (see the module docstring for the format).
+    """Saves variables to checkpoints and restores them (see the module docstring for the two ways).
 
-    Its ops live under one name scope S ("save"): S/tensor_names (the checkpoint keys), S/save_value_<i>
-    (the i-th key's value), S/restore_value_<i> (the placeholder restoring it) and S/restore_all. A Saver
-    given a `saver_def` (as import_meta_graph does) finds those ops in the default graph instead of
-    building them.
+    Its ops live under one name scope S ("save"). Not sharded: S/tensor_names and S/shape_and_slices (the
+    checkpoint keys and slice specs), S/save_value_<i> (the i-th value), S/restore_value_<i> (the
+    placeholder restoring it) and S/restore_all. Sharded: S/filename (the prefix, fed), S/temp_prefix, per
+    task S/ShardedFilename, S/SaveV2, S/RestoreV2, then S/MergeV2Checkpoints, S/control_dependency (the
+    save tensor) and S/restore_all. A Saver given a `saver_def` (as import_meta_graph does) finds those ops
+    in the default graph instead of building them.
     """
 
     def __init__(self, var_list=None, max_to_keep=5, name=None, allow_empty=False, saver_def=None,
-                 keep_checkpoint_every_n_hours=10000.0):
+                 keep_checkpoint_every_n_hours=10000.0, sharded=None):
         if context.executing_eagerly():
             raise RuntimeError("tg.train.Saver builds save and restore ops and needs graph mode; "
                                "call it inside a graph (tg.compat.v1.disable_eager_execution()).")
@@ -304,28 +254,74 @@ class Saver:
             self._from_saver_def(saver_def)
             return
         self._max_to_keep = max_to_keep
-        named = _named_variables(var_list)
-        if not named and not allow_empty:
+        items = _saveables(var_list)
+        if not items and not allow_empty:
             raise ValueError("No variables to save")
+        groups = _by_task(items)
+        self._sharded = bool(sharded) if sharded is not None else len(groups) > 1
         g = get_default_graph()
-        self._keys = sorted(named)
+        self._keys = [(key, spec) for key, spec, _ in items]
         with g.name_scope(name or "save"), g.control_dependencies(None):
-            array_ops.constant(np.array(self._keys, dtype=object), dtypes.string, name="tensor_names")
-            self._reads, self._feeds, assigns = [], [], []
-            for i, n in enumerate(self._keys):
-                v = named[n]
-                self._reads.append(v._read(name=f"save_value_{i}"))
-                ph = array_ops.placeholder(v.dtype, v.shape, name=f"restore_value_{i}")
-                self._feeds.append(ph)
-                assigns.append(v.assign(ph, read_value=False))
-            self._restore_op = array_ops.group(*assigns, name="restore_all")
+            _strings([k for k, _ in self._keys], "tensor_names")
+            _strings([s for _, s in self._keys], "shape_and_slices")
+            if self._sharded:
+                self._build_sharded(groups)
+            else:
+                self._build_through_client(items)
+
+    def _build_through_client(self, items):
+        self._reads, self._feeds, assigns = [], [], []
+        for i, (_, _, v) in enumerate(items):
+            self._reads.append(v._read(name=f"save_value_{i}"))
+            ph = array_ops.placeholder(v.dtype, v.shape, name=f"restore_value_{i}")
+            self._feeds.append(ph)
+            assigns.append(v.assign(ph, read_value=False))
+        self._restore_op = array_ops.group(*assigns, name="restore_all")
+
+    def _build_sharded(self, groups):
+        self._filename = array_ops.placeholder_with_default(
+            array_ops.constant("model", dtypes.string, name="filename/input"), [], name="filename")
+        self._temp_prefix = array_ops.placeholder_with_default(
+            array_ops.constant("model_temp/part", dtypes.string, name="temp_prefix/input"), [], name="temp_prefix")
+        saves, parts, restores = [], [], []
+        for i, (device, items) in enumerate(groups):
+            with scopes.device(device or None):
+                part = apply_op("ShardedFilename", [self._temp_prefix, array_ops.constant(i, dtypes.int32),
+                                                    array_ops.constant(len(groups), dtypes.int32)], {})
+                names = _strings([key for key, _, _ in items], "SaveV2/tensor_names")
+                slices = _strings([spec for _, spec, _ in items], "SaveV2/shape_and_slices")
+                saves.append(apply_op("SaveV2", [part, names, slices] + [v._read() for _, _, v in items],
+                                      {"dtypes": [v.dtype for _, _, v in items]}))
+                parts.append(part)
+                values = apply_op("RestoreV2", [self._filename, names, slices],
+                                  {"dtypes": [v.dtype for _, _, v in items]})
+                values = values if isinstance(values, list) else [values]
+                restores.append(array_ops.group(*[v.assign(x, read_value=False) for (_, _, v), x in
+                                                  zip(items, values)]))
+        last = groups[-1][0] if groups else ""
+        with scopes.device(last or None), scopes.control_dependencies(saves):
+            merge = apply_op("MergeV2Checkpoints", [array_ops.stack(parts), self._filename],
+                             {"delete_old_dirs": True})
+            with scopes.control_dependencies([merge]):
+                self._save_tensor = array_ops.identity(self._filename, name="control_dependency")
+        self._restore_op = array_ops.group(*restores, name="restore_all")
 
     def _from_saver_def(self, saver_def):
         g = get_default_graph()
         self._restore_op = g.as_graph_element(saver_def.restore_op_name, allow_tensor=False)
         scope = saver_def.restore_op_name.rpartition("/")[0]
-        names = graph_lib._const_value(g.get_tensor_by_name(f"{scope}/tensor_names:0"))
-        self._keys = [k.decode() if isinstance(k, bytes) else str(k) for k in np.asarray(names).ravel()]
+        keys = _const_strings(g, f"{scope}/tensor_names:0")
+        try:
+            slices = _const_strings(g, f"{scope}/shape_and_slices:0")
+        except (KeyError, ValueError):
+            slices = [""] * len(keys)
+        self._keys = list(zip(keys, slices))
+        self._sharded = saver_def.sharded
+        if self._sharded:
+            self._filename = g.get_tensor_by_name(saver_def.filename_tensor_name)
+            self._temp_prefix = g.get_tensor_by_name(f"{scope}/temp_prefix:0")
+            self._save_tensor = g.get_tensor_by_name(saver_def.save_tensor_name)
+            return
         self._reads = [g.get_tensor_by_name(f"{scope}/save_value_{i}:0") for i in range(len(self._keys))]
         self._feeds = [g.get_tensor_by_name(f"{scope}/restore_value_{i}:0") for i in range(len(self._keys))]
 
@@ -336,9 +332,14 @@ class Saver:
     def as_saver_def(self):
         """The SaverDef that finds this Saver's ops again (what the .meta file holds)."""
         from tensorgrid.proto import meta_graph_pb2
-        return meta_graph_pb2.SaverDef(restore_op_name=self._restore_op.name, max_to_keep=self._max_to_keep or 0,
-                                       keep_checkpoint_every_n_hours=self._keep_hours,
-                                       version=meta_graph_pb2.SaverDef.V2)
+        saver_def = meta_graph_pb2.SaverDef(restore_op_name=self._restore_op.name,
+                                            max_to_keep=self._max_to_keep or 0,
+                                            keep_checkpoint_every_n_hours=self._keep_hours,
+                                            version=meta_graph_pb2.SaverDef.V2, sharded=self._sharded)
+        if self._sharded:
+            saver_def.filename_tensor_name = self._filename.name
+            saver_def.save_tensor_name = self._save_tensor.name
+        return saver_def
 
     def to_proto(self, export_scope=None):
         """This Saver's SaverDef with names relative to export_scope (None when its ops lie outside it)."""
@@ -346,7 +347,10 @@ class Saver:
         if export_scope:
             if not saver_def.restore_op_name.startswith(export_scope + "/"):
                 return None
-            saver_def.restore_op_name = saver_def.restore_op_name[len(export_scope) + 1:]
+            for field in ("restore_op_name", "filename_tensor_name", "save_tensor_name"):
+                value = getattr(saver_def, field)
+                if value.startswith(export_scope + "/"):
+                    setattr(saver_def, field, value[len(export_scope) + 1:])
         return saver_def
 
     @staticmethod
@@ -355,7 +359,9 @@ class Saver:
         if import_scope:
             scoped = type(saver_def)()
             scoped.CopyFrom(saver_def)
-            scoped.restore_op_name = f"{import_scope}/{saver_def.restore_op_name}"
+            for field in ("restore_op_name", "filename_tensor_name", "save_tensor_name"):
+                if getattr(saver_def, field):
+                    setattr(scoped, field, f"{import_scope}/{getattr(saver_def, field)}")
             saver_def = scoped
         return Saver(saver_def=saver_def)
 
@@ -382,8 +388,14 @@ class Saver:
             if not isinstance(global_step, numbers.Number):
                 global_step = sess.run(global_step)
             save_path = f"{save_path}-{int(global_step)}"
-        values = dict(zip(self._keys, sess.run(self._reads))) if self._reads else {}
-        atomic_write(save_path + SUFFIX, _encode(values))
+        if self._sharded:
+            prefix = os.path.abspath(save_path)
+            sess.run(self._save_tensor, {self._filename: prefix,
+                                         self._temp_prefix: f"{prefix}_temp_{uuid.uuid4().hex}/part"})
+        else:
+            values = sess.run(self._reads) if self._reads else []
+            atomic_write(save_path + SUFFIX, fmt.encode_items(
+                [(key, value, spec) for (key, spec), value in zip(self._keys, values)]))
         if write_meta_graph:
             self.export_meta_graph(f"{save_path}.{meta_graph_suffix}", graph=sess.graph)
         if save_path in self._last_checkpoints:
@@ -392,7 +404,7 @@ class Saver:
         if self._max_to_keep:
             while len(self._last_checkpoints) > self._max_to_keep:
                 old = self._last_checkpoints.pop(0)
-                for path in (old + SUFFIX, f"{old}.{meta_graph_suffix}"):
+                for path in fmt.files_of(old) + [f"{old}.{meta_graph_suffix}"]:
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(path)
         if write_state:
@@ -409,7 +421,7 @@ class Saver:
                                             clear_devices=clear_devices)
 
     def restore(self, sess, save_path):
-        """Sets every variable to its value in checkpoint `save_path`.
+        """Sets every variable to its value in checkpoint `save_path` (sharded or not, any partitioning).
 
         NotFoundError names a variable the checkpoint lacks; InvalidArgumentError a dtype or shape mismatch.
         """
@@ -417,9 +429,12 @@ class Saver:
             raise ValueError("Can't load save_path when it is None.")
         if not checkpoint_exists(save_path):
             raise ValueError(f"The passed save_path is not a valid checkpoint: {save_path}")
+        if self._sharded:
+            sess.run(self._restore_op, {self._filename: os.path.abspath(save_path)})
+            return
         reader = _Reader(save_path)
         feeds = {}
-        for name, ph in zip(self._keys, self._feeds):
+        for (name, spec), ph in zip(self._keys, self._feeds):
             entry = reader.entries.get(name)
             if entry is None:
                 raise errors.NotFoundError(None, None, f"Key {name} not found in checkpoint {save_path}")
@@ -427,12 +442,18 @@ class Saver:
                 raise errors.InvalidArgumentError(
                     None, None, f"tensor_name = {name}; expected dtype {ph.dtype.name} does not equal original "
                                 f"dtype {entry['dtype']} in checkpoint {save_path}")
-            if not ph.shape.is_compatible_with(entry["shape"]):
+            value = reader.read_slice(name, spec)
+            if not ph.shape.is_compatible_with(value.shape):
                 raise errors.InvalidArgumentError(
                     None, None, f"Restoring {name} from checkpoint {save_path}: shapes of the variable and the "
-                                f"saved tensor differ: lhs shape= {ph.shape} rhs shape= {entry['shape']}")
-            feeds[ph] = reader.read(name)
+                                f"saved tensor differ: lhs shape= {ph.shape} rhs shape= {list(value.shape)}")
+            feeds[ph] = value
         sess.run(self._restore_op, feeds)
+
+
+def _const_strings(g, name):
+    values = graph_lib._const_value(g.get_tensor_by_name(name))
+    return [k.decode() if isinstance(k, bytes) else str(k) for k in np.asarray(values).ravel()]
 
 
 def import_meta_graph(meta_graph_or_file, clear_devices=False, import_scope=None, **kwargs):
