@@ -86,8 +86,8 @@ def test_a_chief_that_stops_early_ends_the_workers(tasks):
     chief = _start(tasks, cluster, "worker", 0, "--last_step=50", "--max_local_steps=4")
     worker = _start(tasks, cluster, "worker", 1, "--last_step=50")
     assert _result(chief)["local_steps"] == 4
-    r = _result(worker)
-    assert r["global_step"] < 50 and r["local_steps"] <= 6, r
+    r = _result(worker)                             # it ended, cleanly, long before its last step
+    assert r["global_step"] < 50, r
 
 
 # ---- one process driving the protocol, against TensorFlow -------------------------------------------
