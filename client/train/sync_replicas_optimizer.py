@@ -15,14 +15,19 @@ mean of replicas_to_aggregate fresh gradients. All of this is TensorFlow's
 design, with TF's names (`sync_replicas/conditional_accumulator`,
 `sync_token_q`, `sync_rep_local_step`, shared names `<var>:0/grad_accum`).
 
-Where tensorgrid's hook does more than TF's (TF's hangs in both cases):
+Where tensorgrid's hook does more than TF's (measured against TF 2.21 with tests/sync_replicas_program.py):
 - A replica that ends (its MonitoredSession closes cleanly: its input ran
   out, it reached its own last step) puts the token it holds back in the
   queue, so the others can make up its gradients and the chief keeps going
-  (TF's chief waits forever for the finished replica's next gradient).
+  (TF's chief waits forever for the finished replica's next gradient: still
+  waiting, silent, 90 s after the other worker ended).
 - The chief's end closes the token queue, so replicas waiting for a token
-  end with OutOfRangeError, which their MonitoredSession takes as the end of
-  training (TF's replicas wait forever for the next token).
+  end at once with OutOfRangeError, which their MonitoredSession takes as the
+  end of training (with TF the waiting worker's step was aborted 30 s after the
+  chief stopped, and the chief took 150 s to close, its queue-runner thread
+  blocked in a take until stop_grace_period_secs ran out; with tensorgrid both
+  ended within a second, since MonitoredSession closes the session, which
+  cancels that take, before it joins the threads).
 A replica that dies (SIGKILL) takes its token with it: with
 replicas_to_aggregate == total_num_replicas the others wait until it is
 restarted, whose first gradient is fresh, as in TF.
