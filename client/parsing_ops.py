@@ -15,6 +15,7 @@ import collections
 import numpy as np
 
 from tensorgrid.client.graph import apply_op, convert_to_tensor
+from tensorgrid.client.sparse_tensor import SparseTensor
 from tensorgrid.framework import dtypes
 from tensorgrid.framework.shapes import TensorShape, as_shape
 from tensorgrid.ops import io_ops as _ops  # noqa: F401 - registers ParseExampleV2
@@ -112,15 +113,10 @@ def _parse(serialized, features, example_names, name, what):
     n = len(sparse)
     result = {}
     for i, (key, _) in enumerate(sparse):
-        result[key] = _sparse_tensor(out[i], out[n + i], out[2 * n + i])
+        result[key] = SparseTensor(out[i], out[n + i], out[2 * n + i])
     for j, (key, _, _) in enumerate(dense):
         result[key] = out[3 * n + j]
     return {key: result[key] for key in features}
-
-
-def _sparse_tensor(indices, values, dense_shape):
-    from tensorgrid.client.sparse_tensor import SparseTensor
-    return SparseTensor(indices, values, dense_shape)
 
 
 def parse_example(serialized, features, example_names=None, name=None):

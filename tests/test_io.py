@@ -26,6 +26,9 @@ def _example(m, i):
     }
     if i % 2:
         feature["opt"] = t.Feature(int64_list=t.Int64List(value=[10 * i, 10 * i + 1]))
+    for name in ("tags", "opt", "seq"):
+        if name in feature:
+            feature["var_" + name] = feature[name]
     return t.Example(features=t.Features(feature=feature))
 
 
@@ -39,11 +42,22 @@ def _features(m):
         "opt": m.io.FixedLenFeature([2], m.int64, default_value=[-1, -2]),
         "seq": m.io.FixedLenSequenceFeature([2], m.float32, allow_missing=True, default_value=9.0),
         "tags": m.io.FixedLenSequenceFeature([], m.string, allow_missing=True),
+        "var_tags": m.io.VarLenFeature(m.string),
+        "var_opt": m.io.VarLenFeature(m.int64),
+        "var_seq": m.io.VarLenFeature(m.float32),
     }
 
 
 def _numpy(result):
-    return {k: v.numpy() for k, v in result.items()}
+    """Dense values as arrays; a SparseTensor as key/indices, key/values and key/dense_shape."""
+    out = {}
+    for k, v in result.items():
+        if hasattr(v, "indices"):
+            out.update({f"{k}/indices": v.indices.numpy(), f"{k}/values": v.values.numpy(),
+                        f"{k}/dense_shape": v.dense_shape.numpy()})
+        else:
+            out[k] = v.numpy()
+    return out
 
 
 def _same(got, want):

@@ -127,6 +127,8 @@ def results_of(value, what):
         return type(value)(*[results_of(v, what) for v in value])
     if isinstance(value, (list, tuple)):
         return tuple(results_of(v, what) for v in value)
+    if hasattr(value, "_nest_parts"):
+        return value  # a composite (a SparseTensor): its parts are the results
     from tensorgrid.client import array_ops
     t = graph_lib.convert_to_tensor(value)
     # A result that is an argument itself gets a node of its own to fetch.
