@@ -206,6 +206,8 @@ class Function:
 
     def __init__(self, fn, input_signature=None, autograph=True, jit_compile=None):
         self._fn = fn
+        self._traced_fn = fn        # fn, or fn with its loops over datasets converted (client/data/loops.py)
+        self._autograph = autograph
         self._signature = input_signature
         self._concrete = {}
         self._trace_count = 0
@@ -219,9 +221,9 @@ class Function:
         try:
             bound = self._bound.get(obj)
         except TypeError:               # an instance that cannot be weakly referenced: no cache
-            return Function(self._fn.__get__(obj, objtype), self._signature)
+            return Function(self._fn.__get__(obj, objtype), self._signature, self._autograph)
         if bound is None:
-            bound = self._bound[obj] = Function(_weakly_bound(self._fn, obj), self._signature)
+            bound = self._bound[obj] = Function(_weakly_bound(self._fn, obj), self._signature, self._autograph)
         return bound
 
     def _key(self, args, kwargs):
@@ -243,7 +245,16 @@ class Function:
         return (tuple(sig(a) for a in args), tuple((k, sig(v)) for k, v in sorted(kwargs.items())))
 
     def _trace(self, args, kwargs, variable_policy):
-        self._trace_count += 1
+        from tensorgrid.client.data import loops
+        try:
+            return self._trace_with(self._traced_fn, args, kwargs, variable_policy)
+        except loops.DatasetLoopInTrace as e:
+            if not self._autograph or self._traced_fn is not self._fn:
+                raise
+            self._traced_fn = loops.converted(self._fn, e)   # `for x in dataset:` becomes Dataset.reduce
+        return self._trace_with(self._traced_fn, args, kwargs, variable_policy)
+
+    def _trace_with(self, fn, args, kwargs, variable_policy):
         g = FuncGraph(getattr(self._fn, "__name__", "function"))
         g.variable_policy = variable_policy
         from tensorgrid.client import array_ops
@@ -262,10 +273,11 @@ class Function:
         with g.as_default():
             targs = [to_placeholder(a, f"arg{i}") for i, a in enumerate(args)]
             tkwargs = {k: to_placeholder(v, k) for k, v in kwargs.items()}
-            result = self._fn(*targs, **tkwargs)
+            result = fn(*targs, **tkwargs)
             leaves = []
             structure = nest.flatten(result, _tensor_leaf, leaves)
             outputs = [array_ops.identity(t) if t.op.type == "Placeholder" else t for t in leaves]
+        self._trace_count += 1
         return ConcreteFunction(g, inputs, structure, outputs, side_effects(g))
 
     def get_concrete_function(self, *args, **kwargs):
@@ -317,6 +329,7 @@ def _weakly_bound(fn, obj):
     @functools.wraps(fn)
     def method(*args, **kwargs):
         return fn(ref(), *args, **kwargs)
+    method._tg_rewrap = lambda new_fn: _weakly_bound(new_fn, ref())   # client/data/loops.py converts fn
     return method
 
 

@@ -187,8 +187,15 @@ class GradientTape:
 
     def _watch_variable(self, variable):
         self._variables.setdefault(id(variable), variable)
-        handle = variable._grad_source()
+        handle = self._local(variable._grad_source())
         self._watched[id(handle)] = handle
+
+    def _local(self, handle):
+        """A variable's handle as this tape's graph sees it: in a function nested in a trace (a dataset
+        loop's body), the capture of the trace's handle that the function's reads take."""
+        if self._graph is None or getattr(handle, "graph", self._graph) is self._graph:
+            return handle
+        return self._graph._capture(handle, "GradientTape")
 
     def watched_variables(self):
         """The Variables this tape watches (explicitly or because they were read), in the order first watched."""
@@ -212,7 +219,7 @@ class GradientTape:
     def _backprop(self, targets, sources, output_gradients):
         """[d(sum of targets . output_gradients)/d(source) or None] for flat lists of targets and sources."""
         from tensorgrid.client import array_ops
-        keys = [s._grad_source() if hasattr(s, "_grad_source") else s for s in sources]
+        keys = [self._local(s._grad_source()) if hasattr(s, "_grad_source") else s for s in sources]
         seeds = {}
         for t, og in zip(targets, output_gradients):
             og = array_ops.ones_like(t) if og is None else graph_lib.convert_to_tensor(og, dtype=t.dtype)

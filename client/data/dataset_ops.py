@@ -120,11 +120,11 @@ class Dataset(structure_lib.Structured):
 
     # ---- what a dataset is -----------------------------------------------------------------
     def _runtime(self, what):
-        """The runtime dataset an eager variant holds; RuntimeError in graph mode."""
+        """The runtime dataset an eager variant holds; RuntimeError in graph mode (DatasetLoopInTrace in a
+        tg.function, which then converts its loops: client/data/loops.py)."""
         if isinstance(graph_lib.get_default_graph(), FuncGraph) and not context.executing_eagerly():
-            raise RuntimeError(f"{what} over a dataset inside tg.function needs AutoGraph, which tensorgrid does "
-                               "not have: pass iter(dataset) to the function and call next() on it there, or "
-                               "iterate outside and pass the elements in.")
+            from tensorgrid.client.data import loops
+            raise loops.DatasetLoopInTrace(f"{what} over a dataset inside tg.function: {loops.HOW}.")
         if not context.executing_eagerly() or not getattr(self._variant_tensor, "_is_eager_tensor", False):
             raise RuntimeError(f"`tf.data.Dataset` only supports {what} in eager mode or within tf.function.")
         return self._variant_tensor.numpy()

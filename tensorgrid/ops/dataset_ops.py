@@ -36,12 +36,25 @@ def _infer_dataset(ctx):
     return [(dtypes.variant, ())]
 
 
+def _taking_constants(kernel):
+    """`kernel` whose dataset inputs may also come as a Const's 0-d object array (an eager dataset that a
+    tg.function captured), unwrapped to the runtime dataset."""
+    def factory(node):
+        run = kernel(node)
+
+        def call(*args):
+            return run(*[a[()] if type(a) is np.ndarray and a.dtype == object and a.ndim == 0
+                         and isinstance(a[()], base.Dataset) else a for a in args])
+        return call
+    return factory
+
+
 def register_dataset(name, kernel, doc="", colocate=0, stateful=False):
     """Declares dataset op `name`: a tg.variant scalar output, a CPU kernel from `kernel(node)`,
     colocated with input `colocate` (the input dataset; "all" for ops that take several, None for
     sources)."""
-    return register(name, _infer_dataset, kernel, cpu_only=True, colocate_with_input=colocate, stateful=stateful,
-                    doc=doc)
+    return register(name, _infer_dataset, _taking_constants(kernel), cpu_only=True, colocate_with_input=colocate,
+                    stateful=stateful, doc=doc)
 
 
 def _int(value):
@@ -200,7 +213,8 @@ register_dataset("CacheDataset", lambda node: lambda dataset, filename: cache.Ca
 # ---- whole-dataset ops ---------------------------------------------------------------------
 
 register("DatasetCardinality", lambda ctx: [(dtypes.int64, ())],
-         lambda node: lambda dataset: np.int64(dataset.cardinality()), cpu_only=True, colocate_with_input=0,
+         _taking_constants(lambda node: lambda dataset: np.int64(dataset.cardinality())), cpu_only=True,
+         colocate_with_input=0,
          doc="The number of elements of a dataset: -1 infinite, -2 unknown.")
 
 
@@ -222,9 +236,10 @@ def _reduce_kernel(node):
     return run
 
 
-register("ReduceDataset", _infer_structure, _reduce_kernel, cpu_only=True, colocate_with_input=0,
-         num_outputs=lambda attrs: len(attrs["output_types"]),
-         doc="f(state, element) folded over a dataset; inputs: dataset, initial_state, other_arguments.")
+register("ReduceDataset", _infer_structure, _taking_constants(_reduce_kernel), cpu_only=True, colocate_with_input=0,
+         num_outputs=lambda attrs: len(attrs["output_types"]), stateful=True,
+         doc="f(state, element) folded over a dataset; inputs: dataset, initial_state, other_arguments. Stateful: "
+             "f's side effects (a loop body's updates) run in it.")
 
 # ---- iterators -----------------------------------------------------------------------------
 
@@ -301,7 +316,7 @@ register("IteratorV2", _infer_iterator, _iterator_kernel, cpu_only=True, statefu
 register("OneShotIterator", _infer_iterator, _one_shot_kernel, cpu_only=True, stateful=True,
          doc="An iterator initialized, on its first run only, with the dataset its function attr "
              "dataset_factory makes.")
-register("MakeIterator", lambda ctx: [], _make_iterator_kernel, cpu_only=True, stateful=True, num_outputs=0,
+register("MakeIterator", lambda ctx: [], _taking_constants(_make_iterator_kernel), cpu_only=True, stateful=True, num_outputs=0,
          colocate_with_input="all", doc="(Re)starts iterator (input 1) on dataset (input 0).")
 register("IteratorToStringHandle", lambda ctx: [(dtypes.string, ())], _to_string_handle_kernel, cpu_only=True,
          stateful=True, colocate_with_input=0, doc="A string naming the iterator (its device and shared name).")
