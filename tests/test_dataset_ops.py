@@ -77,6 +77,10 @@ DETERMINISTIC = {
     "skip": lambda m: m.data.Dataset.range(10).skip(7),
     "skip_all": lambda m: m.data.Dataset.range(10).skip(-1),
     "shard": lambda m: m.data.Dataset.range(10).shard(3, 1),
+    "take_while": lambda m: m.data.Dataset.range(10).batch(3).unbatch().take_while(lambda v: v < 5),
+    "take_while_tuple": lambda m: m.data.Dataset.from_tensor_slices((X, Y)).take_while(lambda x, y: x[0] < 9.0),
+    "counter": lambda m: m.data.Dataset.counter(3, -2).take(4),
+    "experimental_counter": lambda m: m.data.experimental.Counter(5).take(3),
     "zip": lambda m: m.data.Dataset.zip((m.data.Dataset.range(5), m.data.Dataset.range(10, 13))),
     "zip_nested": lambda m: m.data.Dataset.zip({"a": m.data.Dataset.from_tensor_slices((X, Y)),
                                                "b": m.data.Dataset.range(100)}),
@@ -85,6 +89,13 @@ DETERMINISTIC = {
     "concatenate_shapes_relax": lambda m: m.data.Dataset.from_tensors([1, 2]).concatenate(
         m.data.Dataset.from_tensors([3, 4, 5])),
     "enumerate": lambda m: m.data.Dataset.from_tensor_slices([b"a", b"b", b"c"]).enumerate(start=4),
+    "window_flat_map": lambda m: m.data.Dataset.range(7).window(3, 1, drop_remainder=True).flat_map(
+        lambda w: w.batch(3)),
+    "window_stride_shift": lambda m: m.data.Dataset.range(10).window(3, shift=2, stride=2).flat_map(
+        lambda w: w.batch(3)),
+    "window_shift_past_its_end": lambda m: m.data.Dataset.range(10).window(2, shift=4).flat_map(lambda w: w.batch(2)),
+    "window_tuple": lambda m: m.data.Dataset.from_tensor_slices((X, Y)).window(4, 5).flat_map(
+        lambda a, b: m.data.Dataset.zip((a.batch(4), b.batch(4)))),
     "unbatch": lambda m: m.data.Dataset.from_tensor_slices((X, Y)).batch(5).unbatch(),
     "unbatch_of_tensors": lambda m: m.data.Dataset.from_tensors((X, Y)).unbatch(),
     "flat_map": lambda m: m.data.Dataset.range(5).flat_map(lambda v: m.data.Dataset.range(v).map(lambda w: w * v)),
@@ -132,6 +143,32 @@ def test_reduce_matches_tf():
     np.testing.assert_array_equal(grown.numpy(), [0, 1, 2, 3])
 
 
+def test_window_elements_are_datasets_iterated_eagerly():
+    ds = tg.data.Dataset.from_tensor_slices((X, Y)).window(5, shift=4)
+    assert repr(ds.element_spec) == ("(DatasetSpec(TensorSpec(shape=(2,), dtype=tg.float32, name=None), "
+                                     "TensorShape([])), DatasetSpec(TensorSpec(shape=(), dtype=tg.int64, name=None), "
+                                     "TensorShape([])))")
+    windows = [(list(x.as_numpy_iterator()), [int(v) for v in y]) for x, y in ds]
+    assert [len(y) for _, y in windows] == [5, 5, 4]
+    np.testing.assert_array_equal(windows[1][0], X[4:9])
+    with pytest.raises(tg.errors.InvalidArgumentError, match="Window size must be greater than zero"):
+        list(tg.data.Dataset.range(3).window(0))
+
+
+def test_get_single_element_as_tf():
+    tf = pytest.importorskip("tensorflow")
+    for m in (tg, tf):
+        x, y = m.data.Dataset.from_tensors((np.float32(2.5), [1, 2])).get_single_element()
+        assert float(x) == 2.5 and list(np.asarray(y)) == [1, 2]
+        assert int(m.data.experimental.get_single_element(m.data.Dataset.range(7, 8))) == 7
+    for ds, message in [(lambda m: m.data.Dataset.range(0), "Dataset was empty."),
+                        (lambda m: m.data.Dataset.range(2), "Dataset had more than one element.")]:
+        with pytest.raises(tg.errors.InvalidArgumentError, match=message):
+            ds(tg).get_single_element()
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            ds(tf).get_single_element()
+
+
 def test_element_spec_and_tf1_output_properties():
     ds = tg.data.Dataset.from_tensor_slices({"a": [1, 2], "b": (np.zeros((2, 3), np.float32), ["x", "y"])})
     assert ds.element_spec == {"a": tg.TensorSpec([], tg.int32),
@@ -154,7 +191,9 @@ def test_cardinality_and_len_as_tf():
              lambda m: m.data.Dataset.range(10).skip(4), lambda m: m.data.Dataset.range(10).shard(3, 2),
              lambda m: m.data.Dataset.zip((m.data.Dataset.range(4), m.data.Dataset.range(7))),
              lambda m: m.data.Dataset.range(4).concatenate(m.data.Dataset.range(2)),
-             lambda m: m.data.Dataset.range(4).shuffle(2).prefetch(1).cache()]
+             lambda m: m.data.Dataset.range(4).shuffle(2).prefetch(1).cache(),
+             lambda m: m.data.Dataset.range(10).window(3, 4), lambda m: m.data.Dataset.range(10).window(3, 2, 2, True),
+             lambda m: m.data.Dataset.range(10).take_while(lambda v: v < 3)]
     for build in cases:
         assert int(build(tg).cardinality()) == int(build(tf).cardinality())
     assert tg.data.INFINITE_CARDINALITY == -1 and tg.data.UNKNOWN_CARDINALITY == -2

@@ -7,6 +7,7 @@ worker/data/.
 
 import types as _types
 
+from tensorgrid.framework import dtypes as _dtypes
 from tensorgrid.client.data import iterator_ops
 from tensorgrid.client.data.dataset_ops import (  # noqa: F401
     AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset)
@@ -26,7 +27,8 @@ experimental = _types.SimpleNamespace(
     AUTOTUNE=AUTOTUNE, INFINITE_CARDINALITY=INFINITE_CARDINALITY, UNKNOWN_CARDINALITY=UNKNOWN_CARDINALITY,
     AutoShardPolicy=AutoShardPolicy, ExternalStatePolicy=ExternalStatePolicy, DistributeOptions=DistributeOptions,
     OptimizationOptions=OptimizationOptions, ThreadingOptions=ThreadingOptions, AutotuneOptions=AutotuneOptions,
-    cardinality=_cardinality)
+    cardinality=_cardinality, get_single_element=lambda dataset: dataset.get_single_element(),
+    Counter=lambda start=0, step=1, dtype=_dtypes.int64: Dataset.counter(start, step, dtype))
 
 # What tf.compat.v1.data has instead of, or besides, the names in __all__.
 compat_v1 = {

@@ -127,7 +127,8 @@ class Dataset(structure_lib.Structured):
             raise loops.DatasetLoopInTrace(f"{what} over a dataset inside tg.function: {loops.HOW}.")
         if not context.executing_eagerly() or not getattr(self._variant_tensor, "_is_eager_tensor", False):
             raise RuntimeError(f"`tf.data.Dataset` only supports {what} in eager mode or within tf.function.")
-        return self._variant_tensor.numpy()
+        value = self._variant_tensor.numpy()
+        return value[()] if isinstance(value, np.ndarray) else value  # a window's dataset comes as a 0-d array
 
     def __iter__(self):
         from tensorgrid.client.data import iterator_ops
@@ -242,6 +243,12 @@ class Dataset(structure_lib.Structured):
         return Dataset(dataset_variant("GeneratorDataset", arg_tensors, s, {"func": payload}, name), s)
 
     @staticmethod
+    def counter(start=0, step=1, dtype=dtypes.int64, name=None):
+        """start, start + step, ... without end (as TF's: a range to the largest int64)."""
+        stop = _MAX_INT64 if step > 0 else np.iinfo(np.int64).min
+        return Dataset.range(start, stop, step, output_type=dtypes.as_dtype(dtype), name=name)
+
+    @staticmethod
     def list_files(file_pattern, shuffle=None, seed=None, name=None):
         """The file names a glob pattern (or a list of them) matches, shuffled unless shuffle=False;
         InvalidArgumentError when nothing matches."""
@@ -288,14 +295,24 @@ class Dataset(structure_lib.Structured):
         return self._apply("ParallelMapDatasetV2", inputs + [_int64(num_parallel_calls, "num_parallel_calls")],
                            fn.structure, attrs, name)
 
-    def filter(self, predicate, name=None):
-        """The elements for which predicate (returning a bool scalar) is true."""
-        fn = _Traced(lambda e: _call_with(predicate, e), [self._structure], "filter", name_of=predicate)
+    def _predicate(self, predicate, what):
+        fn = _Traced(lambda e: _call_with(predicate, e), [self._structure], what, name_of=predicate)
         spec = fn.structure.specs
         if len(spec) != 1 or spec[0].dtype is not dtypes.bool_ or spec[0].shape.ndims not in (0, None):
             raise ValueError(f"Invalid `predicate`. `predicate` must return a `tf.bool` scalar tensor, but its "
                              f"return type is {fn.structure.element_spec}.")
+        return fn
+
+    def filter(self, predicate, name=None):
+        """The elements for which predicate (returning a bool scalar) is true."""
+        fn = self._predicate(predicate, "filter")
         return self._apply("FilterDataset", [self._variant_tensor] + fn.captures, self._structure,
+                           {"predicate": fn.function, "Targuments": fn.capture_types}, name)
+
+    def take_while(self, predicate, name=None):
+        """The elements up to (not including) the first for which predicate is false."""
+        fn = self._predicate(predicate, "take_while")
+        return self._apply("TakeWhileDataset", [self._variant_tensor] + fn.captures, self._structure,
                            {"predicate": fn.function, "Targuments": fn.capture_types}, name)
 
     def _traced_dataset_fn(self, map_func, what):
@@ -366,6 +383,15 @@ class Dataset(structure_lib.Structured):
         out = _batched(Structure(st.nest, padded), size, drop_remainder)
         inputs = [self._variant_tensor, size] + shape_tensors + value_tensors + [_bool(drop_remainder)]
         return self._apply("PaddedBatchDatasetV2", inputs, out, {"N": len(st.specs), "parallel_copy": False}, name)
+
+    def window(self, size, shift=None, stride=1, drop_remainder=False, name=None):
+        """Windows of `size` elements (every stride-th), one starting every `shift` (default size) elements;
+        each element is the input's structure with a Dataset per component (flat_map them into batches)."""
+        inner = [structure_lib.DatasetSpec(Structure(("leaf", 0), [s])) for s in self._structure.specs]
+        size = _int64(size, "size")
+        inputs = [self._variant_tensor, size, size if shift is None else _int64(shift, "shift"),
+                  _int64(stride, "stride"), _bool(drop_remainder)]
+        return self._apply("WindowDataset", inputs, Structure(self._structure.nest, inner), name=name)
 
     def unbatch(self, name=None):
         """The rows of each element: the inverse of batch."""
@@ -455,6 +481,13 @@ class Dataset(structure_lib.Structured):
                                  name or "ReduceDataset")
         return state.rebuild(list(values) if isinstance(values, (list, tuple)) else [values])
 
+    def get_single_element(self, name=None):
+        """The one element of a dataset of one element; InvalidArgumentError for none or more."""
+        s = self._structure
+        values = dataset_variant("DatasetToSingleElement", [self._variant_tensor], s, name=name or
+                                 "DatasetToSingleElement")
+        return s.rebuild(list(values) if isinstance(values, (list, tuple)) else [values])
+
     def as_numpy_iterator(self):
         """An iterator over the elements as NumPy values (scalars as NumPy scalars, strings as bytes)."""
         from tensorgrid.client.data import iterator_ops
@@ -499,7 +532,7 @@ def _batched(structure, size, drop_remainder):
 registry.not_differentiable(
     "TensorSliceDataset", "TensorDataset", "RangeDataset", "GeneratorDataset", "MapDataset", "ParallelMapDatasetV2",
     "FilterDataset", "FlatMapDataset", "InterleaveDataset", "BatchDatasetV2", "PaddedBatchDatasetV2", "TFRecordDatasetV2",
-    "UnbatchDataset", "RepeatDataset", "TakeDataset", "SkipDataset", "ShardDataset", "ZipDataset",
+    "UnbatchDataset", "WindowDataset", "RepeatDataset", "TakeDataset", "SkipDataset", "ShardDataset", "ZipDataset",
     "ConcatenateDataset", "ShuffleDataset", "PrefetchDataset", "CacheDataset", "DatasetCardinality",
-    "ReduceDataset", "IteratorV2", "OneShotIterator", "MakeIterator", "IteratorGetNext", "IteratorToStringHandle",
+    "ReduceDataset", "TakeWhileDataset", "DatasetToSingleElement", "IteratorV2", "OneShotIterator", "MakeIterator", "IteratorGetNext", "IteratorToStringHandle",
     "IteratorFromStringHandleV2")

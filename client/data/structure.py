@@ -14,8 +14,39 @@ from tensorgrid.framework.shapes import TensorShape, as_shape
 from tensorgrid.framework.tensor_spec import TensorSpec, most_specific_compatible_shape
 
 
+class DatasetSpec(TensorSpec):
+    """A component that is itself a dataset (window's): a variant scalar, with its elements' Structure."""
+
+    __slots__ = ("structure",)
+
+    def __init__(self, structure):
+        super().__init__([], dtypes.variant)
+        self.structure = structure
+
+    @property
+    def element_spec(self):
+        return self.structure.element_spec
+
+    def __eq__(self, other):
+        return type(other) is DatasetSpec and repr(other.structure) == repr(self.structure)
+
+    def __hash__(self):
+        return hash(repr(self.structure))
+
+    def __repr__(self):
+        return f"DatasetSpec({self.element_spec!r}, TensorShape([]))"
+
+
+def _as_dataset(value, spec):
+    """A dataset component's tensor as a Dataset of its structure (other values as they are)."""
+    if not (isinstance(value, graph_lib.Tensor) or getattr(value, "_is_eager_tensor", False)):
+        return value
+    from tensorgrid.client.data.dataset_ops import Dataset
+    return Dataset(value, spec.structure)
+
+
 class Structure:
-    """An element's nest spec and its components' TensorSpecs."""
+    """An element's nest spec and its components' TensorSpecs (DatasetSpecs for dataset components)."""
 
     __slots__ = ("nest", "specs")
 
@@ -52,6 +83,9 @@ class Structure:
         return [(s.dtype, s.shape.as_tuple()) for s in self.specs]
 
     def rebuild(self, values):
+        """The element of these component values (the tensors of dataset components as Datasets)."""
+        if any(type(s) is DatasetSpec for s in self.specs):
+            values = [_as_dataset(v, s) if type(s) is DatasetSpec else v for v, s in zip(values, self.specs)]
         return nest.rebuild(self.nest, values)
 
     def same_nest(self, other):

@@ -157,6 +157,8 @@ register_dataset("MapDataset", _per_element(functional.Map), doc="f of each elem
 register_dataset("ParallelMapDatasetV2", _parallel_map_kernel,
                  doc="MapDataset with its calls on num_parallel_calls threads (the last input; -1: AUTOTUNE).")
 register_dataset("FilterDataset", _per_element(functional.Filter, "predicate"), doc="The elements for which function attr predicate is true.")
+register_dataset("TakeWhileDataset", _per_element(functional.TakeWhile, "predicate"),
+                 doc="The elements before the first for which function attr predicate is false.")
 register_dataset("FlatMapDataset", _per_element(functional.FlatMap), doc="The elements of the dataset f returns per element.")
 register_dataset("InterleaveDataset", _interleave_kernel,
                  doc="f's datasets interleaved; inputs: dataset, other_arguments, cycle_length, block_length.")
@@ -179,6 +181,10 @@ register_dataset("PaddedBatchDatasetV2", _padded_batch_kernel,
                  doc="Batches padded per component; inputs: dataset, batch_size, N padded_shapes (int64 vectors, "
                  "-1: the batch's largest), N padding_values, drop_remainder.")
 register_dataset("UnbatchDataset", lambda node: batching.Unbatch, doc="The rows of each element.")
+register_dataset("WindowDataset", lambda node: lambda dataset, size, shift, stride, drop_remainder: batching.Window(
+    dataset, _int(size), _int(shift), _int(stride), bool(drop_remainder)),
+    doc="Windows of size elements (every stride-th), one every shift elements; each element a dataset per "
+    "component (variant scalars).")
 
 # ---- the element sequence ------------------------------------------------------------------
 
@@ -240,6 +246,11 @@ register("ReduceDataset", _infer_structure, _taking_constants(_reduce_kernel), c
          num_outputs=lambda attrs: len(attrs["output_types"]), stateful=True,
          doc="f(state, element) folded over a dataset; inputs: dataset, initial_state, other_arguments. Stateful: "
              "f's side effects (a loop body's updates) run in it.")
+
+register("DatasetToSingleElement", _infer_structure,
+         _taking_constants(lambda node: lambda dataset: _outputs(functional.single_element(dataset, base.Context()))),
+         cpu_only=True, colocate_with_input=0, num_outputs=lambda attrs: len(attrs["output_types"]),
+         doc="The components of the one element of a dataset (InvalidArgumentError for none or more).")
 
 # ---- iterators -----------------------------------------------------------------------------
 

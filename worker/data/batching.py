@@ -1,9 +1,11 @@
-"""batch, padded_batch and unbatch: elements into batches and back."""
+"""batch, padded_batch, unbatch and window: elements into batches and back, or into windows."""
+
+import collections
 
 import numpy as np
 
 from tensorgrid.framework import errors
-from tensorgrid.worker.data.base import INFINITE, UNKNOWN, Dataset, Reader, concat, elements, length
+from tensorgrid.worker.data.base import INFINITE, UNKNOWN, Dataset, Reader, close_quietly, concat, elements, length
 
 
 def _batched_cardinality(n, batch_size, drop_remainder):
@@ -116,3 +118,64 @@ class Unbatch(Dataset):
             rows = length(block) * sizes.pop()
             if rows:
                 yield [c.reshape((rows,) + c.shape[2:]) for c in block]
+
+
+class Window(Dataset):
+    """Windows of `size` elements taken every `stride`, one starting every `shift` elements (TF's window):
+    each output element has, per component, a dataset of that component's values in the window."""
+
+    def __init__(self, input_dataset, size, shift, stride, drop_remainder):
+        for what, v in (("size", size), ("shift", shift), ("stride", stride)):
+            if v <= 0:
+                raise errors.InvalidArgumentError(None, None, f"Window {what} must be greater than zero, but got "
+                                                  f"{v}.")
+        self.input = input_dataset
+        self.size, self.shift, self.stride = int(size), int(shift), int(stride)
+        self.drop_remainder = bool(drop_remainder)
+
+    def blocks(self, ctx):
+        span = (self.size - 1) * self.stride + 1
+        source = elements(self.input.blocks(ctx))
+        buffer, first, done = collections.deque(), 0, False   # `first`: the input index of buffer[0]
+        start = 0
+        try:
+            while True:
+                while not done and first + len(buffer) < start + span:
+                    element = next(source, None)
+                    if element is None:
+                        done = True
+                    elif first + len(buffer) < start:
+                        first += 1   # between windows (shift > span): skipped
+                    else:
+                        buffer.append(element)
+                while first < start and buffer:
+                    buffer.popleft()
+                    first += 1
+                picked = [buffer[i] for i in range(0, min(span, len(buffer)), self.stride)]
+                if not picked or (len(picked) < self.size and self.drop_remainder):
+                    return
+                yield [_dataset_of([e[i] for e in picked]) for i in range(len(picked[0]))]
+                start += self.shift
+        finally:
+            close_quietly(source)
+
+    def cardinality(self):
+        n = self.input.cardinality()
+        if n in (INFINITE, UNKNOWN):
+            return n
+        if self.drop_remainder:
+            span = (self.size - 1) * self.stride + 1
+            return 0 if n < span else (n - span) // self.shift + 1
+        return -(-n // self.shift)
+
+
+def _dataset_of(values):
+    """A block of one element: a 0-d variant holding the dataset of `values` (one component's)."""
+    from tensorgrid.worker.data.sources import TensorSlices, Elements
+    try:
+        inner = TensorSlices([np.stack(values)])
+    except ValueError:  # shapes differ: element by element
+        inner = Elements(values)
+    out = np.empty(1, dtype=object)
+    out[0] = inner
+    return out

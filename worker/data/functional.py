@@ -12,7 +12,7 @@ import concurrent.futures
 import numpy as np
 
 from tensorgrid.framework import errors
-from tensorgrid.worker.data.base import INFINITE, Dataset, Reader, elements, length, single
+from tensorgrid.worker.data.base import INFINITE, Dataset, Reader, close_quietly, elements, length, single
 
 
 class Call:
@@ -88,6 +88,40 @@ class Filter(Dataset):
                 yield block
             elif keep.any():
                 yield [c[keep] for c in block]
+
+
+class TakeWhile(Dataset):
+    """The elements before the first one for which the predicate is false."""
+
+    def __init__(self, input_dataset, call):
+        self.input, self.call = input_dataset, call
+
+    def blocks(self, ctx):
+        source = self.input.blocks(ctx)
+        try:
+            for block in source:
+                for r, element in enumerate(elements([block])):
+                    if not _truth(self.call(ctx, element)):
+                        if r:
+                            yield [c[:r] for c in block]
+                        return
+                yield block
+        finally:
+            close_quietly(source)
+
+
+def single_element(dataset, ctx):
+    """The components of the one element of `dataset`; InvalidArgumentError, as TF's, for none or more."""
+    source = elements(dataset.blocks(ctx))
+    try:
+        first = next(source, None)
+        if first is None:
+            raise errors.InvalidArgumentError(None, None, "Dataset was empty.")
+        if next(source, None) is not None:
+            raise errors.InvalidArgumentError(None, None, "Dataset had more than one element.")
+        return first
+    finally:
+        source.close()
 
 
 def _truth(results):

@@ -66,6 +66,20 @@ class Tensors(Dataset):
         return 1
 
 
+class Elements(Dataset):
+    """Single-component elements of any shapes, in blocks of one (a window of elements that differ)."""
+
+    def __init__(self, values):
+        self.values = [_readonly(v) for v in values]
+
+    def blocks(self, ctx):
+        for v in self.values:
+            yield [v[None]]
+
+    def cardinality(self):
+        return len(self.values)
+
+
 class Range(Dataset):
     """start, start + step, ... up to (not including) stop, as TF's range (and Python's)."""
 
