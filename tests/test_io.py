@@ -21,6 +21,7 @@ def _example(m, i):
     feature = {
         "x": t.Feature(float_list=t.FloatList(value=[i, i + 0.5])),
         "id": t.Feature(int64_list=t.Int64List(value=[i])),
+        "kind": t.Feature(bytes_list=t.BytesList(value=[b"k%d" % i])),
         "tags": t.Feature(bytes_list=t.BytesList(value=[b"t%d" % k for k in range(i % 3)])),
         "seq": t.Feature(float_list=t.FloatList(value=[float(k) for k in range(2 * (i % 3))])),
     }
@@ -39,6 +40,8 @@ def _features(m):
     return {
         "x": m.io.FixedLenFeature([2], m.float32),
         "id": m.io.FixedLenFeature([], m.int64),
+        "kind": m.io.FixedLenFeature([1], m.string),
+        "none": m.io.FixedLenFeature([2], m.string, default_value=[b"a", b"b"]),
         "opt": m.io.FixedLenFeature([2], m.int64, default_value=[-1, -2]),
         "seq": m.io.FixedLenSequenceFeature([2], m.float32, allow_missing=True, default_value=9.0),
         "tags": m.io.FixedLenSequenceFeature([], m.string, allow_missing=True),

@@ -292,40 +292,38 @@ def _parse_example_kernel(node):
         sequence = bool(shape) and shape[0] is None
         inner = shape[1:] if sequence else shape
         size = int(np.prod(inner, dtype=np.int64))
-        rows = []
-        for i, features in enumerate(parsed):
-            got = _values(features[key], kind, key, labels[i], i, batched) if key in features else None
-            if sequence:
-                got = [] if got is None else got
+        if sequence:
+            rows = []
+            for i, features in enumerate(parsed):
+                got = _values(features[key], kind, key, labels[i], i, batched) if key in features else []
                 if size and len(got) % size:
                     raise errors.InvalidArgumentError(
                         None, None, f"Name: {labels[i]}, Key: {key}, Index: {i}.  Number of {_KIND_NAME[kind]} "
                         f"values is not a multiple of {size} (the size of an element of shape {list(inner)}).")
                 rows.append(_array(got, dtype).reshape((-1,) + inner))
-                continue
+            longest = max((r.shape[0] for r in rows), default=0)
+            pad = default.reshape(()) if default.size else np.zeros((), np_dtype) if np_dtype is not object else b""
+            out = np.full((len(rows), longest) + inner, pad, dtype=np_dtype)
+            for i, r in enumerate(rows):
+                out[i, :r.shape[0]] = r
+            return out.reshape(tuple(batch_shape) + out.shape[1:])
+        out = np.empty((len(parsed), size), dtype=np_dtype)   # row i: Example i's values, flat
+        for i, features in enumerate(parsed):
+            got = _values(features[key], kind, key, labels[i], i, batched) if key in features else None
             if got is None:
                 if default.size == 0:
                     prefix = f"Name: {labels[i]}, " if batched else ""
                     raise errors.InvalidArgumentError(
                         None, None, f"{prefix}Feature: {key} (data type: {_KIND_NAME[kind]}) is required but could "
                         "not be found.")
-                rows.append(np.asarray(default, np_dtype).reshape(inner))
-                continue
-            if len(got) != size:
+                out[i] = np.asarray(default, np_dtype).ravel()
+            elif len(got) != size:
                 raise errors.InvalidArgumentError(
                     None, None, f"Name: {labels[i]}, Key: {key}, Index: {i}.  Number of {_KIND_NAME[kind]} values "
                     f"!= expected.  Values size: {len(got)} but output shape: {list(inner)}")
-            rows.append(_array(got, dtype).reshape(inner))
-        if sequence:
-            longest = max((r.shape[0] for r in rows), default=0)
-            pad = default.reshape(()) if default.size else np.zeros((), np_dtype) if np_dtype is not object else b""
-            out = np.full((len(rows), longest) + inner, pad, dtype=np_dtype)
-            for i, r in enumerate(rows):
-                out[i, :r.shape[0]] = r
-        else:
-            out = np.empty((len(rows),) + inner, dtype=np_dtype)
-            for i, r in enumerate(rows):
-                out[i] = r
+            else:
+                out[i] = got   # straight from the proto's repeated field, no list in between
+        out = out.reshape((len(parsed),) + inner)
         return out.reshape(tuple(batch_shape) + out.shape[1:])
 
     return run
