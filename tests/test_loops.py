@@ -31,6 +31,19 @@ def test_a_loop_over_a_dataset_carries_tensors_and_python_numbers():
     assert f.experimental_get_tracing_count() == 1
 
 
+def test_a_dataset_made_inside_the_function_and_nested_loops():
+    @tg.function
+    def f(n):
+        total = tg.constant(0, tg.int64)
+        for x in tg.data.Dataset.range(n).map(lambda v: v * 2):
+            for y in tg.data.Dataset.range(3):
+                total += x * y
+        return total
+
+    assert int(f(tg.constant(4, tg.int64))) == sum(2 * x * y for x in range(4) for y in range(3))
+    assert int(f(tg.constant(2, tg.int64))) == sum(2 * x * y for x in range(2) for y in range(3))
+
+
 def test_side_effects_in_the_body_run_once_per_element_and_python_loops_stay_python():
     v = tg.Variable(0.0)
 
