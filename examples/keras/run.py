@@ -14,15 +14,13 @@ OLD=>NEW` a text where it stands; the lines changed are printed first (examples/
 import importlib.util
 import os
 import re
-import runpy
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _load_tf1_runner():
-    """examples/tf1/run.py, whose --set / --replace handling this runner shares."""
+    """examples/tf1/run.py, whose --set / --replace handling and execution this runner shares."""
     spec = importlib.util.spec_from_file_location("tf1_run", os.path.join(HERE, "..", "tf1", "run.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -75,13 +73,7 @@ def main(argv=None):
     import datasets
     import tensorgrid
     tensorgrid.keras.datasets = datasets    # keras.datasets.mnist.load_data() reads the local digits too
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, os.path.basename(args.program))
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(source)
-        os.chdir(tmp)
-        sys.argv = [path]
-        runpy.run_path(path, run_name="__main__")
+    _tf1_run.execute(args.program, source)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,13 @@ def main(argv=None):
     if args.target:
         os.environ["TENSORGRID_MASTER"] = args.target
     sys.path[:0] = [HERE, os.path.dirname(os.path.abspath(args.program))]
+    execute(args.program, source)
+
+
+def execute(program, source):
+    """Runs `source` as the program `program` would run, from a scratch folder it may write files into."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, os.path.basename(args.program))
+        path = os.path.join(tmp, os.path.basename(program))
         with open(path, "w", encoding="utf-8") as f:
             f.write(source)
         os.chdir(tmp)

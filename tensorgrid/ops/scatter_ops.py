@@ -22,6 +22,7 @@ Indices that repeat are applied one after another, in order, as TF's
 kernels do (TF1's optimizers sum duplicates before calling them).
 """
 
+import contextlib
 import sys
 
 import numpy as np
@@ -160,9 +161,7 @@ def _sparse_apply(slots, scalars, grad_at, rule):
 
         def apply(*args):
             handles, grad, indices = args[:1 + slots], args[grad_at], args[grad_at + 1]
-            for v in handles:
-                v.lock.acquire()
-            try:
+            with locked(handles):
                 arrays = [writable_value(v, desc, xp) for v in handles]
                 _check_rows(node, arrays[0], indices)
                 for a, v in zip(arrays[1:], handles[1:]):
@@ -180,11 +179,20 @@ def _sparse_apply(slots, scalars, grad_at, rule):
                         _rows(arrays, flat[k:k + 1], g[k:k + 1], cs, rule, node)
                 for v, a in zip(handles, arrays):
                     _store(v, a)
-            finally:
-                for v in reversed(handles):
-                    v.lock.release()
         return apply
     return factory
+
+
+@contextlib.contextmanager
+def locked(handles):
+    """Holds the locks of the variables `handles`, taken in order and released in reverse."""
+    for v in handles:
+        v.lock.acquire()
+    try:
+        yield
+    finally:
+        for v in reversed(handles):
+            v.lock.release()
 
 
 def _rows(arrays, idx, g, cs, rule, node):

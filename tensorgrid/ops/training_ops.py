@@ -20,7 +20,7 @@ import numpy as np
 from tensorgrid.ops import core_ops
 from tensorgrid.ops.array_ops import _invalid
 from tensorgrid.ops.registry import register
-from tensorgrid.ops.scatter_ops import _desc, _store, writable_value
+from tensorgrid.ops.scatter_ops import _desc, _store, locked, writable_value
 
 
 def _fused(slots, scalars, grad_at, rule):
@@ -32,9 +32,7 @@ def _fused(slots, scalars, grad_at, rule):
 
         def apply(*args):
             handles = args[:1 + slots]
-            for v in handles:
-                v.lock.acquire()
-            try:
+            with locked(handles):
                 arrays = [writable_value(v, desc, xp) for v in handles]
                 for a, v in zip(arrays, handles):
                     if a.shape != arrays[0].shape:
@@ -48,9 +46,6 @@ def _fused(slots, scalars, grad_at, rule):
                 rule(node, arrays, grad, *cs)
                 for v, a in zip(handles, arrays):
                     _store(v, a)
-            finally:
-                for v in reversed(handles):
-                    v.lock.release()
         return apply
     return factory
 
