@@ -17,6 +17,7 @@ import sys
 import threading
 
 from tensorgrid import security
+from tensorgrid.worker import file_access
 
 DEFAULT_MASTER = "127.0.0.1:7070"
 # Where a container or a pod mounts its secret, --token-file's default comes from here.
@@ -133,6 +134,9 @@ def build_parser():
     p.add_argument("--devices", default="cpu", choices=["cpu", "gpu", "all"], help="devices to serve (default: cpu)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="run py_func payloads (cloudpickle runs arbitrary code: trusted clients only)")
+    p.add_argument(file_access.FLAG, action="append", default=None, metavar="DIR",
+                   help="let graphs read and write files under DIR (tg.print to a file, Dataset.cache, "
+                        f"tg.io); repeatable; default: ${file_access.ENV} ({os.pathsep}-separated), else none")
     p.add_argument("--heartbeat-interval", type=_positive(float), default=1.0,
                    help="seconds between heartbeats (default: 1)")
     p.add_argument("--master-wait", type=float, default=10.0,
@@ -146,6 +150,9 @@ def build_parser():
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=7070, help="the master's port; 0 picks one (default: 7070)")
     p.add_argument("--allow-pickle", action="store_true", help="let the workers run py_func payloads")
+    p.add_argument(file_access.FLAG, action="append", default=None, metavar="DIR",
+                   help="let the workers' graphs read and write files under DIR; repeatable "
+                        "(default: the directory this command runs in)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="how much the master and workers log into their log files (default: warning)")
     p.add_argument("--token-file", default=os.environ.get(TOKEN_FILE_ENV) or None, help=TOKEN_FILE_HELP)
@@ -257,6 +264,7 @@ def _exit_now(code):
 
 def _run_master(args):
     from tensorgrid.runtime import master_service
+    file_access.restrict(())  # the master runs no kernels of a client's graph; nor may it open files for one
     try:
         server, port = master_service.create_server(f"{args.host}:{args.port}", token=_token(args), tls=_tls(args),
                                                     heartbeat_timeout=args.heartbeat_timeout)
@@ -291,6 +299,8 @@ def _run_worker(args):
     from tensorgrid.worker import worker as worker_lib
     from tensorgrid.worker import worker_service
     try:
+        file_access.restrict(args.allow_file_access if args.allow_file_access is not None
+                             else file_access.directories_from_env())
         devices = worker_lib.local_devices(args.devices)
         proc = worker_service.WorkerProcess(
             args.master, host=args.host, port=args.port, advertise=args.advertise, job=args.job, task=args.task,
@@ -324,6 +334,8 @@ def _run_local(args):
     try:
         token = _token(args)
         extra = ["--allow-pickle"] if args.allow_pickle else []
+        for d in args.allow_file_access or [os.getcwd()]:
+            extra += [file_access.FLAG, os.path.abspath(d)]
         dashboard = ["--dashboard-port", str(args.dashboard_port)]
         if args.history_dir:
             dashboard += ["--history-dir", os.path.abspath(args.history_dir)]

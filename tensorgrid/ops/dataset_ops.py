@@ -214,7 +214,7 @@ register_dataset("ShuffleDataset", _shuffle_kernel,
 register_dataset("PrefetchDataset", lambda node: lambda dataset, buffer_size: prefetch.Prefetch(
     dataset, _int(buffer_size)), doc="The input produced ahead by a background thread (buffer_size -1: AUTOTUNE).")
 register_dataset("CacheDataset", lambda node: lambda dataset, filename: cache.Cache(
-    dataset, np.asarray(filename, dtype=object)[()]), doc="The first complete pass kept (filename '': in memory).")
+    dataset, np.asarray(filename, dtype=object)[()], f"{node.op} '{node.name}' on {node.device}"), doc="The first complete pass kept (filename '': in memory).")
 
 # ---- whole-dataset ops ---------------------------------------------------------------------
 

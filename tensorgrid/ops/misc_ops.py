@@ -13,6 +13,7 @@ import numpy as np
 
 from tensorgrid.framework import dtypes, errors, strings
 from tensorgrid.ops.registry import register
+from tensorgrid.worker import file_access
 
 # How TF's py_func maps a Python exception raised by the function to an error class.
 _PY_ERRORS = (
@@ -159,9 +160,10 @@ def _stream(name):
     return sys.stderr
 
 
-def _write(name, text):
+def _write(name, text, who=None):
     if name.startswith("file://"):
-        with open(name[len("file://"):], "a", encoding="utf-8") as f:
+        path = file_access.check_path(name[len("file://"):], "w", who)
+        with open(path, "a", encoding="utf-8") as f:
             f.write(text)
         return
     stream = _stream(name)
@@ -195,8 +197,10 @@ def _print_v2_kernel(node):
     stream = node.attr("output_stream", "stderr")
     end = node.attr("end", "\n")
 
+    who = f"{node.op} '{node.name}' on {node.device}"
+
     def run(*values):
-        _write(stream, template.format(*[format_tensor(v, summarize) for v in values]) + end)
+        _write(stream, template.format(*[format_tensor(v, summarize) for v in values]) + end, who)
     return run
 
 

@@ -20,6 +20,7 @@ import os
 import numpy as np
 from numpy.lib import format as npy
 
+from tensorgrid.worker import file_access
 from tensorgrid.worker.data.base import Dataset
 
 SUFFIX = ".tgcache"
@@ -29,9 +30,11 @@ _temp_ids = itertools.count()
 class Cache(Dataset):
     """The input's elements, computed once (see the module docstring)."""
 
-    def __init__(self, input_dataset, filename):
+    def __init__(self, input_dataset, filename, who=None):
         self.input = input_dataset
         self.filename = filename.decode() if isinstance(filename, bytes) else str(filename)
+        # the file is both read and written: a worker's --allow-file-access must cover it
+        self.path = file_access.check_path(self.filename + SUFFIX, "w", who) if self.filename else None
         self._blocks = None
 
     def blocks(self, ctx):
@@ -48,7 +51,7 @@ class Cache(Dataset):
         self._blocks = recorded
 
     def _through_file(self, ctx):
-        path = self.filename + SUFFIX
+        path = self.path
         if os.path.exists(path):
             yield from read_blocks(path)
             return
