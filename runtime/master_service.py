@@ -5,7 +5,6 @@ The servicer only parses requests, calls the state machine and builds
 responses; errors become status codes in tensorgrid.security.
 """
 
-import concurrent.futures
 import logging
 import threading
 
@@ -278,7 +277,7 @@ class MasterServer:
         return self.grpc_server.wait_for_termination(timeout)
 
 
-def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbeat_interval=1.0, max_workers=64,
+def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbeat_interval=1.0,
                   local_task=None, more_services=()):
     """A MasterServer bound to host:port (port 0: any free port), not yet started; returns (server, port).
 
@@ -291,8 +290,7 @@ def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbe
     master = master_lib.Master(lambda addr, step_addr: GrpcWorkerClient(addr, step_addr, token, tls),
                                heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval,
                                local_task=local_task)
-    server = security.new_server(
-        concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tg-master-rpc"), token)
+    server = security.new_server(security.rpc_pool("tg-master-rpc"), token)
     port = security.bind(server, address, tls)
     host = address.rsplit(":", 1)[0]
     servicer = MasterServicer(master, f"{host}:{port}")
@@ -300,6 +298,6 @@ def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbe
     if step_channel.enabled(tls):
         fast = step_channel.StepChannelServer(master_pb2, "MasterService", servicer, host, 0, token)
         servicer.step_port = fast.port
-    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer),
+    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer, ("RunStep",)),
                                      *more_services))
     return MasterServer(server, master, fast), port

@@ -21,6 +21,7 @@ worker, worker to worker) is made here, so they all apply the same rules:
   the peer is gone, which is not the same as a peer reporting unavailability.
 """
 
+import concurrent.futures
 import contextvars
 import dataclasses
 import hmac
@@ -28,6 +29,7 @@ import itertools
 import logging
 import os
 import socket
+import threading
 
 import grpc
 from google.protobuf import message as protobuf_message
@@ -54,6 +56,13 @@ SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
 )
+
+# Steps a server runs over gRPC at once (RunStep on a master, RunGraph on a worker); each holds a thread
+# of the server's pool while it runs, so more get RESOURCE_EXHAUSTED instead of waiting for one.
+MAX_GRPC_STEPS = 1024
+# Threads of a server's pool that steps never take: heartbeats, registration, cleanup and status
+# calls always find one, however many steps are running.
+CONTROL_THREADS = 64
 
 log = logging.getLogger("tensorgrid.rpc")
 request_id = contextvars.ContextVar("tensorgrid_request_id", default="-")
@@ -154,6 +163,14 @@ def open_channel(address, tls=None):
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
+def rpc_pool(name):
+    """The thread pool of a master's or worker's gRPC server: room for MAX_GRPC_STEPS steps plus
+    CONTROL_THREADS (threads start only when no idle one is free); the methods that run steps are bounded
+    by `service_handlers(..., steps=...)`."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=MAX_GRPC_STEPS + CONTROL_THREADS,
+                                                 thread_name_prefix=name)
+
+
 def new_server(executor, token=None):
     """A gRPC server on `executor` that checks `token` on every call when one is given."""
     interceptors = (TokenInterceptor(token),) if token else ()
@@ -245,20 +262,25 @@ def parse_graph_def(graph_def):
         raise errors.InvalidArgumentError(None, None, f"malformed GraphDef: {type(e).__name__}: {e}") from None
 
 
-def service_handlers(pb2_module, service_name, impl):
+def service_handlers(pb2_module, service_name, impl, steps=()):
     """A generic handler serving `service_name` of `pb2_module` with impl.<Method>(request) -> response.
 
     Requests are parsed here: undecodable bytes get INVALID_ARGUMENT. A method
     raising an OpError ends the call with that error's status; any other
     exception is logged and ends it with INTERNAL. Every call runs under a
-    fresh request id, which the logs print.
+    fresh request id, which the logs print. The methods named in `steps`
+    share MAX_GRPC_STEPS calls in flight; one more is RESOURCE_EXHAUSTED, so
+    steps never take the threads the other methods need.
     """
     service = pb2_module.DESCRIPTOR.services_by_name[service_name]
     handlers = {}
+    slots = threading.BoundedSemaphore(MAX_GRPC_STEPS)
     for method in service.methods:
         request_cls = message_class(method.input_type)
         response_cls = message_class(method.output_type)
         fn = getattr(impl, method.name)
+        if method.name in steps:
+            fn = _bounded(fn, slots, f"{service.full_name}.{method.name}")
         if method.client_streaming:
             handlers[method.name] = grpc.stream_unary_rpc_method_handler(
                 _stream_handler(fn, request_cls, method.full_name),
@@ -268,6 +290,19 @@ def service_handlers(pb2_module, service_name, impl):
                 _unary_handler(fn, request_cls, method.full_name),
                 response_serializer=response_cls.SerializeToString)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _bounded(fn, slots, name):
+    def call(request):
+        if not slots.acquire(blocking=False):
+            raise errors.ResourceExhaustedError(
+                None, None, f"{name}: {MAX_GRPC_STEPS} steps are already running on this server over gRPC; "
+                "try again when some have finished")
+        try:
+            return fn(request)
+        finally:
+            slots.release()
+    return call
 
 
 def message_class(descriptor):

@@ -1,7 +1,6 @@
 """The worker's gRPC face: a thin WorkerService servicer over worker/worker.Worker, the link that
 registers the worker with its master and heartbeats, and create_server."""
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -87,17 +86,17 @@ class WorkerServicer:
         return worker_pb2.ResetResourcesResponse()
 
 
-def create_server(address, worker, token=None, tls=None, max_workers=64):
+def create_server(address, worker, token=None, tls=None):
     """A gRPC server serving `worker` on host:port (port 0: any free port), not yet started; (server, port).
 
-    max_workers bounds concurrent RPCs: each running step holds one thread
-    for its RunGraph, and SendTensor streams need threads of their own.
+    Each running step holds one thread for its RunGraph (and SendTensor
+    streams one each): steps are bounded, so CleanupStep and GetStatus always
+    find a thread (security.rpc_pool).
     """
-    server = security.new_server(
-        concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tg-worker-rpc"), token)
+    server = security.new_server(security.rpc_pool("tg-worker-rpc"), token)
     port = security.bind(server, address, tls)
     server.add_generic_rpc_handlers((security.service_handlers(worker_pb2, "WorkerService",
-                                                               WorkerServicer(worker)),))
+                                                               WorkerServicer(worker), ("RunGraph",)),))
     return server, port
 
 
