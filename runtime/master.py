@@ -638,7 +638,13 @@ class Master:
         """Workers (with their live step-table sizes), sessions and steps in flight, as plain dicts."""
         now = self._clock()
         recs = sorted(self.workers(), key=lambda r: r.key)
-        asks = {r.key: r.client.get_status() for r in recs if r.alive}
+        asks = {}
+        for rec in recs:
+            if rec.alive:
+                try:
+                    asks[rec.key] = rec.client.get_status()
+                except Exception:  # noqa: BLE001 - its channel closed meanwhile (the worker registered again)
+                    pass
         workers = []
         for rec in recs:
             info = {"job": rec.job, "task": rec.task, "address": rec.address, "data_address": rec.data_address,

@@ -43,6 +43,11 @@ ORIGIN_KEY = "tg-error"
 TOKEN_ENV = "TENSORGRID_TOKEN"
 # Control messages carry feeds and fetches; tensors between workers are chunked, so 1 GiB is ample.
 MAX_MESSAGE_BYTES = 1 << 30
+# The requests that carry graphs or tensors; every other method's request is small (a heartbeat, a
+# registration, a cleanup), and a server refuses one over SMALL_REQUEST_BYTES unread where it reads the
+# length first (the step channel).
+LARGE_REQUESTS = frozenset({"CreateSession", "ExtendSession", "RunStep", "RegisterGraph", "RunGraph", "SendTensor"})
+SMALL_REQUEST_BYTES = 1 << 20
 CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -83,6 +88,11 @@ def read_token(token_file=None):
     return os.environ.get(TOKEN_ENV) or None
 
 
+def request_limit(method):
+    """The most bytes one request of `method` (its short name) may have."""
+    return MAX_MESSAGE_BYTES if method in LARGE_REQUESTS else SMALL_REQUEST_BYTES
+
+
 def call_metadata(token):
     """The metadata every call presents: the token, when there is one."""
     return ((TOKEN_KEY, token),) if token else None
@@ -112,9 +122,8 @@ class TokenInterceptor(grpc.ServerInterceptor):
                           f"{method}: this cluster requires its token (tg.ConfigProto(token=...) "
                           f"or {TOKEN_ENV}); the call had none or a wrong one")
 
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(deny)
-        return grpc.unary_unary_rpc_method_handler(deny)
+        # refused before its request is read: an unauthenticated caller commits no memory here
+        return grpc.stream_unary_rpc_method_handler(deny)
 
 
 @dataclasses.dataclass(frozen=True)

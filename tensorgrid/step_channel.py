@@ -22,7 +22,9 @@ Wire format, integers little-endian:
 A connection carries one call at a time. Clients keep idle connections per
 server and open another when all are busy; the server serves each
 connection on a thread of its own, so a call runs there from start to end.
-Frames longer than security.MAX_MESSAGE_BYTES end the connection.
+A request longer than its method allows (security.request_limit: a heartbeat
+gets 1 MiB, RunStep and RunGraph 1 GiB) ends the connection unread; a long
+one is read as it arrives, so a declared length alone commits no memory.
 """
 
 import hmac
@@ -71,7 +73,8 @@ class StepChannelServer:
     def __init__(self, pb2_module, service_name, impl, host="127.0.0.1", port=0, token=None):
         service = pb2_module.DESCRIPTOR.services_by_name[service_name]
         self._methods = [None if m.client_streaming else
-                         (getattr(impl, m.name), security.message_class(m.input_type), m.full_name)
+                         (getattr(impl, m.name), security.message_class(m.input_type), m.full_name,
+                          security.request_limit(m.name))
                          for m in service.methods]
         self._token = token_bytes(token)
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
@@ -130,9 +133,13 @@ class StepChannelServer:
                 return
             while True:
                 method, length = REQUEST.unpack(recv_exact(sock, REQUEST.size))
-                if length > security.MAX_MESSAGE_BYTES:
-                    log.warning("step channel: refused a %d-byte request", length)
+                entry = self._methods[method] if method < len(self._methods) else None
+                limit = entry[3] if entry is not None else security.SMALL_REQUEST_BYTES
+                if length > limit:
+                    log.warning("step channel: refused a %d-byte request to method %d (its limit: %d)",
+                                length, method, limit)
                     return
+                # read as it arrives (wire.read_exact): memory follows the bytes sent, not the length declared
                 data = recv_exact(sock, length)
                 self._reply(sock, *self._call(method, data))
         except (OSError, EOFError, struct.error):
@@ -146,7 +153,7 @@ class StepChannelServer:
         entry = self._methods[method] if method < len(self._methods) else None
         if entry is None:
             return errors.InvalidArgumentError(None, None, f"step channel: no unary method {method}"), None
-        fn, request_cls, name = entry
+        fn, request_cls, name, _ = entry
         try:
             return None, security.invoke(fn, request_cls, name, data).SerializeToString()
         except errors.OpError as e:

@@ -206,9 +206,9 @@ class _Reader:
 
     def take(self, n):
         if n > len(self._buf):
-            out = bytearray(n)
-            self.read_into(memoryview(out))
-            return bytes(out)
+            staged = bytes(self._view[self._start:self._end])
+            self._start = self._end = 0
+            return wire.read_exact(self._sock.recv_into, n, staged)
         self._fill(n)
         out = bytes(self._view[self._start:self._start + n])
         self._start += n

@@ -74,17 +74,35 @@ def token_mac(token, nonce):
     return hmac.new(token, nonce, hashlib.sha256).digest() if token else bytes(32)
 
 
+# A payload up to this size is read into a buffer of its declared size; a larger one into buffers that
+# grow with the bytes that arrived, so a length in a header never commits memory by itself.
+EAGER_BYTES = 1 << 20
+
+
 def recv_exact(sock, n):
     """Exactly n bytes from a socket; EOFError when the peer closes first."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
+    return read_exact(sock.recv_into, n)
+
+
+def read_exact(recv_into, n, prefix=b""):
+    """Exactly n bytes, `prefix` (already read) then what recv_into(view) -> count reads; EOFError at the end
+    of the stream. Memory grows with what has arrived (doubling past EAGER_BYTES), not with n."""
+    chunks, got, size = [], len(prefix), EAGER_BYTES
+    if prefix:
+        chunks.append(prefix)
     while got < n:
-        k = sock.recv_into(view[got:])
-        if not k:
-            raise EOFError(f"connection closed after {got} of {n} bytes")
-        got += k
-    return bytes(buf)
+        part = bytearray(min(size, n - got))
+        view = memoryview(part)
+        have = 0
+        while have < len(part):
+            k = recv_into(view[have:])
+            if not k:
+                raise EOFError(f"connection closed after {got + have} of {n} bytes")
+            have += k
+        chunks.append(part)
+        got += have
+        size *= 2
+    return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
 
 
 def dtype_enum(np_dtype):
