@@ -84,6 +84,12 @@ class _Master:
         except errors.UnavailableError as e:
             if not getattr(e, "in_transit", False):
                 raise
+            # the master is gone: a restarted one has a step channel port of its own, which the session it
+            # is created again on (RemoteBackend) tells; until then steps go by gRPC
+            self.fast.close()
+            self.fast = None
+            if getattr(e, "not_sent", False):
+                return self.call("RunStep", request, timeout)  # nothing was sent: gRPC reaches a new master
             raise security.in_transit(f"cannot reach the master at {self.address}: {e.message}") from None
         return master_pb2.RunStepResponse.FromString(data)
 
@@ -91,6 +97,12 @@ class _Master:
         self.channel.close()
         if self.fast is not None:
             self.fast.close()
+
+
+def _session_lost(err):
+    """Whether a NotFoundError says the master no longer has the session for a reason the client can mend by
+    creating it again: the master restarted, or closed it as idle."""
+    return security.MASTER_RESTARTED in err.message or security.SESSION_EXPIRED in err.message
 
 
 class RemoteBackend:
@@ -119,6 +131,27 @@ class RemoteBackend:
         return changed
 
     def _sync(self, graph):
+        try:
+            self._send_graph(graph)
+        except errors.NotFoundError as e:
+            if not _session_lost(e):
+                raise
+            self._recreate(graph)
+
+    def _recreate(self, graph):
+        """Creates the session again on a restarted master, from the graph as it is now (the variables live
+        on the workers, which outlive the master)."""
+        log.warning("the master at %s lost the session (it restarted, or closed it as idle); creating it again",
+                    self._master.address)
+        with self._lock:
+            self._handle, self._sent, self._sent_version = None, {}, -1
+        try:
+            self._send_graph(graph)
+        except errors.OpError as e:
+            raise type(e)(None, None, f"the master restarted (or closed the session as idle) and the session "
+                          f"could not be created again on it ({e.message}); recreate the session") from None
+
+    def _send_graph(self, graph):
         with self._lock:
             version = graph.version
             if version == self._sent_version:
@@ -158,7 +191,15 @@ class RemoteBackend:
             request.options.trace_level = config_pb2.RunOptions.FULL_TRACE
         wait_s = timeout_ms / 1000.0 + STEP_TIMEOUT_SLACK_S if timeout_ms else None
         try:
-            response = self._master.run_step(request, wait_s)
+            try:
+                response = self._master.run_step(request, wait_s)
+            except errors.NotFoundError as e:
+                if not _session_lost(e):
+                    raise
+                # nothing of the step ran: the master refused its session before planning it
+                self._recreate(graph)
+                request.session_handle = self._handle
+                response = self._master.run_step(request, wait_s)
         except errors.OpError as e:
             raise self._with_node(e) from None
         results = {t.name: convert.tensor_proto_to_ndarray(t.tensor) for t in response.tensor}

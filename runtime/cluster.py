@@ -103,11 +103,12 @@ class _Proc:
 class LocalCluster:
     """A master, `num_workers` workers (/job:worker/task:0..N-1) and `num_ps` parameter servers
     (/job:ps/task:0..M-1) as processes of this machine. Methods that take a task index `i` take
-    job="ps" for the latter."""
+    job="ps" for the latter. `token` is the cluster token; `client_token`, when given, is the master's
+    client token (docs/security.md)."""
 
     def __init__(self, num_workers=2, token=None, extra_worker_args=(), env=None, host="127.0.0.1", master_port=0,
                  heartbeat_timeout=None, heartbeat_interval=None, log_level="warning", log_to="files",
-                 start_timeout=60.0, extra_master_args=(), num_ps=0):
+                 start_timeout=60.0, extra_master_args=(), num_ps=0, client_token=None):
         self.num_workers = num_workers
         self.num_ps = num_ps
         self.token = token
@@ -122,12 +123,11 @@ class LocalCluster:
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(tensorgrid.__file__)))
         self._env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, self._env.get("PYTHONPATH")) if p)
         self._env.pop("TENSORGRID_TOKEN", None)
+        self._env.pop("TENSORGRID_CLIENT_TOKEN", None)
         self._env.update(env or {})
-        self._token_file = None
-        if token:
-            self._token_file = os.path.join(self._dir, "token")
-            with open(os.open(self._token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as f:
-                f.write(token)
+        self.client_token = client_token
+        self._token_file = self._secret_file("token", token)
+        self._client_token_file = self._secret_file("client-token", client_token)
         self._starts = 0
         self.master = None
         self.workers = [None] * num_workers
@@ -148,6 +148,14 @@ class LocalCluster:
             self.stop()
             raise
 
+    def _secret_file(self, name, secret):
+        if not secret:
+            return None
+        path = os.path.join(self._dir, name)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as f:
+            f.write(secret)
+        return path
+
     # ---- processes -------------------------------------------------------------------------
     def _spawn(self, name, args):
         self._starts += 1
@@ -160,6 +168,8 @@ class LocalCluster:
 
     def _master_args(self, port):
         args = ["master", "--host", self.host, "--port", str(port), *self._extra_master_args]
+        if self._client_token_file:
+            args += ["--client-token-file", self._client_token_file]
         if self._heartbeat_timeout is not None:
             args += ["--heartbeat-timeout", str(self._heartbeat_timeout)]
         return args

@@ -26,13 +26,16 @@ import dataclasses
 import itertools
 import logging
 import random
+import re
 import threading
 import time
 
+from tensorgrid import security
 from tensorgrid.framework import device_spec, errors
 from tensorgrid.observability import step_observer
 from tensorgrid.ops import registry
 from tensorgrid.proto import config_pb2, convert
+from tensorgrid.runtime import ir
 from tensorgrid.runtime import plan as plan_lib
 
 log = logging.getLogger("tensorgrid.master")
@@ -45,6 +48,64 @@ MAX_PLANS_PER_SESSION = 512
 # A plan dropped from the cache (the graph grew, the devices changed) stays registered this long for the
 # steps that may still run it.
 RETIRE_AFTER_S = 30.0
+
+
+# TF's rule for the node names of a client's graph (a leading '_' is left to the runtime), and a cap.
+NODE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/>]*\Z")
+MAX_NODE_NAME = 4096
+# The longest step timeout a client may ask for (ten years): past it, the clocks' arithmetic overflows.
+MAX_TIMEOUT_MS = 10 * 365 * 24 * 3600 * 1000
+# Handles of expired sessions remembered, to tell their clients what happened.
+MAX_EXPIRED = 10_000
+# A session handle: s<number>-<the tag of the master process that made it>.
+_HANDLE = re.compile(r"s[0-9]+-[0-9a-f]{8}\Z")
+
+
+def check_client_graph(nodes, where="the graph", _seen=None):
+    """InvalidArgumentError for a node name TF would not accept, or a runtime-internal op ('_Recv', '_Send',
+    ...: the master puts those in partitions, a client may not), here or in any function body."""
+    _seen = set() if _seen is None else _seen
+    for node in nodes:
+        name = node.name
+        if len(name) > MAX_NODE_NAME or not NODE_NAME.match(name):
+            shown = repr(name[:60]) + (f"... ({len(name)} characters)" if len(name) > 60 else "")
+            raise errors.InvalidArgumentError(
+                None, None, f"{where}: node name {shown} is not valid: a node name matches "
+                f"[A-Za-z0-9.][A-Za-z0-9_.\\-/>]* and has at most {MAX_NODE_NAME} characters")
+        if node.op.startswith("_"):
+            raise errors.InvalidArgumentError(
+                None, None, f"{where}: node '{name}' uses op '{node.op}', which is internal to the runtime "
+                "(ops starting with '_' are made by the master, not by clients)")
+        for fn in ir.functions_of(node) if node.attrs else ():
+            if id(fn) not in _seen:
+                _seen.add(id(fn))
+                check_client_graph(fn.graph.nodes.values(), f"function '{fn.name}'", _seen)
+
+
+def check_timeout(timeout_ms, what):
+    """timeout_ms, or InvalidArgumentError when it is past MAX_TIMEOUT_MS (0 and negatives: none)."""
+    if timeout_ms > MAX_TIMEOUT_MS:
+        raise errors.InvalidArgumentError(None, None, f"{what} {timeout_ms} is out of range: at most "
+                                          f"{MAX_TIMEOUT_MS} (ten years); 0 means no timeout")
+    return timeout_ms
+
+
+def _check_outputs(graph, feeds, fetches):
+    """InvalidArgumentError for a fed or fetched tensor 'n:k' whose node has no output k."""
+    for ref in list(feeds) + list(fetches):
+        name, index = ir.split_input(ref)
+        node = graph.nodes.get(name)
+        op = registry.OPS.get(node.op) if node is not None else None
+        if op is None:
+            continue
+        try:
+            count = op.output_count(node.attrs)
+        except Exception:  # noqa: BLE001 - attrs the kernel will refuse with a message of its own
+            continue
+        if not 0 <= index < count:
+            raise errors.InvalidArgumentError(
+                None, None, f"tensor '{ref}': node '{name}' ({node.op}) has {count} output"
+                f"{'' if count == 1 else 's'}, so no output {index}")
 
 
 @dataclasses.dataclass
@@ -120,6 +181,7 @@ class _Session:
             if config is not None else []
         self.closed = False
         self.retired = []               # (time, _PlanEntry) no longer planned for, deregistered later
+        self.last_used = 0.0            # clock time of its last call; an idle session expires (session_gc_s)
 
 
 class _RunningStep:
@@ -146,7 +208,7 @@ class Master:
     """Registry of workers, sessions and running steps, and the rules that tie them together."""
 
     def __init__(self, connect, heartbeat_timeout=10.0, heartbeat_interval=1.0, clock=time.monotonic,
-                 local_task=None, observer=None):
+                 local_task=None, observer=None, session_gc_s=0.0):
         self._connect = connect
         # Step counters and recent history for --metrics-port and the dashboard (observability/step_observer.py).
         self.observer = observer if observer is not None else step_observer.StepObserver(clock=clock)
@@ -160,6 +222,10 @@ class Master:
         self._lock = threading.RLock()
         self._workers = {}              # (job, task) -> WorkerRecord
         self._sessions = {}
+        # A session no call used for this long is closed (0: never), as TF's master garbage-collects
+        # sessions: the client may be gone without a CloseSession (SIGKILLed).
+        self.session_gc_s = session_gc_s
+        self._expired = {}              # handle -> why, of sessions closed as idle (the latest MAX_EXPIRED)
         self._steps = {}                # step id -> _RunningStep
         self._session_ids = itertools.count(1)
         self._step_ids = itertools.count((random.getrandbits(30) << 24) + 1)
@@ -305,30 +371,61 @@ class Master:
     # ---- sessions --------------------------------------------------------------------------------
     def create_session(self, graph, config=None):
         """Opens a session on `graph` (a GraphIR); returns (handle, graph version)."""
+        check_client_graph(graph.nodes.values())
         graph.validate(registry.OPS)
+        if config is not None:
+            check_timeout(config.operation_timeout_in_ms, "operation_timeout_in_ms")
         handle = f"s{next(self._session_ids)}-{self._tag}"
+        sess = _Session(handle, graph, config)
+        sess.last_used = self._clock()
         with self._lock:
-            self._sessions[handle] = _Session(handle, graph, config)
+            self._sessions[handle] = sess
         log.info("session %s created with %d nodes", handle, len(graph))
         return handle, 1
 
     def _session(self, handle):
         sess = self._sessions.get(handle)
         if sess is None:
+            if handle in self._expired:
+                raise errors.NotFoundError(None, None, f"session {handle!r} was {self._expired[handle]}; "
+                                           "recreate the session")
+            if _HANDLE.match(handle) and not handle.endswith(f"-{self._tag}"):
+                raise errors.NotFoundError(None, None, f"session {handle!r} was {security.MASTER_RESTARTED}; "
+                                           "recreate the session")
             raise errors.NotFoundError(None, None, f"session {handle!r} does not exist (closed, reset, or "
                                        "the master restarted)")
+        sess.last_used = self._clock()
         return sess
+
+    def collect_idle_sessions(self):
+        """Closes the sessions idle past session_gc_s with no step running; returns their handles."""
+        if self.session_gc_s <= 0:
+            return []
+        now = self._clock()
+        with self._lock:
+            busy = {s.session for s in self._steps.values()}
+            idle = [h for h, sess in self._sessions.items()
+                    if h not in busy and now - sess.last_used > self.session_gc_s]
+        for handle in idle:
+            with self._lock:
+                self._expired[handle] = (f"{security.SESSION_EXPIRED} after {self.session_gc_s:g} s without a "
+                                         "call (--session-gc-seconds)")
+                while len(self._expired) > MAX_EXPIRED:
+                    del self._expired[next(iter(self._expired))]
+            log.info("session %s expired: idle for over %g s", handle, self.session_gc_s)
+            self.close_session(handle)
+        return idle
 
     def extend_session(self, handle, nodes, current_version):
         """Adds `nodes` to the session's graph (replacing nodes of the same name); returns the new version."""
-        from tensorgrid.runtime.ir import GraphIR
         sess = self._session(handle)
+        check_client_graph(nodes)
         with sess.lock:
             if current_version and current_version != sess.version:
                 raise errors.FailedPreconditionError(
                     None, None, f"session {handle} is at graph version {sess.version}, the request extends "
                     f"version {current_version}")
-            graph = GraphIR()
+            graph = ir.GraphIR()
             graph.nodes = dict(sess.graph.nodes)
             for node in nodes:
                 graph.nodes[node.name] = node
@@ -411,7 +508,7 @@ class Master:
         feed_names = tuple(sorted(name for name, _ in feeds))
         if len(set(feed_names)) != len(feed_names):
             raise errors.InvalidArgumentError(None, None, f"a tensor is fed twice: {list(feed_names)}")
-        timeout_ms = timeout_ms or sess.timeout_ms
+        timeout_ms = check_timeout(timeout_ms or sess.timeout_ms, "timeout_in_ms")
         deadline = self._clock() + timeout_ms / 1000.0 if timeout_ms > 0 else None
         key = (sess.version, self._device_epoch, feed_names, tuple(fetches), tuple(targets))
         entry = sess.plans.get(key)
@@ -472,6 +569,7 @@ class Master:
             if sess.version != version:
                 raise errors.AbortedError(None, None, "the session's graph changed while the step was planned; "
                                           "run it again")
+            _check_outputs(sess.graph, feeds, fetches)
             owners = self._all_devices()
             devices = self._session_devices(sess, owners)
             plan = plan_lib.plan_step(sess.graph, feeds, fetches, targets, devices,

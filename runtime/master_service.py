@@ -255,6 +255,7 @@ class MasterServer:
         while not self._stop.wait(period):
             try:
                 self.master.check_health()
+                self.master.collect_idle_sessions()
             except Exception:  # noqa: BLE001 - the monitor must keep running
                 log.exception("heartbeat check failed")
 
@@ -278,25 +279,27 @@ class MasterServer:
 
 
 def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbeat_interval=1.0,
-                  local_task=None, more_services=()):
+                  local_task=None, more_services=(), client_token=None, session_gc_seconds=0.0):
     """A MasterServer bound to host:port (port 0: any free port), not yet started; returns (server, port).
 
     Unless TLS is on, the master also serves its methods on a step channel
     port of the same host, which CreateSession tells clients. `more_services`
     (generic handlers) share the gRPC server: a tg.train.Server serves its
     task's WorkerService there too, and its `local_task` (job, task) is where
-    the master places unpinned nodes.
+    the master places unpinned nodes. `token` is the cluster token; a
+    `client_token` reaches only the client methods (security.CLIENT_METHODS).
     """
+    security.check_credentials(token, client_token)
     master = master_lib.Master(lambda addr, step_addr: GrpcWorkerClient(addr, step_addr, token, tls),
                                heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval,
-                               local_task=local_task)
-    server = security.new_server(security.rpc_pool("tg-master-rpc"), token)
+                               local_task=local_task, session_gc_s=session_gc_seconds)
+    server = security.new_server(security.rpc_pool("tg-master-rpc"), token, client_token)
     port = security.bind(server, address, tls)
     host = address.rsplit(":", 1)[0]
     servicer = MasterServicer(master, f"{host}:{port}")
     fast = None
     if step_channel.enabled(tls):
-        fast = step_channel.StepChannelServer(master_pb2, "MasterService", servicer, host, 0, token)
+        fast = step_channel.StepChannelServer(master_pb2, "MasterService", servicer, host, 0, token, client_token)
         servicer.step_port = fast.port
     server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer, ("RunStep",)),
                                      *more_services))

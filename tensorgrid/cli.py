@@ -22,6 +22,7 @@ from tensorgrid.worker import file_access
 DEFAULT_MASTER = "127.0.0.1:7070"
 # Where a container or a pod mounts its secret, --token-file's default comes from here.
 TOKEN_FILE_ENV = "TENSORGRID_TOKEN_FILE"
+CLIENT_TOKEN_FILE_ENV = "TENSORGRID_CLIENT_TOKEN_FILE"
 TOKEN_FILE_HELP = f"file holding the cluster's shared token (default: ${TOKEN_FILE_ENV}, else $TENSORGRID_TOKEN)"
 
 
@@ -120,6 +121,13 @@ def build_parser():
     p.add_argument("--port", type=_port, default=7070, help="port to listen on; 0 picks one (default: 7070)")
     p.add_argument("--heartbeat-timeout", type=_positive(float), default=10.0,
                    help="seconds without a heartbeat before a worker is marked dead (default: 10)")
+    p.add_argument("--session-gc-seconds", type=float, default=86400.0,
+                   help="close a session no client call used for this long, e.g. its client was killed "
+                        "(0: never; default: 86400); a live client creates it again on its next step")
+    p.add_argument("--client-token-file", default=os.environ.get(CLIENT_TOKEN_FILE_ENV) or None,
+                   help="file holding the clients' token, which reaches only the client RPCs (sessions, steps, "
+                        f"status, reset); needs --token-file (default: ${CLIENT_TOKEN_FILE_ENV}, else "
+                        f"${security.CLIENT_TOKEN_ENV}, else clients use the cluster token)")
     _add_observability(p, dashboard=True)
     _add_common(p)
 
@@ -266,8 +274,11 @@ def _run_master(args):
     from tensorgrid.runtime import master_service
     file_access.restrict(())  # the master runs no kernels of a client's graph; nor may it open files for one
     try:
+        client_token = security.read_token(args.client_token_file, security.CLIENT_TOKEN_ENV)
         server, port = master_service.create_server(f"{args.host}:{args.port}", token=_token(args), tls=_tls(args),
-                                                    heartbeat_timeout=args.heartbeat_timeout)
+                                                    heartbeat_timeout=args.heartbeat_timeout,
+                                                    client_token=client_token,
+                                                    session_gc_seconds=args.session_gc_seconds)
     except (OSError, ValueError) as e:
         raise _OneLineError(str(e)) from None
     address = f"{args.host}:{port}"

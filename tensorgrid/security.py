@@ -3,9 +3,14 @@
 Every server (master, worker) and every channel (client to master, master to
 worker, worker to worker) is made here, so they all apply the same rules:
 
-- A shared token (--token-file, or TENSORGRID_TOKEN) travels in the call
-  metadata under TOKEN_KEY; a server started with one rejects any call
-  without it with UNAUTHENTICATED (`TokenInterceptor`).
+- Two credentials (docs/security.md). The cluster token (--token-file, or
+  TENSORGRID_TOKEN) is shared by the master and its workers and reaches
+  every RPC. A master may also take a client token (--client-token-file, or
+  TENSORGRID_CLIENT_TOKEN), which reaches only the master's CLIENT_METHODS.
+  A token travels in the call metadata under TOKEN_KEY; a call without a
+  known one is UNAUTHENTICATED, a client token on any other method
+  PERMISSION_DENIED (`TokenInterceptor`). Without a client token, clients
+  present the cluster token, as before.
 - TLS turns on when a certificate and key are given (--tls-cert/--tls-key,
   --tls-ca for the authority that signs peers; clients read
   TENSORGRID_TLS_CA, TENSORGRID_TLS_CERT and TENSORGRID_TLS_KEY).
@@ -41,6 +46,18 @@ NODE_KEY = "tg-node"
 # Trailing metadata every error a tensorgrid server sends carries; its absence means the call failed in transit.
 ORIGIN_KEY = "tg-error"
 TOKEN_ENV = "TENSORGRID_TOKEN"
+CLIENT_TOKEN_ENV = "TENSORGRID_CLIENT_TOKEN"
+# The MasterService methods a client calls (tg.Session, Session.reset, tensorgrid status): all a client
+# token reaches. Registration, heartbeats and every WorkerService method need the cluster token.
+CLIENT_METHODS = frozenset({"CreateSession", "ExtendSession", "RunStep", "CloseSession", "ListDevices",
+                            "ClusterStatus", "Reset"})
+CLIENT_SERVICE = "tensorgrid.v1.MasterService"
+CLUSTER, CLIENT = "cluster", "client"
+# What a master says of a session handle an earlier master (before a restart) gave out; clients that
+# still have the graph create the session again on it (client/remote.py).
+MASTER_RESTARTED = "created by an earlier master, which restarted"
+# ... and of a session it closed for being idle (--session-gc-seconds): its client creates it again too.
+SESSION_EXPIRED = "closed by the master as idle"
 # Control messages carry feeds and fetches; tensors between workers are chunked, so 1 GiB is ample.
 MAX_MESSAGE_BYTES = 1 << 30
 # The requests that carry graphs or tensors; every other method's request is small (a heartbeat, a
@@ -74,8 +91,8 @@ request_id = contextvars.ContextVar("tensorgrid_request_id", default="-")
 _request_ids = itertools.count(1)
 
 
-def read_token(token_file=None):
-    """The shared token from `token_file`, else from TENSORGRID_TOKEN; None when neither sets one."""
+def read_token(token_file=None, env=TOKEN_ENV):
+    """The token in `token_file`, else in the environment variable `env`; None when neither sets one."""
     if token_file:
         try:
             with open(token_file, encoding="utf-8") as f:
@@ -85,7 +102,48 @@ def read_token(token_file=None):
         if not token:
             raise ValueError(f"token file {token_file} is empty")
         return token
-    return os.environ.get(TOKEN_ENV) or None
+    return os.environ.get(env) or None
+
+
+def check_credentials(token, client_token):
+    """ValueError for a client token without a cluster token, or equal to it."""
+    if client_token and not token:
+        raise ValueError("a client token needs a cluster token too (--token-file or $TENSORGRID_TOKEN): "
+                         "without one, the workers' RPCs would be open to anyone")
+    if client_token and client_token == token:
+        raise ValueError("the client token must differ from the cluster token")
+
+
+class Roles:
+    """Which credential a presented token is: CLUSTER, CLIENT or None (compared in constant time)."""
+
+    def __init__(self, token, client_token=None):
+        self._tokens = [(r, t.encode("utf-8") if isinstance(t, str) else bytes(t))
+                        for r, t in ((CLUSTER, token), (CLIENT, client_token)) if t]
+
+    def __bool__(self):
+        return bool(self._tokens)
+
+    def of(self, given):
+        given = given if isinstance(given, bytes) else given.encode("utf-8")
+        role = None
+        for r, t in self._tokens:
+            if hmac.compare_digest(given, t):
+                role = role or r
+        return role
+
+    def of_mac(self, mac, nonce, mac_of):
+        """The role whose token gives HMAC `mac` over `nonce` (mac_of(token bytes, nonce))."""
+        role = None
+        for r, t in self._tokens:
+            if hmac.compare_digest(mac, mac_of(t, nonce)):
+                role = role or r
+        return role
+
+
+def client_may_call(service, method):
+    """Whether a client token reaches `method` (short name) of `service` (full name)."""
+    return service == CLIENT_SERVICE and method in CLIENT_METHODS
 
 
 def request_limit(method):
@@ -99,28 +157,37 @@ def call_metadata(token):
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Rejects every call whose metadata lacks the shared token, with UNAUTHENTICATED."""
+    """Lets a call through when its token is the cluster token, or the client token on a client method;
+    refuses any other with UNAUTHENTICATED (no known token) or PERMISSION_DENIED (a client token)."""
 
-    def __init__(self, token):
-        self._token = token.encode("utf-8")
+    def __init__(self, token, client_token=None):
+        self._roles = Roles(token, client_token)
 
     def intercept_service(self, continuation, handler_call_details):
+        role = None
         for key, value in handler_call_details.invocation_metadata or ():
             if key == TOKEN_KEY:
-                given = value if isinstance(value, bytes) else value.encode("utf-8")
-                if hmac.compare_digest(given, self._token):
-                    return continuation(handler_call_details)
+                role = self._roles.of(value)
                 break
+        method = handler_call_details.method
+        service, _, short = method.strip("/").rpartition("/")
+        if role == CLUSTER or (role == CLIENT and client_may_call(service, short)):
+            return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
+        if role == CLIENT:
+            code, why = grpc.StatusCode.PERMISSION_DENIED, (
+                f"{method}: a client token reaches only the master's client methods "
+                f"({', '.join(sorted(CLIENT_METHODS))}); this one needs the cluster token")
+        else:
+            code, why = grpc.StatusCode.UNAUTHENTICATED, (
+                f"{method}: this cluster requires its token (tg.ConfigProto(token=...) or {TOKEN_ENV}); "
+                "the call had none or a wrong one")
 
         def deny(request, context):
-            log.warning("rejected %s: missing or wrong token", method)
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          f"{method}: this cluster requires its token (tg.ConfigProto(token=...) "
-                          f"or {TOKEN_ENV}); the call had none or a wrong one")
+            log.warning("rejected %s: %s", method, "a client token" if role == CLIENT else "missing or wrong token")
+            context.abort(code, why)
 
         # refused before its request is read: an unauthenticated caller commits no memory here
         return grpc.stream_unary_rpc_method_handler(deny)
@@ -180,9 +247,10 @@ def rpc_pool(name):
                                                  thread_name_prefix=name)
 
 
-def new_server(executor, token=None):
-    """A gRPC server on `executor` that checks `token` on every call when one is given."""
-    interceptors = (TokenInterceptor(token),) if token else ()
+def new_server(executor, token=None, client_token=None):
+    """A gRPC server on `executor` that checks `token` (and `client_token`, see TokenInterceptor) on every
+    call when one is given."""
+    interceptors = (TokenInterceptor(token, client_token),) if token else ()
     return grpc.server(executor, interceptors=interceptors, options=SERVER_OPTIONS)
 
 

@@ -27,7 +27,6 @@ gets 1 MiB, RunStep and RunGraph 1 GiB) ends the connection unread; a long
 one is read as it arrives, so a declared length alone commits no memory.
 """
 
-import hmac
 import logging
 import os
 import secrets
@@ -70,13 +69,13 @@ def _tune(sock):
 class StepChannelServer:
     """Serves the unary methods of `service_name` (pb2_module) with impl.<Method>(request) on a TCP port."""
 
-    def __init__(self, pb2_module, service_name, impl, host="127.0.0.1", port=0, token=None):
+    def __init__(self, pb2_module, service_name, impl, host="127.0.0.1", port=0, token=None, client_token=None):
         service = pb2_module.DESCRIPTOR.services_by_name[service_name]
         self._methods = [None if m.client_streaming else
                          (getattr(impl, m.name), security.message_class(m.input_type), m.full_name,
-                          security.request_limit(m.name))
+                          security.request_limit(m.name), security.client_may_call(service.full_name, m.name))
                          for m in service.methods]
-        self._token = token_bytes(token)
+        self._roles = security.Roles(token_bytes(token), token_bytes(client_token) if token else None)
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,25 +110,28 @@ class StepChannelServer:
             threading.Thread(target=self._serve, args=(sock,), name="tg-step-conn", daemon=True).start()
 
     def _handshake(self, sock):
+        """The connection's role (security.CLUSTER or CLIENT; CLUSTER when no token is set), None if refused."""
         nonce = secrets.token_bytes(16)
         sock.settimeout(CONNECT_TIMEOUT_S)
-        sock.sendall(CHALLENGE.pack(MAGIC, VERSION, 1 if self._token else 0, nonce))
+        sock.sendall(CHALLENGE.pack(MAGIC, VERSION, 1 if self._roles else 0, nonce))
         magic, version, mac = HELLO.unpack(recv_exact(sock, HELLO.size))
         if magic != MAGIC or version != VERSION:
             sock.sendall(WELCOME.pack(BAD_VERSION))
-            return False
-        if self._token and not hmac.compare_digest(mac, token_mac(self._token, nonce)):
+            return None
+        role = self._roles.of_mac(mac, nonce, token_mac) if self._roles else security.CLUSTER
+        if role is None:
             log.warning("step channel: refused a connection with a missing or wrong token")
             sock.sendall(WELCOME.pack(BAD_TOKEN))
-            return False
+            return None
         sock.sendall(WELCOME.pack(OK))
         sock.settimeout(None)
-        return True
+        return role
 
     def _serve(self, sock):
         try:
             _tune(sock)
-            if not self._handshake(sock):
+            role = self._handshake(sock)
+            if role is None:
                 return
             while True:
                 method, length = REQUEST.unpack(recv_exact(sock, REQUEST.size))
@@ -141,6 +143,11 @@ class StepChannelServer:
                     return
                 # read as it arrives (wire.read_exact): memory follows the bytes sent, not the length declared
                 data = recv_exact(sock, length)
+                if role == security.CLIENT and entry is not None and not entry[4]:
+                    self._reply(sock, errors.PermissionDeniedError(
+                        None, None, f"{entry[2]}: a client token reaches only the master's client methods; "
+                        "this one needs the cluster token"), None)
+                    continue
                 self._reply(sock, *self._call(method, data))
         except (OSError, EOFError, struct.error):
             pass
@@ -153,7 +160,7 @@ class StepChannelServer:
         entry = self._methods[method] if method < len(self._methods) else None
         if entry is None:
             return errors.InvalidArgumentError(None, None, f"step channel: no unary method {method}"), None
-        fn, request_cls, name, _ = entry
+        fn, request_cls, name = entry[:3]
         try:
             return None, security.invoke(fn, request_cls, name, data).SerializeToString()
         except errors.OpError as e:
@@ -220,6 +227,13 @@ class _Connection:
             pass
 
 
+def _not_sent(message):
+    """The in-transit UnavailableError of a call that never left: no connection, so nothing of it ran."""
+    err = security.in_transit(message)
+    err.not_sent = True
+    return err
+
+
 class StepChannelClient:
     """Calls unary methods of `service_name` on a StepChannelServer at `address`."""
 
@@ -237,7 +251,7 @@ class StepChannelClient:
         try:
             sock = socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S)
         except OSError as e:
-            raise security.in_transit(f"cannot connect to {self.address}: {e.strerror or e}") from None
+            raise _not_sent(f"cannot connect to {self.address}: {e.strerror or e}") from None
         try:
             _tune(sock)
             magic, version, flags, nonce = CHALLENGE.unpack(recv_exact(sock, CHALLENGE.size))
@@ -257,7 +271,7 @@ class StepChannelClient:
             return _Connection(sock)
         except (OSError, EOFError, struct.error) as e:
             sock.close()
-            raise security.in_transit(f"connection to {self.address} failed: {e}") from None
+            raise _not_sent(f"connection to {self.address} failed: {e}") from None
         except errors.OpError:
             sock.close()
             raise

@@ -122,3 +122,291 @@ def test_grpc_refuses_an_unauthenticated_request_before_reading_it(cluster):
             call(b"\n" + b"\x80\x80\x80\x01" + b"a" * (256 * MiB), timeout=60)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert _rss(pid) - before < 64 * MiB
+
+
+# ---------------------------------------------------------------- 4: runtime-internal ops; CloseSession cancels
+
+def _grpc(cluster, method, request, token=TOKEN):
+    """Calls MasterService.<method> over gRPC; the RpcError's (code, details) or the response bytes."""
+    import grpc
+    from tensorgrid import security
+    with grpc.insecure_channel(cluster.master_address) as ch:
+        call = ch.unary_unary(f"/tensorgrid.v1.MasterService/{method}")
+        try:
+            return call(request.SerializeToString(), timeout=30, metadata=security.call_metadata(token))
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+
+
+def _graph_def(*nodes):
+    from tensorgrid.proto import types_pb2
+    return types_pb2.GraphDef(node=[types_pb2.NodeDef(name=n, op=op, device="/job:worker/task:0", input=list(i))
+                                    for n, op, i in nodes])
+
+
+def test_clients_cannot_use_runtime_internal_ops(cluster):
+    import grpc
+    from tensorgrid.proto import master_pb2, types_pb2
+    recv = types_pb2.NodeDef(name="r", op="_Recv", device="/job:worker/task:0")
+    recv.attr["tensor_type"].type = types_pb2.DT_FLOAT
+    recv.attr["tensor_name"].s = b"never-sent"
+    code, details = _grpc(cluster, "CreateSession", master_pb2.CreateSessionRequest(
+        graph_def=types_pb2.GraphDef(node=[recv])))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "_Recv" in details and "internal" in details
+    # nor through ExtendSession
+    response = master_pb2.CreateSessionResponse.FromString(_grpc(cluster, "CreateSession", master_pb2.CreateSessionRequest(
+        graph_def=_graph_def(("n", "NoOp", ())))))
+    code, details = _grpc(cluster, "ExtendSession", master_pb2.ExtendSessionRequest(
+        session_handle=response.session_handle, graph_def=types_pb2.GraphDef(node=[recv]),
+        current_graph_version=response.graph_version))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "_Recv" in details
+    _grpc(cluster, "CloseSession", master_pb2.CloseSessionRequest(session_handle=response.session_handle))
+
+
+def test_close_session_cancels_its_running_steps(cluster):
+    from tests.waiting import run_in_thread
+    config = tg.ConfigProto(token=TOKEN)
+    g = tg.Graph()
+    with g.as_default(), tg.device("/job:worker/task:0"):
+        q = tf.FIFOQueue(1, tg.float32, shapes=[[]])
+        deq = q.dequeue()
+    sess = tg.Session(cluster.target, graph=g, config=config)
+    thread, box = run_in_thread(lambda: sess.run(deq))
+    poll(lambda: cluster.status().active_steps == 1, 20, "the dequeue to run")
+    sess.close()
+    thread.join(30)
+    assert isinstance(box.get("error"), errors.CancelledError), box
+    poll(lambda: cluster.status().active_steps == 0 and cluster.status().worker[0].active_steps == 0, 20,
+         "the step tables to empty")
+
+
+# ---------------------------------------------------------------- 7: node names follow TF's rule
+
+@pytest.mark.parametrize("name", ["", "a:0", "^a", "a\0b", "_a", "a b", "x" * 70_000, "-a"])
+def test_node_names_follow_tensorflows_rule(cluster, name):
+    import grpc
+    from tensorgrid.proto import master_pb2
+    code, details = _grpc(cluster, "CreateSession", master_pb2.CreateSessionRequest(
+        graph_def=_graph_def((name, "NoOp", ()))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "node name" in details, details[:200]
+
+
+def test_valid_tensorflow_node_names_are_accepted(cluster):
+    from tensorgrid.proto import master_pb2
+    for name in ["a", "A/b_c.d-e", "0abc", ".hidden", "scope/x>y", "x" * 1000]:
+        response = master_pb2.CreateSessionResponse.FromString(_grpc(
+            cluster, "CreateSession", master_pb2.CreateSessionRequest(graph_def=_graph_def((name, "NoOp", ())))))
+        _grpc(cluster, "CloseSession", master_pb2.CloseSessionRequest(session_handle=response.session_handle))
+
+
+# ---------------------------------------------------------------- 6: a client token reaches only client RPCs
+
+CLIENT_TOKEN = "client-only-token"
+
+
+def test_a_client_token_reaches_only_the_masters_client_methods():
+    import grpc
+    from tensorgrid import security, step_channel
+    from tensorgrid.proto import master_pb2, worker_pb2
+    with LocalCluster(num_workers=1, token=TOKEN, client_token=CLIENT_TOKEN) as c:
+        g = tg.Graph()
+        with g.as_default():
+            x = tf.placeholder(tg.float32, [2], name="x")
+            with tg.device("/job:worker/task:0"):
+                y = x * 3.0
+        for token in (CLIENT_TOKEN, TOKEN):  # clients use the client token; the cluster token still works
+            with tg.Session(c.target, graph=g, config=tg.ConfigProto(token=token)) as sess:
+                np.testing.assert_allclose(sess.run(y, {x: [1.0, 2.0]}), [3.0, 6.0])
+        info = c.worker_info(0)
+        beat = master_pb2.HeartbeatRequest(job="worker", task=0, incarnation=info["incarnation"], shutting_down=True)
+        register = master_pb2.RegisterWorkerRequest(address="127.0.0.1:1", job="worker", task=5)
+        register.device.add(device_type="CPU")
+        with grpc.insecure_channel(c.master_address) as ch:
+            for method, request in (("Heartbeat", beat), ("RegisterWorker", register)):
+                with pytest.raises(grpc.RpcError) as e:
+                    ch.unary_unary(f"/tensorgrid.v1.MasterService/{method}")(
+                        request.SerializeToString(), timeout=10, metadata=security.call_metadata(CLIENT_TOKEN))
+                assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
+        fast = step_channel.StepChannelClient(f"127.0.0.1:{c.master.info['step_port']}", master_pb2,
+                                              "MasterService", CLIENT_TOKEN)
+        with pytest.raises(errors.PermissionDeniedError, match="cluster token"):
+            fast.call("Heartbeat", beat)
+        assert fast.call("ListDevices", master_pb2.ListDevicesRequest())
+        fast.close()
+        # the workers do not know the client token at all: no Reset of their variables, no RunGraph
+        with grpc.insecure_channel(info["address"]) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                ch.unary_unary("/tensorgrid.v1.WorkerService/ResetResources")(
+                    worker_pb2.ResetResourcesRequest().SerializeToString(), timeout=10,
+                    metadata=security.call_metadata(CLIENT_TOKEN))
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        worker_fast = step_channel.StepChannelClient(info["step_address"], worker_pb2, "WorkerService", CLIENT_TOKEN)
+        with pytest.raises(errors.UnauthenticatedError):
+            worker_fast.call("GetStatus", worker_pb2.GetStatusRequest())
+        worker_fast.close()
+        # the forged heartbeats changed nothing
+        assert [w.health for w in c.status().worker] == ["alive"]
+        assert [w.task for w in c.status().worker] == [0]
+
+
+def test_a_client_token_needs_a_cluster_token(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "client").write_text("c")
+    proc = subprocess.run([sys.executable, "-m", "tensorgrid.cli", "master", "--port", "0",
+                           "--client-token-file", str(tmp_path / "client")],
+                          capture_output=True, text=True, timeout=60, env={**__import__("os").environ,
+                                                                           "TENSORGRID_TOKEN": ""})
+    assert proc.returncode != 0 and "needs a cluster token" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- 5: a session survives a master restart
+
+def test_a_session_survives_a_master_restart():
+    with LocalCluster(num_workers=1, heartbeat_interval=0.2) as c:
+        g = tg.Graph()
+        with g.as_default(), tg.device("/job:worker/task:0"):
+            v = tg.Variable(1.0, name="survivor")
+            bump = v.assign_add(1.0)
+        with tg.Session(c.target, graph=g) as sess:
+            sess.run(v.initializer)
+            assert sess.run(bump) == 2.0
+            c.restart_master()
+            # the next run works: the session is created again, the variable kept its value on the worker
+            assert sess.run(bump) == 3.0
+            with g.as_default(), tg.device("/job:worker/task:0"):
+                doubled = v * 2.0  # the graph grows after the restart: ExtendSession on the new session
+            assert sess.run(doubled) == 6.0
+            c.restart_master()
+            assert sess.run(doubled) == 6.0
+
+
+# ---------------------------------------------------------------- 7: early tensors of steps that never run are capped
+
+def test_tensors_for_steps_that_never_run_are_capped_in_bytes_and_count(monkeypatch):
+    from tensorgrid.worker import worker as worker_lib
+    w = worker_lib.Worker()
+    w.set_identity("worker", 0)
+    monkeypatch.setattr(worker_lib, "MAX_EARLY_BYTES", 8 * MiB, raising=False)
+    for step in range(1, 21):  # 20 x 1 MiB for step ids no RunGraph ever comes for
+        w.deliver(step, f"k{step}", np.zeros(MiB, np.uint8))
+    assert w.status()["rendezvous_entries"] <= 8
+    with pytest.raises(errors.CancelledError, match="arrived before its RunGraph and were dropped"):
+        w._begin(1)
+    assert w._begin(20).rendezvous.pending() == 1  # the newest are kept
+    monkeypatch.setattr(worker_lib, "MAX_STEPS_HELD", 100, raising=False)
+    for step in range(1000, 1300):
+        w.deliver(step, "k", np.zeros(1, np.float32))
+    assert w.status()["active_steps"] <= 100
+
+
+# ---------------------------------------------------------------- 7: checkpoints: killed savers, corrupt headers
+
+_KILLED_SAVER = """
+import sys, time
+from tensorgrid.client.train import saver
+def chunks():
+    yield b"x" * 4096
+    print("writing", flush=True)
+    time.sleep(600)
+saver.atomic_write(sys.argv[1], chunks())
+"""
+
+
+def test_a_save_removes_the_temporary_a_killed_saver_left(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    prefix = str(tmp_path / "model.ckpt")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVER, prefix + ".tgckpt"], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline() == "writing\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+    g = tg.Graph()
+    with g.as_default():
+        v = tg.Variable([1.0, 2.0], name="v")
+        saver = tf.train.Saver()
+    with tg.Session(graph=g) as sess:
+        sess.run(v.initializer)
+        saver.save(sess, prefix)
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n], os.listdir(tmp_path)
+    np.testing.assert_allclose(tf.train.load_variable(prefix, "v"), [1.0, 2.0])
+
+
+def _header_file(path, header, length=None, data=b""):
+    import json
+    import struct
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(b"TGCKPT\x00\x01" + struct.pack("<Q", len(raw) if length is None else length) + raw + data)
+
+
+_ENTRY = {"name": "v", "dtype": "float32", "shape": [2], "offset": 0, "nbytes": 8, "crc32": 0}
+CORRUPT_HEADERS = {
+    "huge length": ({"format": 1, "tensors": []}, 1 << 62),
+    "not an object": ([1, 2, 3], None),
+    "no tensors": ({"format": 1}, None),
+    "tensors not a list": ({"tensors": 7}, None),
+    "entry not an object": ({"tensors": ["v"]}, None),
+    "no name": ({"tensors": [{"dtype": "float32"}]}, None),
+    "bad dtype": ({"tensors": [dict(_ENTRY, dtype="complex999")]}, None),
+    "shape of strings": ({"tensors": [dict(_ENTRY, shape=["a"])]}, None),
+    "negative offset": ({"tensors": [dict(_ENTRY, offset=-8)]}, None),
+    "past the end": ({"tensors": [dict(_ENTRY, offset=1 << 40)]}, None),
+    "size mismatch": ({"tensors": [dict(_ENTRY, nbytes=4)]}, None),
+    "deep nesting": (b"[" * 100_000 + b"]" * 100_000, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_HEADERS))
+def test_corrupt_checkpoint_headers_are_data_loss(tmp_path, case):
+    header, length = CORRUPT_HEADERS[case]
+    prefix = str(tmp_path / "bad")
+    _header_file(prefix + ".tgckpt", header, length, data=b"\0" * 8)
+    with pytest.raises(errors.DataLossError, match="bad.tgckpt"):
+        reader = tf.train.load_checkpoint(prefix)
+        reader.get_tensor("v")
+
+
+# ---------------------------------------------------------------- 7: idle sessions expire
+
+_KILLED_CLIENT = """
+import sys, tensorgrid as tg
+g = tg.Graph()
+with g.as_default(), tg.device("/job:worker/task:0"):
+    x = tg.constant(1.0) + 1.0
+sess = tg.Session(sys.argv[1], graph=g)
+sess.run(x)
+print("ran", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_session_of_a_killed_client_expires_and_a_live_one_comes_back():
+    import signal
+    import subprocess
+    import sys
+    with LocalCluster(num_workers=1, extra_master_args=["--session-gc-seconds", "1"]) as c:
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_CLIENT, c.target], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline() == "ran\n"
+            assert len(c.status().session) == 1
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            poll(lambda: len(c.status().session) == 0, 20, "the killed client's session to expire")
+        finally:
+            proc.kill()
+            proc.wait()
+        g = tg.Graph()
+        with g.as_default(), tg.device("/job:worker/task:0"):
+            y = tg.constant(2.0) * 3.0
+        with tg.Session(c.target, graph=g) as sess:
+            assert sess.run(y) == 6.0
+            handle = sess._backend._handle
+            poll(lambda: len(c.status().session) == 0, 20, "the idle session to expire")
+            assert sess.run(y) == 6.0  # created again
+            assert sess._backend._handle != handle

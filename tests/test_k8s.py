@@ -38,6 +38,7 @@ VALUES = {
     "defaults": {},
     "gpu and metrics": {"gpuWorkers": {"replicas": 2, "resources": {"limits": {"cpu": "4"}}},
                         "metrics": {"enabled": True}},
+    "a client token": {"clientToken": {"existingSecret": "clients"}},
     "own secret, resources, another release": {"token": {"existingSecret": "mine"},
                                                "workers": {"replicas": 5, "resources": {"requests": {"cpu": "1"}}},
                                                "master": {"service": {"type": "LoadBalancer"}}},
@@ -140,6 +141,18 @@ def test_the_objects_fit_together():
     gpu = _container(_find(objects, "StatefulSet", "tensorgrid-gpu-worker"))
     assert gpu["resources"]["limits"] == {"nvidia.com/gpu": 1, "cpu": "4"}
     assert "resources" not in _container(_find(objects, "StatefulSet", "tensorgrid-worker"))
+
+
+def test_a_client_token_goes_to_the_master_only():
+    objects = _objects(VALUES["a client token"])
+    master = _container(_find(objects, "Deployment", "tensorgrid-master"))
+    workers = _container(_find(objects, "StatefulSet", "tensorgrid-worker"))
+    assert _env(master)["TENSORGRID_CLIENT_TOKEN_FILE"] == "/var/run/secrets/tensorgrid-client/token"
+    assert "/var/run/secrets/tensorgrid-client" in [m["mountPath"] for m in master["volumeMounts"]]
+    volumes = _find(objects, "Deployment", "tensorgrid-master")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "client-token", "secret": {"secretName": "clients", "defaultMode": 0o440}} in volumes
+    assert "TENSORGRID_CLIENT_TOKEN_FILE" not in _env(workers)
+    assert "TENSORGRID_CLIENT_TOKEN_FILE" not in _env(_container(_find(_objects(), "Deployment", "tensorgrid-master")))
 
 
 def test_every_container_command_parses():

@@ -256,7 +256,8 @@ def check_probe(directory, name, content):
         return False
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether process `pid` of this host exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -284,7 +285,7 @@ def sweep_stale(directory, min_age_s=STALE_AFTER_S):
         path = os.path.join(directory, name)
         try:
             # another pid namespace may reuse pids, so only old files count as stale
-            if _pid_alive(pid) or now - os.stat(path).st_mtime < min_age_s:
+            if pid_alive(pid) or now - os.stat(path).st_mtime < min_age_s:
                 continue
             os.unlink(path)
             removed += 1

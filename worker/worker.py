@@ -8,7 +8,10 @@ for it arrives first from another worker (that tensor is kept until the
 RunGraph comes). The entry goes when the RunGraph ends or the master cleans
 the step up; the step id is then remembered for FINISHED_TTL_S so tensors
 that arrive late are dropped instead of opening a new entry. Entries that
-only ever got early tensors are dropped after ORPHAN_TTL_S.
+only ever got early tensors are dropped after ORPHAN_TTL_S, and the oldest
+of them at once while they hold more than MAX_EARLY_BYTES or the table more
+than MAX_STEPS_HELD entries: a step whose early tensors were dropped fails
+with CancelledError saying so when its RunGraph comes.
 """
 
 import collections
@@ -33,6 +36,9 @@ log = logging.getLogger("tensorgrid.worker")
 FINISHED_TTL_S = 120.0
 FINISHED_MAX = 200_000
 ORPHAN_TTL_S = 300.0
+# Bytes of tensors kept for steps whose RunGraph has not started here, and step table entries, at most.
+MAX_EARLY_BYTES = 1 << 30
+MAX_STEPS_HELD = 8192
 
 
 class _Registration:
@@ -49,13 +55,14 @@ class _Registration:
 
 
 class _StepState:
-    __slots__ = ("rendezvous", "cancelled", "running", "created")
+    __slots__ = ("rendezvous", "cancelled", "running", "created", "early_bytes")
 
     def __init__(self, rendezvous):
         self.rendezvous = rendezvous
         self.cancelled = threading.Event()
         self.running = False
         self.created = time.monotonic()
+        self.early_bytes = 0        # bytes delivered before the step started running here
 
 
 class StepResult:
@@ -130,6 +137,8 @@ class Worker:
         self._pool = None
         self._last_sweep = time.monotonic()
         self.dropped_late_tensors = 0
+        self.dropped_early_steps = 0
+        self._early_bytes = 0       # sum of early_bytes over the step table
         self.metrics = worker_metrics.WorkerMetrics(self)   # served by --metrics-port
 
     # ---- identity -----------------------------------------------------------------------
@@ -282,6 +291,8 @@ class Worker:
             elif state.running:
                 raise errors.AlreadyExistsError(None, None, f"step {step_id} is already running on {self.task_name}")
             state.running = True
+            self._early_bytes -= state.early_bytes
+            state.early_bytes = 0
             return state
 
     def _end(self, step_id, failure):
@@ -307,7 +318,27 @@ class Worker:
         if now - self._last_sweep > 10.0:
             self._last_sweep = now
             for sid in [s for s, st in self._steps.items() if not st.running and now - st.created > ORPHAN_TTL_S]:
-                self._steps.pop(sid).rendezvous.abort(errors.AbortedError(None, None, f"step {sid} never ran here"))
+                self._pop_state(sid).rendezvous.abort(errors.AbortedError(None, None, f"step {sid} never ran here"))
+
+    def _pop_state(self, step_id):
+        """Removes a step table entry (lock held), and its early bytes from the count."""
+        state = self._steps.pop(step_id)
+        self._early_bytes -= state.early_bytes
+        return state
+
+    def _evict_early(self):
+        """Drops the oldest steps that only got early tensors (lock held) while over the caps."""
+        evicted = []
+        while self._early_bytes > MAX_EARLY_BYTES or len(self._steps) > MAX_STEPS_HELD:
+            sid = next((k for k, st in self._steps.items() if not st.running), None)
+            if sid is None:
+                break
+            reason = (f"its tensors arrived before its RunGraph and were dropped ({self.task_name} keeps at most "
+                      f"{MAX_EARLY_BYTES} bytes for at most {MAX_STEPS_HELD} steps)")
+            evicted.append((self._pop_state(sid), reason))
+            self._remember(sid, reason)
+            self.dropped_early_steps += 1
+        return evicted
 
     def cleanup_step(self, step_id, reason=""):
         """Ends step `step_id` here: aborts it if it runs, drops its state, drops its later tensors."""
@@ -315,7 +346,7 @@ class Worker:
         with self._lock:
             state = self._steps.get(step_id)
             if state is not None and not state.running:
-                del self._steps[step_id]
+                self._pop_state(step_id)
             self._remember(step_id, reason)
         if state is not None:
             state.cancelled.set()
@@ -331,6 +362,17 @@ class Worker:
                     self.dropped_late_tensors += 1
                     return
                 state = self._steps[step_id] = _StepState(RemoteRendezvous(step_id, self.plane))
+            evicted = ()
+            if not state.running:
+                nbytes = getattr(value, "nbytes", 0)
+                state.early_bytes += nbytes
+                self._early_bytes += nbytes
+                if self._early_bytes > MAX_EARLY_BYTES or len(self._steps) > MAX_STEPS_HELD:
+                    evicted = self._evict_early()
+        for dropped, reason in evicted:
+            dropped.rendezvous.abort(errors.CancelledError(None, None, reason))
+        if any(d is state for d, _ in evicted):
+            return
         try:
             state.rendezvous.deliver(key, value)
         except errors.InternalError as e:

@@ -32,8 +32,10 @@ previous complete file or the new one, never a partial one.
 import contextlib
 import json
 import os
+import socket
 import struct
 import tempfile
+import time
 import zlib
 
 import numpy as np
@@ -120,10 +122,45 @@ def _write_chunks(f, chunks):
         f.write(chunk)
 
 
+# A temporary file of another writer on another host is only taken for stale after this long.
+STALE_TEMP_S = 24 * 3600.0
+
+
+def remove_stale_temps(directory, prefix):
+    """Removes the temporaries of earlier writes to the same file whose writer died: on this host, when
+    the process its name records is gone; from elsewhere (or unnamed), when older than STALE_TEMP_S."""
+    from tensorgrid.worker import shm
+    host = socket.gethostname()
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        where, _, rest = name[len(prefix):].rpartition("@")
+        pid = rest.split("-", 1)[0]
+        full = os.path.join(directory, name)
+        if where == host and pid.isdigit():
+            stale = not shm.pid_alive(int(pid))
+        else:
+            try:
+                stale = time.time() - os.stat(full).st_mtime > STALE_TEMP_S
+            except OSError:
+                continue
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(full)
+
+
 def atomic_write(path, chunks):
-    """Writes `chunks` to `path` so that `path` is never seen half-written."""
+    """Writes `chunks` to `path` so that `path` is never seen half-written.
+
+    The temporary file is named after this host and process, so a later write
+    removes the ones a killed writer left (remove_stale_temps).
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=directory)
+    prefix = "." + os.path.basename(path) + ".tmp-"
+    remove_stale_temps(directory, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{socket.gethostname()}@{os.getpid()}-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             _write_chunks(f, chunks)
@@ -172,6 +209,42 @@ def files_of(prefix):
 
 # ---- reading ------------------------------------------------------------------------------------------
 
+def _checked_entries(header, data_bytes, path):
+    """The entries of a decoded header; DataLossError for any the format does not allow."""
+    def corrupt(why):
+        return errors.DataLossError(None, None, f"checkpoint {path} has a corrupt header: {why}")
+
+    def count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    tensors = header.get("tensors") if isinstance(header, dict) else None
+    shards = header.get("shards") if isinstance(header, dict) else None
+    if not isinstance(tensors, list) or not (shards is None or (count(shards) and shards > 0)):
+        raise corrupt("no list of tensors" if not isinstance(tensors, list) else f"shards {shards!r}")
+    for e in tensors:
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise corrupt(f"entry {str(e)[:80]} has no name")
+        name, shape = e["name"], e.get("shape")
+        if not (isinstance(shape, list) and all(count(d) for d in shape)) or not count(e.get("crc32")):
+            raise corrupt(f"tensor {name}: shape and crc32 must be non-negative integers")
+        try:
+            itemsize = np.dtype(dtypes.as_dtype(e.get("dtype")).as_numpy_dtype).itemsize
+            if "slice" in e and (not isinstance(e["slice"], str) or parse_slice(e["slice"]) is None):
+                raise errors.InvalidArgumentError(None, None, f"slice {e['slice']!r}")
+        except (TypeError, ValueError, KeyError, errors.InvalidArgumentError) as err:
+            raise corrupt(f"tensor {name}: {getattr(err, 'message', None) or err}") from None
+        if "shard" in e:
+            if shards is None or not count(e["shard"]) or e["shard"] >= shards:
+                raise corrupt(f"tensor {name}: shard {e['shard']!r} of {shards} shards")
+            continue
+        offset, nbytes = e.get("offset"), e.get("nbytes")
+        if not (count(offset) and count(nbytes)):
+            raise corrupt(f"tensor {name}: offset and nbytes must be non-negative integers")
+        if int(np.prod(shape, dtype=object)) * itemsize != nbytes or offset + nbytes > data_bytes:
+            raise corrupt(f"tensor {name}: {nbytes} bytes at {offset} do not fit shape {shape} of {e['dtype']} "
+                          f"in {data_bytes} bytes of data")
+    return tensors
+
+
 class Reader:
     """Reads tensors from one checkpoint (one file, or an index and its data files), checking checksums.
 
@@ -181,18 +254,22 @@ class Reader:
         self.prefix = prefix
         self.path = path or prefix + SUFFIX
         with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(16)
             if len(head) < 16 or head[:8] != MAGIC:
                 raise errors.DataLossError(None, None, f"{self.path} is not a tensorgrid checkpoint (bad magic)")
             (length,) = struct.unpack("<Q", head[8:])
+            if length > size - 16:
+                raise errors.DataLossError(None, None, f"checkpoint {self.path} is truncated or corrupt: its header "
+                                           f"claims {length} bytes of a {size}-byte file")
             raw = f.read(length)
             try:
                 header = json.loads(raw.decode())
-            except (UnicodeDecodeError, ValueError) as e:
+            except (UnicodeDecodeError, ValueError, RecursionError) as e:
                 raise errors.DataLossError(None, None, f"checkpoint {self.path} has a corrupt header: {e}") from None
         self.data_start = 16 + length
-        self.num_shards = header.get("shards")
-        self.raw_entries = header["tensors"]
+        self.num_shards = header.get("shards") if isinstance(header, dict) else None
+        self.raw_entries = _checked_entries(header, size - self.data_start, self.path)
         self._shards = {}
         self.entries = {}
         for e in self.raw_entries:
