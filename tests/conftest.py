@@ -2,6 +2,8 @@
 
 import contextlib
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -49,7 +51,9 @@ def _local_cluster():
     global _cluster
     if _cluster is None:
         from tensorgrid.runtime.cluster import LocalCluster
-        _cluster = LocalCluster(num_workers=2, extra_worker_args=["--allow-pickle"])
+        # tests' files live under the temp directory (tmp_path): the workers may open files there
+        _cluster = LocalCluster(num_workers=2, extra_worker_args=["--allow-pickle", "--allow-file-access",
+                                                                  tempfile.gettempdir()])
     return _cluster
 
 

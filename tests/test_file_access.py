@@ -114,6 +114,27 @@ def test_a_worker_process_refuses_graph_files_unless_allowed(tmp_path):
         with pytest.raises(errors.PermissionDeniedError, match="resolved to"):
             _print_to(cluster.target, allowed / "out" / "victim.txt")
         assert not victim.exists()
+        _io_ops_obey_the_policy(cluster.target, allowed, tmp_path)
+
+
+def _io_ops_obey_the_policy(target, allowed, tmp_path):
+    (tmp_path / "secret.txt").write_text("top secret")
+    g = tg.Graph()
+    with g.as_default(), tg.device("/job:worker/task:0"):
+        name = tf.placeholder(tg.string, [])
+        contents = tg.io.read_file(name)
+        write = tg.io.write_file(name, tg.constant("from a graph"))
+        listed = tg.io.matching_files(name)
+    with tg.Session(target, graph=g) as sess:
+        sess.run(write, {name: str(allowed / "sub" / "w.txt")})
+        assert sess.run(contents, {name: str(allowed / "sub" / "w.txt")}) == b"from a graph"
+        assert list(sess.run(listed, {name: str(allowed / "sub" / "*")})) == [str(allowed / "sub" / "w.txt").encode()]
+        for op in (contents, write, listed):
+            with pytest.raises(errors.PermissionDeniedError, match="--allow-file-access"):
+                sess.run(op, {name: str(tmp_path / "secret.txt")})
+        with pytest.raises(errors.PermissionDeniedError):
+            sess.run(write, {name: str(tmp_path / "newdir" / "x.txt")})
+    assert (tmp_path / "secret.txt").read_text() == "top secret" and not (tmp_path / "newdir").exists()
 
 
 def test_worker_refuses_a_missing_allowed_directory(tmp_path):

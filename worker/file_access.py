@@ -79,6 +79,12 @@ def _inside(path, directory):
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
+def allows(path):
+    """Whether graphs of this process may open `path` (resolved) at all."""
+    allowed = _allowed
+    return allowed is None or any(_inside(os.path.realpath(path), d) for d in allowed)
+
+
 def check_path(path, mode, who=None):
     """The resolved path a kernel may open for `mode` ("r" or "w"); PermissionDeniedError when it may not.
 

@@ -16,6 +16,7 @@ from tensorgrid.framework import dtypes, errors
 from tensorgrid.framework.shapes import TensorShape
 from tensorgrid.ops.registry import register
 from tensorgrid.proto import convert
+from tensorgrid.worker import file_access
 
 # ---- files ---------------------------------------------------------------------------------
 
@@ -54,7 +55,9 @@ def os_errors(path, where=""):
 
 
 def open_for(node, path, mode):
-    """`open(path, mode)` for the kernel of `node`, errors as TF's file system gives them."""
+    """`open(path, mode)` for the kernel of `node`, errors as TF's file system gives them; the path must pass
+    the process's file-access policy (worker/file_access.py: a worker's --allow-file-access)."""
+    path = file_access.check_path(path, "r" if mode.strip("bt") == "r" else "w", _where(node))
     with os_errors(path, _where(node)):
         return open(path, mode)
 
@@ -71,6 +74,7 @@ def _write_file_kernel(node):
         path = _text(filename)
         parent = os.path.dirname(path)
         if parent:
+            parent = file_access.check_path(parent, "w", _where(node))
             with os_errors(parent, _where(node)):
                 os.makedirs(parent, exist_ok=True)
         data = np.asarray(contents, dtype=object)[()]
@@ -83,7 +87,11 @@ def _matching_files_kernel(node):
     def run(pattern):
         names = []
         for p in np.ravel(np.asarray(pattern, dtype=object)).tolist():
-            names.extend(sorted(glob.glob(p.decode("utf-8") if isinstance(p, bytes) else p)))
+            p = p.decode("utf-8") if isinstance(p, bytes) else p
+            # the directory the pattern lists must be allowed, and so must each name it matches
+            literal = p[:min([p.index(c) for c in "*?[" if c in p] or [len(p)])]
+            file_access.check_path(os.path.dirname(literal) or ".", "r", _where(node))
+            names.extend(sorted(n for n in glob.glob(p) if file_access.allows(n)))
         out = np.empty(len(names), dtype=object)
         out[:] = [n.encode("utf-8") for n in names]
         return out
