@@ -158,13 +158,14 @@ def _child(args):
 
 # ---- parent: orchestration and the table ----------------------------------------------------
 
-def _run_child(system, workloads, transport=None):
+def _run_child(system, workloads, transport=None, root=ROOT):
+    """{name: samples} of one benchmark child, run with the packages and benchmarks found under `root`."""
     cmd = [sys.executable, "-m", "benchmarks.run", "--child", system, "--only", ",".join(workloads)]
     if transport:
         cmd += ["--transport", transport]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
     out = {}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
