@@ -19,7 +19,9 @@ Wire format, integers little-endian:
                                            then the serialized request
               server -> client  REPLY      code u8 (gRPC status code, 0 = OK), node-name length u16, length u64,
                                            then the serialized response (OK) or the UTF-8 message, then the node name
-A connection carries one call at a time. Clients keep idle connections per
+The HMAC may be of the cluster token or, on a master with one, of the client
+token; a client-token connection gets PERMISSION_DENIED for any method but
+the client ones (security.CLIENT_METHODS). A connection carries one call at a time. Clients keep idle connections per
 server and open another when all are busy; the server serves each
 connection on a thread of its own, so a call runs there from start to end.
 A request longer than its method allows (security.request_limit: a heartbeat
