@@ -267,7 +267,8 @@ def test_cluster_session_round_trip(tmp_path):
                 step = tg.train.get_or_create_global_step()
                 train = tg.train.MomentumOptimizer(0.1, 0.9).minimize(tg.reduce_sum(w * w), global_step=step)
             return g, w, step, train, tg.train.Saver(), tg.report_uninitialized_variables()
-    with LocalCluster(num_workers=2) as cluster:
+    # the variables span both tasks: each saves its own file there, so the workers may write under tmp_path
+    with LocalCluster(num_workers=2, extra_worker_args=["--allow-file-access", str(tmp_path)]) as cluster:
         g, w, step, train, saver, uninitialized = build()
         with tg.Session(cluster.target, graph=g) as sess:
             sess.run(tg.global_variables_initializer())

@@ -4,7 +4,9 @@
 A sharded Saver puts one SaveV2 and one RestoreV2 on each task that holds
 variables, so every task writes and reads its own variables' file and no
 value travels to the client; MergeV2Checkpoints then renames the parts and
-writes the index. They touch files, so they are CPU-only.
+writes the index. They touch files, so they are CPU-only, and on a
+standalone worker only under its --allow-file-access directories
+(worker/file_access.py).
 """
 
 import os
@@ -15,6 +17,11 @@ from tensorgrid.framework import checkpoint_format as fmt
 from tensorgrid.framework import dtypes, errors
 from tensorgrid.ops.core_ops import to_host
 from tensorgrid.ops.registry import register
+from tensorgrid.worker import file_access
+
+
+def _where(node):
+    return f"{node.op} '{node.name}' on {node.device}"
 
 
 def _text(value):
@@ -58,9 +65,9 @@ def _save_kernel(node):
         if not len(names) == len(slices) == len(tensors):
             raise errors.InvalidArgumentError(None, None, f"SaveV2: {len(names)} names, {len(slices)} slice specs "
                                                           f"and {len(tensors)} tensors")
-        path = _text(prefix)
+        path = file_access.check_path(_text(prefix) + fmt.SUFFIX, "w", _where(node))
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fmt.atomic_write(path + fmt.SUFFIX, fmt.encode_items(
+        fmt.atomic_write(path, fmt.encode_items(
             [(n, to_host(t), s) for n, t, s in zip(names, tensors, slices)]))
     return save
 
@@ -80,6 +87,8 @@ def _restore_kernel(node):
 
     def restore(prefix, names, slices):
         prefix, names, slices = _text(prefix), _texts(names), _texts(slices)
+        # the index and its data files lie side by side: the resolved prefix is where both are read
+        prefix = file_access.check_path(prefix, "r", _where(node))
         try:
             reader = fmt.Reader(prefix)
         except FileNotFoundError:
@@ -110,7 +119,10 @@ def _infer_merge(ctx):
 
 
 def _merge_kernel(node):
-    return lambda prefixes, destination: fmt.merge_shards(_texts(prefixes), _text(destination))
+    def merge(prefixes, destination):
+        parts = [file_access.check_path(p, "w", _where(node)) for p in _texts(prefixes)]
+        fmt.merge_shards(parts, file_access.check_path(_text(destination), "w", _where(node)))
+    return merge
 
 
 register("MergeV2Checkpoints", _infer_merge, _merge_kernel, stateful=True, cpu_only=True, num_outputs=0,
