@@ -315,6 +315,10 @@ def _parse_example_kernel(node):
             for i, r in enumerate(rows):
                 out[i, :r.shape[0]] = r
             return out.reshape(tuple(batch_shape) + out.shape[1:])
+        if kind == "float_list":
+            fast = _packed_floats(parsed, key, size)
+            if fast is not None:
+                return fast.reshape(tuple(batch_shape) + inner)
         out = np.empty((len(parsed), size), dtype=np_dtype)   # row i: Example i's values, flat
         for i, features in enumerate(parsed):
             got = _values(features[key], kind, key, labels[i], i, batched) if key in features else None
@@ -335,6 +339,35 @@ def _parse_example_kernel(node):
         return out.reshape(tuple(batch_shape) + out.shape[1:])
 
     return run
+
+
+def _packed_header(n):
+    """The bytes a FloatList of n values serializes to before its values: field 1's tag, then the length."""
+    length, out = 4 * n, bytearray([0x0A])
+    while True:
+        out.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
+        length >>= 7
+        if not length:
+            return bytes(out)
+
+
+def _packed_floats(parsed, key, size):
+    """The [batch, size] float32 values of FloatList feature `key` of every Example, from the lists' packed
+    bytes (one copy, no Python float per value); None unless every Example has exactly `size` of them in a
+    plain FloatList (then the checks of the general path give TF's errors)."""
+    header = _packed_header(size)
+    pieces = []
+    for features in parsed:
+        if key not in features:
+            return None
+        feature = features[key]
+        if feature.WhichOneof("kind") != "float_list":
+            return None
+        data = feature.float_list.SerializeToString()
+        if len(data) != len(header) + 4 * size or not data.startswith(header):
+            return None   # another size, or fields a newer writer added
+        pieces.append(data[len(header):])
+    return np.frombuffer(b"".join(pieces), "<f4").astype(np.float32, copy=False).reshape(len(parsed), size)
 
 
 def _array(values, dtype):
