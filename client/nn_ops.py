@@ -12,6 +12,7 @@ import numbers
 
 from tensorgrid.client import array_ops, candidate_sampling, embedding_ops, math_ops, random_ops
 from tensorgrid.client.candidate_sampling import compute_accidental_hits, nce_loss, sampled_softmax_loss  # noqa: F401
+from tensorgrid.client.sparse_ops import embedding_lookup_sparse  # noqa: F401
 from tensorgrid.client.embedding_ops import embedding_lookup_v2 as embedding_lookup  # noqa: F401 - tg.nn's
 from tensorgrid.client.graph import apply_op, convert_to_tensor
 from tensorgrid.client.scopes import name_scope
@@ -22,7 +23,7 @@ __all__ = [
     "bias_add", "dropout", "l2_loss", "moments", "batch_normalization", "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits",
     "sigmoid_cross_entropy_with_logits", "conv2d", "max_pool", "avg_pool", "embedding_lookup",
-    "nce_loss", "sampled_softmax_loss", "compute_accidental_hits",
+    "nce_loss", "sampled_softmax_loss", "compute_accidental_hits", "embedding_lookup_sparse",
 ]
 
 

@@ -15,7 +15,7 @@ from tensorgrid.ops import registry
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_min", "segment_prod",
            "unsorted_segment_mean", "unsorted_segment_max", "unsorted_segment_min", "unsorted_segment_prod",
-           "unsorted_segment_sqrt_n"]
+           "unsorted_segment_sqrt_n", "sparse_segment_sum", "sparse_segment_mean", "sparse_segment_sqrt_n"]
 
 
 def _sorted(kind):
@@ -43,7 +43,7 @@ unsorted_segment_max, unsorted_segment_min, unsorted_segment_prod = (_unsorted(k
 
 
 def _segment_counts(data, segment_ids, num_segments):
-    """How many slices each segment has (at least 1), shaped to broadcast against the segment sums."""
+    """How many slices each segment has (at least 1), shaped to broadcast against `data`'s segment sums."""
     ids = ao._int_tensor(segment_ids)
     ones = ao.ones(ao.shape(ids), data.dtype)
     counts = math_ops.maximum(ao.unsorted_segment_sum(ones, ids, num_segments), ao.ones([], data.dtype))
@@ -136,3 +136,39 @@ def _segment_prod_grad(op, grad):
 @registry.register_gradient("UnsortedSegmentProd")
 def _unsorted_segment_prod_grad(op, grad):
     return _prod_grad(op, grad, op.inputs[2])
+
+
+# ---- sparse segment reductions (tg.sparse.segment_*) --------------------------------------------------------
+
+
+def _sparse_segment(kind):
+    def sparse_segment_reduce(data, indices, segment_ids, num_segments=None, name=None):
+        inputs = [data, ao._int_tensor(indices), ao._int_tensor(segment_ids)]
+        op = f"SparseSegment{kind}"
+        if num_segments is not None:
+            inputs.append(ao._int_tensor(num_segments))
+            op += "WithNumSegments"
+        return apply_op(op, inputs, name=name or op)
+    sparse_segment_reduce.__name__ = f"sparse_segment_{kind.lower()}"
+    sparse_segment_reduce.__doc__ = (f"Row i is the {kind} of the rows data[indices[j]] whose (sorted) segment_ids[j] "
+                                     "is i; num_segments fixes the row count.")
+    return sparse_segment_reduce
+
+
+sparse_segment_sum, sparse_segment_mean, sparse_segment_sqrt_n = (_sparse_segment(k) for k in ("Sum", "Mean", "SqrtN"))
+
+
+def _sparse_segment_grad(kind):
+    def grad_fn(op, grad):
+        data, indices, ids = op.inputs[0], op.inputs[1], op.inputs[2]
+        if kind != "Sum":
+            counts = _segment_counts(grad, ids, ao.shape(grad)[0])
+            grad = grad / (counts if kind == "Mean" else math_ops.sqrt(counts))
+        rows = ao.shape(data)[0]
+        return [ao.unsorted_segment_sum(ao.gather(grad, ids), indices, rows)] + [None] * (len(op.inputs) - 1)
+    return grad_fn
+
+
+for _kind in ("Sum", "Mean", "SqrtN"):
+    registry.register_gradient(f"SparseSegment{_kind}")(_sparse_segment_grad(_kind))
+    registry.register_gradient(f"SparseSegment{_kind}WithNumSegments")(_sparse_segment_grad(_kind))

@@ -17,7 +17,7 @@ from tensorgrid.framework import dtypes
 from tensorgrid.ops import registry
 
 __all__ = ["SparseTensor", "SparseTensorValue", "to_dense", "from_dense", "sparse_dense_matmul", "reduce_sum",
-           "add", "reorder", "reshape", "retain", "transpose"]
+           "add", "reorder", "reshape", "retain", "transpose", "segment_sum", "segment_mean", "segment_sqrt_n"]
 
 
 def _sparse(x, what="sp_input"):
@@ -81,13 +81,15 @@ def _axes(sp, axis):
 
 def reduce_sum(sp_input, axis=None, keepdims=None, output_is_sparse=False, name=None, *, reduction_axes=None,
                keep_dims=None):
-    """The dense sum of the elements of `sp_input` over `axis` (all axes when None)."""
-    if output_is_sparse:
-        raise NotImplementedError("tg.sparse.reduce_sum(output_is_sparse=True) is not implemented; "
-                                  "use tg.sparse.from_dense on the dense result")
+    """The sum of the elements of `sp_input` over `axis` (all axes when None): dense, or a SparseTensor."""
     sp = _sparse(sp_input)
     axis = reduction_axes if axis is None else axis
     keep = bool(keep_dims if keepdims is None else keepdims)
+    if output_is_sparse:   # one element per group of input elements, zero sums included, as TF
+        indices, values, shape = apply_op("SparseReduceSumSparse",
+                                          [sp.indices, sp.values, sp.dense_shape, _axes(sp, axis)],
+                                          {"keep_dims": keep}, name=name or "SparseReduceSumSparse")
+        return SparseTensor(indices, values, shape)
     return apply_op("SparseReduceSum", [sp.indices, sp.values, sp.dense_shape, _axes(sp, axis)],
                     {"keep_dims": keep}, name=name or "SparseReduceSum")
 
@@ -184,6 +186,37 @@ def sparse_placeholder(dtype, shape=None, name=None):
     return SparseTensor(indices, values, dense_shape, _static_shape=shape if shape.ndims is not None else None)
 
 
+def embedding_lookup_sparse(params, sp_ids, sp_weights, partition_strategy="mod", name=None, combiner=None,
+                            max_norm=None, allow_fast_lookup=False):
+    """Each row of SparseTensor `sp_ids` as the combination ("sum", "mean" (default), "sqrtn") of the
+    embeddings of its ids, weighted by `sp_weights` (a SparseTensor of the same indices) when given."""
+    from tensorgrid.client import embedding_ops, segment_ops
+    combiner = combiner or "mean"
+    if combiner not in ("sum", "mean", "sqrtn"):
+        raise ValueError(f"combiner must be one of 'mean', 'sqrtn' or 'sum', got {combiner!r}")
+    ids = _sparse(sp_ids, "sp_ids")
+    with scopes.name_scope(name, "embedding_lookup_sparse"):
+        rows = ao.gather(ids.indices, 0, axis=1)
+        unique_ids, where = ao.unique(ids.values)
+        embeddings = embedding_ops.embedding_lookup(params, unique_ids, partition_strategy=partition_strategy,
+                                                    max_norm=max_norm)
+        if sp_weights is None:
+            reduce = {"sum": segment_ops.sparse_segment_sum, "mean": segment_ops.sparse_segment_mean,
+                      "sqrtn": segment_ops.sparse_segment_sqrt_n}[combiner]
+            return reduce(embeddings, where, rows)
+        weights = _sparse(sp_weights, "sp_weights").values
+        weights = ao.cast(weights, embeddings.dtype) if weights.dtype != embeddings.dtype else weights
+        weighted = ao.gather(embeddings, where) * ao.expand_dims(weights, 1)
+        total = segment_ops.segment_sum(weighted, rows)
+        if combiner == "sum":
+            return total
+        norm = weights if combiner == "mean" else math_ops.square(weights)
+        norm = segment_ops.segment_sum(norm, rows)
+        norm = ao.expand_dims(norm if combiner == "mean" else math_ops.sqrt(norm), 1)
+        empty = math_ops.equal(norm, ao.zeros([], norm.dtype))     # a row without ids is 0, as TF's div_no_nan
+        return math_ops.where(empty, ao.zeros_like(total), total / math_ops.where(empty, ao.ones_like(norm), norm))
+
+
 # ---- gradients -----------------------------------------------------------------------------------------
 
 
@@ -236,4 +269,8 @@ def _sparse_reorder_grad(op, indices_grad, values_grad):
     return [None, ao.gather(values_grad, ao.invert_permutation(order)), None]
 
 
-registry.not_differentiable("SparseReshape", "SparseAddGrad")
+registry.not_differentiable("SparseReshape", "SparseAddGrad", "SparseReduceSumSparse")
+
+
+from tensorgrid.client.segment_ops import (  # noqa: E402 - tg.sparse.segment_* (kernels beside the dense ones)
+    sparse_segment_sum as segment_sum, sparse_segment_mean as segment_mean, sparse_segment_sqrt_n as segment_sqrt_n)

@@ -210,3 +210,51 @@ def test_function_returns_sparse_tensor():
     np.testing.assert_array_equal(out.indices.numpy(), [[0, 1], [1, 0]])
     np.testing.assert_allclose(out.values.numpy(), [2.0, 6.0])
     np.testing.assert_array_equal(out.dense_shape.numpy(), [2, 2])
+
+
+@pytest.mark.parametrize("name", ["segment_sum", "segment_mean", "segment_sqrt_n"])
+@pytest.mark.parametrize("num_segments", [None, 5])
+def test_sparse_segment_ops_and_gradients_match_tensorflow(name, num_segments):
+    tf = _tf()
+    data = np.random.RandomState(4).randn(6, 3).astype(np.float32)
+    indices, ids = np.array([0, 2, 2, 5, 1], np.int32), np.array([0, 0, 1, 3, 3], np.int32)
+    outs = []
+    for m in (tg, tf):
+        x = m.constant(data)
+        with m.GradientTape() as tape:
+            tape.watch(x)
+            y = getattr(m.sparse, name)(x, indices, ids, num_segments=num_segments)
+            loss = m.reduce_sum(y * m.constant(np.arange(y.shape[0] * 3, dtype=np.float32).reshape(-1, 3)))
+        outs.append((y.numpy(), m.convert_to_tensor(tape.gradient(loss, x)).numpy()))
+    for g, w in zip(outs[0], outs[1]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_embedding_lookup_sparse_matches_tensorflow(combiner, weighted):
+    tf = _tf()
+    table = np.random.RandomState(5).randn(10, 4).astype(np.float32)
+    ids = ([[0, 0], [0, 1], [2, 0], [2, 1], [2, 2]], np.array([3, 7, 3, 0, 9], np.int64), [3, 3])
+    weights = np.array([0.5, 2.0, 1.0, -1.5, 3.0], np.float32)
+    outs = []
+    for m in (tg, tf):
+        params = m.Variable(table)
+        sp_ids = m.sparse.SparseTensor(*ids)
+        sp_w = m.sparse.SparseTensor(ids[0], weights, ids[2]) if weighted else None
+        with m.GradientTape() as tape:
+            y = m.nn.embedding_lookup_sparse(params, sp_ids, sp_w, combiner=combiner)
+            loss = m.reduce_sum(y * m.constant(np.arange(12, dtype=np.float32).reshape(3, 4)))
+        outs.append((y.numpy(), m.convert_to_tensor(tape.gradient(loss, params)).numpy()))
+    for g, w in zip(outs[0], outs[1]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis,keepdims", [(1, False), (0, True), ([0, 1], False)])
+def test_reduce_sum_with_sparse_output_matches_tensorflow(axis, keepdims):
+    indices = np.array([[0, 1], [1, 0], [1, 3], [2, 2]], np.int64)
+    values = np.array([1.5, -2.0, 2.0, 4.0], np.float32)   # row 1 sums to zero: kept as an element
+    got, want = _both(lambda m: m.sparse.reduce_sum(m.sparse.SparseTensor(indices, values, SHAPE), axis=axis,
+                                                    keepdims=keepdims, output_is_sparse=True))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w)

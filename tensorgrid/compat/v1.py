@@ -101,6 +101,8 @@ sparse_reorder = _sparse_ops.reorder
 sparse_reshape = _sparse_ops.reshape
 sparse_retain = _sparse_ops.retain
 sparse_transpose = _sparse_ops.transpose
+sparse_segment_sum, sparse_segment_mean, sparse_segment_sqrt_n = (
+    _sparse_ops.segment_sum, _sparse_ops.segment_mean, _sparse_ops.segment_sqrt_n)
 
 # TF1's file and Example names: tf.io (with tf_record_iterator), tf.python_io, tf.gfile, and the top-level
 # parse_example, FixedLenFeature, decode_raw (its first argument named `bytes`), read_file, ...

@@ -6,7 +6,8 @@ dimension and make max(id) + 1 rows, an empty segment being 0 (1 for a product);
 ones take ids shaped like a prefix of data's shape, a num_segments scalar,
 drop negative ids, and fill an empty segment with the reduction's identity
 (the dtype's lowest value for max, highest for min, 1 for prod), as TF's
-kernels do. UnsortedSegmentSum sits with the scatter ops in array_ops.py.
+kernels do. UnsortedSegmentSum sits with the scatter ops in array_ops.py. The
+SparseSegment ops reduce the rows data[indices] by sorted segment ids.
 """
 
 import numpy as np
@@ -103,3 +104,60 @@ for _kind in ("Sum", "Mean", "Max", "Min", "Prod"):
 for _kind in ("Max", "Min", "Prod"):
     register(f"UnsortedSegment{_kind}", _infer_segment_sum, _unsorted_segment_kernel(_kind),
              doc=f"{_kind} of the slices of data into num_segments rows by segment ids (module docstring).")
+
+
+# ---- sparse segment reductions: rows data[indices] reduced by sorted segment ids ---------------------------
+
+
+def _infer_sparse_segment(ctx):
+    for i, what in ((1, "indices"), (2, "segment_ids")):
+        _require_integer(ctx, i, what)
+        if ctx.input_shapes[i] is not None and len(ctx.input_shapes[i]) != 1:
+            raise ctx.error(f"{what} should be a vector, but has shape {list(ctx.input_shapes[i])}")
+    data = ctx.input_shapes[0]
+    rows = None
+    if len(ctx.input_dtypes) == 4:
+        _require_integer(ctx, 3, "num_segments")
+        rows = None if ctx.const_values[3] is None else int(np.asarray(ctx.const_values[3]).reshape(-1)[0])
+    elif ctx.const_values[2] is not None:
+        v = np.asarray(ctx.const_values[2])
+        rows = int(v[-1]) + 1 if v.size else 0
+    return [(ctx.input_dtypes[0], None if data is None else (rows,) + tuple(data[1:]))]
+
+
+def _sparse_segment_kernel(kind):
+    def factory(node):
+        xp = node.xp
+
+        def sparse_segment_reduce(data, indices, segment_ids, num_segments=None):
+            data = xp.asarray(data)
+            idx = _host(indices).astype(np.int64)
+            ids = _host(segment_ids).astype(np.int64)
+            if idx.shape != ids.shape:
+                raise _invalid(f"segment_ids and indices should have same size: {ids.size} vs. {idx.size}")
+            bad = np.nonzero((idx < 0) | (idx >= data.shape[0]))[0]
+            if bad.size:
+                raise _invalid(f"Bad: indices[{int(bad[0])}] == {int(idx[bad[0]])} out of range "
+                               f"[0, {data.shape[0]})")
+            if ids.size and (ids[0] < 0 or (np.diff(ids) < 0).any()):
+                raise _invalid("segment ids are not increasing")
+            rows = int(_host(num_segments).reshape(-1)[0]) if num_segments is not None else \
+                (int(ids[-1]) + 1 if ids.size else 0)
+            if ids.size and ids[-1] >= rows:
+                raise _invalid(f"segment ids must be < num_segments ({rows}), got {int(ids[-1])}")
+            out = _reduce_into(xp, "Sum", rows, data[xp.asarray(idx)], xp.asarray(ids), 0)
+            if kind != "Sum":
+                counts = np.maximum(np.bincount(ids, minlength=rows)[:rows], 1).astype(np.float64)
+                scale = counts if kind == "Mean" else np.sqrt(counts)
+                out = (out / xp.asarray(scale).reshape((rows,) + (1,) * (out.ndim - 1))).astype(data.dtype)
+            return out
+        return sparse_segment_reduce
+    return factory
+
+
+for _kind in ("Sum", "Mean", "SqrtN"):
+    register(f"SparseSegment{_kind}", _infer_sparse_segment, _sparse_segment_kernel(_kind),
+             doc=f"Segment{_kind} of the rows data[indices] by sorted segment ids (a sqrt_n divides the sum "
+                 "by the square root of the count).")
+    register(f"SparseSegment{_kind}WithNumSegments", _infer_sparse_segment, _sparse_segment_kernel(_kind),
+             doc=f"SparseSegment{_kind} into num_segments rows.")

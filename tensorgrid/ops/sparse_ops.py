@@ -196,16 +196,21 @@ def _infer_sparse_reduce_sum(ctx):
     return [(ctx.input_dtypes[1], tuple(1 if k in red else d for k, d in enumerate(shape) if keep or k not in red))]
 
 
+def _reduction_parts(input_indices, input_shape, reduction_axes):
+    """(shape, reduced axes, host indices, kept axes) of a sparse reduction's inputs, the indices checked."""
+    shape = [int(d) for d in _host(input_shape)]
+    red = _reduce_axes(_host(reduction_axes), len(shape))
+    ind = _host(input_indices).astype(np.int64)
+    _check_in_bounds(ind, shape)
+    return shape, red, ind, [k for k in range(len(shape)) if k not in red]
+
+
 def _sparse_reduce_sum_kernel(node):
     xp = node.xp
     keep = node.attr("keep_dims", False)
 
     def sparse_reduce_sum(input_indices, input_values, input_shape, reduction_axes):
-        shape = [int(d) for d in _host(input_shape)]
-        red = _reduce_axes(_host(reduction_axes), len(shape))
-        ind = _host(input_indices).astype(np.int64)
-        _check_in_bounds(ind, shape)
-        kept = [k for k in range(len(shape)) if k not in red]
+        shape, red, ind, kept = _reduction_parts(input_indices, input_shape, reduction_axes)
         values = xp.asarray(input_values)
         if not kept:
             out = values.sum(dtype=values.dtype)
@@ -221,6 +226,37 @@ def _sparse_reduce_sum_kernel(node):
 
 register("SparseReduceSum", _infer_sparse_reduce_sum, _sparse_reduce_sum_kernel,
          doc="The dense sum of a sparse tensor over reduction_axes; attr keep_dims.")
+
+
+def _infer_reduce_sum_sparse(ctx):
+    _check_sparse_parts(ctx, 0)
+    return [(dtypes.int64, (None, None)), (ctx.input_dtypes[1], (None,)), (dtypes.int64, (None,))]
+
+
+def _sparse_reduce_sum_sparse_kernel(node):
+    xp = node.xp
+    keep = node.attr("keep_dims", False)
+
+    def sparse_reduce_sum_sparse(input_indices, input_values, input_shape, reduction_axes):
+        shape, red, ind, kept = _reduction_parts(input_indices, input_shape, reduction_axes)
+        out_shape = [1 if k in red else d for k, d in enumerate(shape)] if keep else [shape[k] for k in kept]
+        rows = ind[:, kept] if kept else np.zeros((len(ind), 0), np.int64)
+        keys, inverse = np.unique(_linear(rows, [shape[k] for k in kept]), return_inverse=True)
+        sums = np.zeros(len(keys), dtype=_host(input_values).dtype)
+        np.add.at(sums, inverse.reshape(-1), _host(input_values))
+        out = np.stack(np.unravel_index(keys, [shape[k] for k in kept]), axis=1) if kept else \
+            np.zeros((len(keys), 0), np.int64)
+        if keep:
+            full = np.zeros((len(keys), len(shape)), np.int64)
+            full[:, kept] = out
+            out = full
+        return (xp.asarray(out.astype(np.int64).reshape(len(keys), -1)), xp.asarray(sums),
+                xp.asarray(np.asarray(out_shape, dtype=np.int64)))
+    return sparse_reduce_sum_sparse
+
+
+register("SparseReduceSumSparse", _infer_reduce_sum_sparse, _sparse_reduce_sum_sparse_kernel, num_outputs=3,
+         doc="SparseReduceSum as a sparse tensor: one element per group of input elements, in row-major order.")
 
 
 # ---- SparseAdd, SparseAddGrad, SparseTensorDenseAdd -------------------------------------------------------
