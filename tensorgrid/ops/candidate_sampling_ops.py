@@ -90,7 +90,7 @@ def _sampler_kernel(node):
 
 
 for _op in _DISTRIBUTIONS:
-    register(_op, _infer_sampler, _sampler_kernel, stateful=True, num_outputs=3,
+    register(_op, _infer_sampler, _sampler_kernel, stateful=True, num_outputs=3, cpu_only=True,
              doc="(sampled_candidates, true_expected_count, sampled_expected_count): see the module docstring.")
 
 
@@ -123,5 +123,5 @@ def _accidental_hits_kernel(node):
     return compute_accidental_hits
 
 
-register("ComputeAccidentalHits", _infer_accidental_hits, _accidental_hits_kernel, num_outputs=3,
+register("ComputeAccidentalHits", _infer_accidental_hits, _accidental_hits_kernel, num_outputs=3, cpu_only=True,
          doc="(indices, ids, weights): the sampled candidates that are a row's true class, weighted -FLT_MAX.")

@@ -183,17 +183,17 @@ def _infer_nearest_grad(ctx):
     return [(ctx.input_dtypes[0], None if g is None else (g[0],) + hw + (g[3],))]
 
 
-register("ResizeBilinear", _infer_resize(dtypes.float32), _resize_kernel(_bilinear_weights, True),
+register("ResizeBilinear", _infer_resize(dtypes.float32), _resize_kernel(_bilinear_weights, True), cpu_only=True,
          doc="Bilinear resize of NHWC images to size (float32 out); attrs align_corners, half_pixel_centers.")
-register("ResizeBilinearGrad", _infer_bilinear_grad, _grad_kernel(_bilinear_weights, False),
+register("ResizeBilinearGrad", _infer_bilinear_grad, _grad_kernel(_bilinear_weights, False), cpu_only=True,
          doc="The gradient of ResizeBilinear with respect to its images (shaped like original_image).")
-register("ResizeNearestNeighbor", _infer_resize(), _resize_kernel(_nearest_weights, False),
+register("ResizeNearestNeighbor", _infer_resize(), _resize_kernel(_nearest_weights, False), cpu_only=True,
          doc="Nearest-neighbour resize of NHWC images to size; attrs align_corners, half_pixel_centers.")
-register("ResizeNearestNeighborGrad", _infer_nearest_grad, _grad_kernel(_nearest_weights, True),
+register("ResizeNearestNeighborGrad", _infer_nearest_grad, _grad_kernel(_nearest_weights, True), cpu_only=True,
          doc="The gradient of ResizeNearestNeighbor: each output pixel's gradient added to its source pixel.")
 register("ResizeArea", _infer_resize(dtypes.float32),
          _resize_kernel(lambda n, m, align, half: _area_weights(n, m, align), True),
-         doc="Area (box-average) resize of NHWC images to size (float32 out); attr align_corners.")
+         doc="Area (box-average) resize of NHWC images to size (float32 out); attr align_corners.", cpu_only=True)
 
 
 def _infer_scale_and_translate(ctx):
@@ -230,11 +230,12 @@ def _scale_and_translate_grad_kernel(node):
     return scale_and_translate_grad
 
 
-register("ScaleAndTranslate", _infer_scale_and_translate, _scale_and_translate_kernel,
+register("ScaleAndTranslate", _infer_scale_and_translate, _scale_and_translate_kernel, cpu_only=True,
          doc="Resize with a kernel (attr kernel_type) widened when downscaling (attr antialias), scale and "
              "translation per spatial dim.")
 register("ScaleAndTranslateGrad", lambda ctx: [(ctx.input_dtypes[0], ctx.input_shapes[1])],
-         _scale_and_translate_grad_kernel, doc="The gradient of ScaleAndTranslate with respect to its images.")
+         _scale_and_translate_grad_kernel, cpu_only=True,
+         doc="The gradient of ScaleAndTranslate with respect to its images.")
 
 
 # ---- colour ----------------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def _adjust_contrast_kernel(node):
     return adjust_contrast
 
 
-register("AdjustContrastv2", _same_as_images, _adjust_contrast_kernel,
+register("AdjustContrastv2", _same_as_images, _adjust_contrast_kernel, cpu_only=True,
          doc="(image - mean) * contrast_factor + mean, the mean of each channel of each image.")
 
 

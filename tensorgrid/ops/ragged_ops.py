@@ -51,7 +51,7 @@ def _to_tensor_kernel(node):
     return ragged_tensor_to_tensor
 
 
-register("RaggedTensorToTensor", _infer_to_tensor, _to_tensor_kernel,
+register("RaggedTensorToTensor", _infer_to_tensor, _to_tensor_kernel, cpu_only=True,
          doc="A dense tensor of a ragged one (values, row_splits), default_value where rows are short.")
 
 
@@ -72,5 +72,5 @@ def _splits_from_rowids_kernel(node):
     return ragged_row_splits
 
 
-register("RaggedRowSplitsFromValueRowIds", _infer_splits_from_rowids, _splits_from_rowids_kernel,
+register("RaggedRowSplitsFromValueRowIds", _infer_splits_from_rowids, _splits_from_rowids_kernel, cpu_only=True,
          doc="The row_splits of nrows rows given each value's (sorted) row id.")

@@ -99,10 +99,10 @@ def _unsorted_segment_kernel(kind):
 
 
 for _kind in ("Sum", "Mean", "Max", "Min", "Prod"):
-    register(f"Segment{_kind}", _infer_sorted_segment, _sorted_segment_kernel(_kind),
+    register(f"Segment{_kind}", _infer_sorted_segment, _sorted_segment_kernel(_kind), cpu_only=True,
              doc=f"Segment{_kind} of the rows of data by sorted segment ids (module docstring).")
 for _kind in ("Max", "Min", "Prod"):
-    register(f"UnsortedSegment{_kind}", _infer_segment_sum, _unsorted_segment_kernel(_kind),
+    register(f"UnsortedSegment{_kind}", _infer_segment_sum, _unsorted_segment_kernel(_kind), cpu_only=True,
              doc=f"{_kind} of the slices of data into num_segments rows by segment ids (module docstring).")
 
 
@@ -156,8 +156,8 @@ def _sparse_segment_kernel(kind):
 
 
 for _kind in ("Sum", "Mean", "SqrtN"):
-    register(f"SparseSegment{_kind}", _infer_sparse_segment, _sparse_segment_kernel(_kind),
+    register(f"SparseSegment{_kind}", _infer_sparse_segment, _sparse_segment_kernel(_kind), cpu_only=True,
              doc=f"Segment{_kind} of the rows data[indices] by sorted segment ids (a sqrt_n divides the sum "
                  "by the square root of the count).")
     register(f"SparseSegment{_kind}WithNumSegments", _infer_sparse_segment, _sparse_segment_kernel(_kind),
-             doc=f"SparseSegment{_kind} into num_segments rows.")
+             cpu_only=True, doc=f"SparseSegment{_kind} into num_segments rows.")

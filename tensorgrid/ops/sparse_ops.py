@@ -115,7 +115,7 @@ def _sparse_to_dense_kernel(node):
     return sparse_to_dense
 
 
-register("SparseToDense", _infer_sparse_to_dense, _sparse_to_dense_kernel,
+register("SparseToDense", _infer_sparse_to_dense, _sparse_to_dense_kernel, cpu_only=True,
          doc="A dense tensor of output_shape holding sparse_values at sparse_indices, default_value elsewhere.")
 
 
@@ -167,7 +167,7 @@ def _sparse_dense_matmul_kernel(node):
     return sparse_tensor_dense_matmul
 
 
-register("SparseTensorDenseMatMul", _infer_sparse_dense_matmul, _sparse_dense_matmul_kernel,
+register("SparseTensorDenseMatMul", _infer_sparse_dense_matmul, _sparse_dense_matmul_kernel, cpu_only=True,
          doc="The matrix product of sparse A (indices, values, shape) and dense B; attrs adjoint_a, adjoint_b.")
 
 
@@ -224,7 +224,7 @@ def _sparse_reduce_sum_kernel(node):
     return sparse_reduce_sum
 
 
-register("SparseReduceSum", _infer_sparse_reduce_sum, _sparse_reduce_sum_kernel,
+register("SparseReduceSum", _infer_sparse_reduce_sum, _sparse_reduce_sum_kernel, cpu_only=True,
          doc="The dense sum of a sparse tensor over reduction_axes; attr keep_dims.")
 
 
@@ -256,6 +256,7 @@ def _sparse_reduce_sum_sparse_kernel(node):
 
 
 register("SparseReduceSumSparse", _infer_reduce_sum_sparse, _sparse_reduce_sum_sparse_kernel, num_outputs=3,
+         cpu_only=True,
          doc="SparseReduceSum as a sparse tensor: one element per group of input elements, in row-major order.")
 
 
@@ -301,7 +302,7 @@ def _sparse_add_kernel(node):
     return sparse_add
 
 
-register("SparseAdd", _infer_sparse_add, _sparse_add_kernel, num_outputs=3,
+register("SparseAdd", _infer_sparse_add, _sparse_add_kernel, num_outputs=3, cpu_only=True,
          doc="The sum of two sparse tensors of one shape (canonical order); sums below thresh are dropped.")
 
 
@@ -328,7 +329,7 @@ def _sparse_add_grad_kernel(node):
     return sparse_add_grad
 
 
-register("SparseAddGrad", _infer_sparse_add_grad, _sparse_add_grad_kernel, num_outputs=2,
+register("SparseAddGrad", _infer_sparse_add_grad, _sparse_add_grad_kernel, num_outputs=2, cpu_only=True,
          doc="The gradients of SparseAdd's two value inputs from the gradient of its sum's values.")
 
 
@@ -357,7 +358,7 @@ def _sparse_dense_add_kernel(node):
     return sparse_tensor_dense_add
 
 
-register("SparseTensorDenseAdd", _infer_sparse_dense_add, _sparse_dense_add_kernel,
+register("SparseTensorDenseAdd", _infer_sparse_dense_add, _sparse_dense_add_kernel, cpu_only=True,
          doc="Dense b plus the sparse tensor (a_indices, a_values, a_shape) of its shape.")
 
 
@@ -381,7 +382,7 @@ def _sparse_reorder_kernel(node):
     return sparse_reorder
 
 
-register("SparseReorder", _infer_sparse_reorder, _sparse_reorder_kernel, num_outputs=2,
+register("SparseReorder", _infer_sparse_reorder, _sparse_reorder_kernel, num_outputs=2, cpu_only=True,
          doc="The same sparse tensor with its entries in canonical row-major order.")
 
 
@@ -427,5 +428,5 @@ def _sparse_reshape_kernel(node):
     return sparse_reshape
 
 
-register("SparseReshape", _infer_sparse_reshape, _sparse_reshape_kernel, num_outputs=2,
+register("SparseReshape", _infer_sparse_reshape, _sparse_reshape_kernel, num_outputs=2, cpu_only=True,
          doc="The indices and shape of a sparse tensor reshaped to new_shape (one -1 allowed).")
