@@ -79,6 +79,12 @@ DETERMINISTIC = {
     "shard": lambda m: m.data.Dataset.range(10).shard(3, 1),
     "take_while": lambda m: m.data.Dataset.range(10).batch(3).unbatch().take_while(lambda v: v < 5),
     "take_while_tuple": lambda m: m.data.Dataset.from_tensor_slices((X, Y)).take_while(lambda x, y: x[0] < 9.0),
+    "choose_from_datasets": lambda m: m.data.Dataset.choose_from_datasets(
+        [m.data.Dataset.range(3), m.data.Dataset.range(10, 13)],
+        m.data.Dataset.from_tensor_slices(np.array([0, 1, 1, 0, 0, 0, 1], np.int64))),
+    "choose_from_datasets_skipping": lambda m: m.data.experimental.choose_from_datasets(
+        [m.data.Dataset.range(3), m.data.Dataset.range(10, 13)],
+        m.data.Dataset.from_tensor_slices(np.array([0, 1, 1, 0, 0, 0, 1], np.int64)), stop_on_empty_dataset=False),
     "counter": lambda m: m.data.Dataset.counter(3, -2).take(4),
     "experimental_counter": lambda m: m.data.experimental.Counter(5).take(3),
     "zip": lambda m: m.data.Dataset.zip((m.data.Dataset.range(5), m.data.Dataset.range(10, 13))),
@@ -153,6 +159,22 @@ def test_window_elements_are_datasets_iterated_eagerly():
     np.testing.assert_array_equal(windows[1][0], X[4:9])
     with pytest.raises(tg.errors.InvalidArgumentError, match="Window size must be greater than zero"):
         list(tg.data.Dataset.range(3).window(0))
+
+
+def test_sample_from_datasets_draws_by_weight_and_uses_every_element():
+    ones = [tg.data.Dataset.from_tensors(np.int64(k)).repeat() for k in (0, 1)]
+    draws = list(tg.data.Dataset.sample_from_datasets(ones, [0.2, 0.8], seed=3).take(4000).as_numpy_iterator())
+    assert abs(np.mean(draws) - 0.8) < 0.03   # 5 standard deviations of the mean of 4000 draws
+    mixed = tg.data.Dataset.sample_from_datasets([tg.data.Dataset.range(100), tg.data.Dataset.range(100, 150)], seed=1)
+    first = list(mixed.as_numpy_iterator())
+    assert sorted(first) == list(range(150)) and first != sorted(first)
+    assert list(mixed.as_numpy_iterator()) == first   # a seed: the same order each pass
+    assert [x for x in first if x < 100] == list(range(100))   # each input's own order is kept
+    random = tg.data.Dataset.random(seed=4)
+    assert random.element_spec == tg.TensorSpec([], tg.int64) and int(random.cardinality()) == -1
+    with pytest.raises(tg.errors.InvalidArgumentError, match="Selector index out of range: 3 >= 1"):
+        list(tg.data.Dataset.choose_from_datasets(
+            [tg.data.Dataset.range(3)], tg.data.Dataset.from_tensor_slices(np.array([0, 3], np.int64))))
 
 
 def test_get_single_element_as_tf():

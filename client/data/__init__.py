@@ -27,7 +27,8 @@ experimental = _types.SimpleNamespace(
     AUTOTUNE=AUTOTUNE, INFINITE_CARDINALITY=INFINITE_CARDINALITY, UNKNOWN_CARDINALITY=UNKNOWN_CARDINALITY,
     AutoShardPolicy=AutoShardPolicy, ExternalStatePolicy=ExternalStatePolicy, DistributeOptions=DistributeOptions,
     OptimizationOptions=OptimizationOptions, ThreadingOptions=ThreadingOptions, AutotuneOptions=AutotuneOptions,
-    cardinality=_cardinality, get_single_element=lambda dataset: dataset.get_single_element(),
+    cardinality=_cardinality, choose_from_datasets=Dataset.choose_from_datasets,
+    sample_from_datasets=Dataset.sample_from_datasets, get_single_element=lambda dataset: dataset.get_single_element(),
     Counter=lambda start=0, step=1, dtype=_dtypes.int64: Dataset.counter(start, step, dtype))
 
 # What tf.compat.v1.data has instead of, or besides, the names in __all__.

@@ -23,7 +23,7 @@ import re
 import cloudpickle
 import numpy as np
 
-from tensorgrid.client import context, math_ops, nest, random_ops
+from tensorgrid.client import array_ops, context, math_ops, nest, random_ops
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client.data import structure as structure_lib
 from tensorgrid.client.data.options import Options
@@ -59,7 +59,7 @@ def _int64(value, what):
     if t.dtype is not dtypes.int64:
         if not t.dtype.is_integer:
             raise TypeError(f"{what} must be an integer, got a {t.dtype.name} tensor")
-        t = math_ops.cast(t, dtypes.int64)
+        t = array_ops.cast(t, dtypes.int64)
     return t
 
 
@@ -241,6 +241,50 @@ class Dataset(structure_lib.Structured):
         if not context.executing_eagerly():
             payload = cloudpickle.dumps(payload)  # to run wherever the pipeline is placed
         return Dataset(dataset_variant("GeneratorDataset", arg_tensors, s, {"func": payload}, name), s)
+
+    @staticmethod
+    def random(seed=None, rerandomize_each_iteration=None, name=None):
+        """Random int64 values without end (each pass the same sequence for a seed unless
+        rerandomize_each_iteration); not TF's values for that seed."""
+        seed, seed2 = random_ops.get_seed(seed, continue_stream=False)
+        s = Structure(("leaf", 0), [TensorSpec([], dtypes.int64)])
+        return Dataset(dataset_variant("RandomDataset", [_int64(seed, "seed"), _int64(seed2, "seed2")], s,
+                                       {"rerandomize_each_iteration": bool(rerandomize_each_iteration)}, name), s)
+
+    @staticmethod
+    def choose_from_datasets(datasets, choice_dataset, stop_on_empty_dataset=True):
+        """Element i from datasets[choice_i] for each int64 choice_i of choice_dataset, in turn; with
+        stop_on_empty_dataset, the end at the first choice of an exhausted dataset, else such choices skipped."""
+        datasets = list(datasets)
+        if not datasets:
+            raise ValueError("Invalid `datasets`. `datasets` should not be empty.")
+        if choice_dataset.element_spec != TensorSpec([], dtypes.int64):
+            raise TypeError(f"Invalid `choice_dataset`. Elements of `choice_dataset` must be scalar `tf.int64` "
+                            f"tensors but are {choice_dataset.element_spec}.")
+        s = datasets[0]._structure
+        for d in datasets[1:]:
+            s = structure_lib.compatible(s, d._structure, "choose_from_datasets")
+        inputs = [choice_dataset._variant_tensor] + [d._variant_tensor for d in datasets]
+        return Dataset(dataset_variant("DirectedInterleaveDataset", inputs, s,
+                                       {"N": len(datasets), "stop_on_empty_dataset": bool(stop_on_empty_dataset)}), s)
+
+    @staticmethod
+    def sample_from_datasets(datasets, weights=None, seed=None, stop_on_empty_dataset=False,
+                             rerandomize_each_iteration=None):
+        """Elements of `datasets` interleaved at random, dataset i drawn with probability weights[i] (default
+        uniform); the weights must be known while the pipeline is built."""
+        datasets = list(datasets)
+        n = len(datasets)
+        w = np.full(n, 1.0 / max(n, 1)) if weights is None else _known(weights, "weights")
+        if w.shape != (n,) or (w < 0).any() or not w.sum() > 0:
+            raise ValueError(f"Invalid `weights`: {n} non-negative weights, not all zero, are needed; got {w}.")
+        edges = np.cumsum(w / w.sum())[:-1]
+
+        def pick(r):
+            u = array_ops.cast(math_ops.mod(r, np.int64(2 ** 53)), dtypes.float64) * (1.0 / 2 ** 53)
+            return math_ops.reduce_sum(array_ops.cast(math_ops.greater_equal(u, edges), dtypes.int64))
+        selector = Dataset.random(seed, rerandomize_each_iteration).map(pick)
+        return Dataset.choose_from_datasets(datasets, selector, stop_on_empty_dataset)
 
     @staticmethod
     def counter(start=0, step=1, dtype=dtypes.int64, name=None):
@@ -507,6 +551,18 @@ class Dataset(structure_lib.Structured):
         return iterator_ops.make_initializable_iterator(self, shared_name)
 
 
+def _known(value, what):
+    """`value` (a list, an array, an eager or constant tensor) as a float64 array, known now."""
+    if isinstance(value, graph_lib.Tensor):
+        const = graph_lib._const_value(value)
+        if const is None:
+            raise TypeError(f"`{what}` must be known while the pipeline is built (a list, an array or a constant)")
+        value = const
+    elif hasattr(value, "numpy"):
+        value = value.numpy()
+    return np.asarray(value, dtype=np.float64).reshape(-1)
+
+
 def _padded_shape(p):
     """A padded shape (TensorShape, list, or an int64 tensor's constant value) as a TensorShape."""
     if hasattr(p, "numpy") or isinstance(p, graph_lib.Tensor):
@@ -534,5 +590,5 @@ registry.not_differentiable(
     "FilterDataset", "FlatMapDataset", "InterleaveDataset", "BatchDatasetV2", "PaddedBatchDatasetV2", "TFRecordDatasetV2",
     "UnbatchDataset", "WindowDataset", "RepeatDataset", "TakeDataset", "SkipDataset", "ShardDataset", "ZipDataset",
     "ConcatenateDataset", "ShuffleDataset", "PrefetchDataset", "CacheDataset", "DatasetCardinality",
-    "ReduceDataset", "TakeWhileDataset", "DatasetToSingleElement", "IteratorV2", "OneShotIterator", "MakeIterator", "IteratorGetNext", "IteratorToStringHandle",
+    "ReduceDataset", "RandomDataset", "DirectedInterleaveDataset", "TakeWhileDataset", "DatasetToSingleElement", "IteratorV2", "OneShotIterator", "MakeIterator", "IteratorGetNext", "IteratorToStringHandle",
     "IteratorFromStringHandleV2")

@@ -196,6 +196,19 @@ register_dataset("SkipDataset", lambda node: lambda dataset, count: sequence.Ski
                  doc="All but the first count elements (-1: none).")
 register_dataset("ShardDataset", lambda node: lambda dataset, num_shards, index: sequence.Shard(
     dataset, _int(num_shards), _int(index)), doc="Every num_shards-th element from element index.")
+register_dataset("RandomDataset", lambda node: lambda seed, seed2: sources.Random(
+    _int(seed), _int(seed2), node.attr("rerandomize_each_iteration", False)), colocate=None,
+    doc="Random int64 values without end; inputs seed, seed2; attr rerandomize_each_iteration.")
+
+
+def _directed_interleave_kernel(node):
+    stop = node.attr("stop_on_empty_dataset", False)
+    return lambda selector, *datasets: sequence.DirectedInterleave(selector, datasets, stop)
+
+
+register_dataset("DirectedInterleaveDataset", _directed_interleave_kernel, colocate="all",
+                 doc="For each int64 the selector_input_dataset gives, the next element of that one of the N "
+                 "data_input_datasets; attr stop_on_empty_dataset.")
 register_dataset("ZipDataset", lambda node: lambda *datasets: sequence.Zip(datasets), colocate="all",
                  doc="Elements of N datasets side by side (attr N).")
 register_dataset("ConcatenateDataset", lambda node: sequence.Concatenate, colocate="all",

@@ -1,11 +1,12 @@
-"""Transformations of the sequence of elements: repeat, take, skip, shard, zip and concatenate.
+"""Transformations of the sequence of elements: repeat, take, skip, shard, zip, concatenate and
+choose_from_datasets's directed interleave.
 
 They work on whole blocks (slicing them where a count falls inside one),
 so they cost nothing per element.
 """
 
 from tensorgrid.framework import errors
-from tensorgrid.worker.data.base import INFINITE, UNKNOWN, Dataset, Reader, close_quietly, length
+from tensorgrid.worker.data.base import INFINITE, UNKNOWN, Dataset, Reader, close_quietly, elements, length
 
 
 class Repeat(Dataset):
@@ -175,3 +176,35 @@ class Concatenate(Dataset):
         if UNKNOWN in (a, b):
             return UNKNOWN
         return a + b
+
+
+class DirectedInterleave(Dataset):
+    """For each index the selector gives, the next element of that input; an exhausted input ends the
+    whole (stop_on_empty) or is skipped from then on (the end: when every input is exhausted)."""
+
+    def __init__(self, selector, inputs, stop_on_empty):
+        self.selector, self.inputs, self.stop_on_empty = selector, list(inputs), bool(stop_on_empty)
+
+    def blocks(self, ctx):
+        readers = [Reader(d.blocks(ctx)) for d in self.inputs]
+        n, live = len(readers), len(readers)
+        exhausted = [False] * n
+        choices = elements(self.selector.blocks(ctx))
+        try:
+            for choice in choices:
+                i = int(choice[0])
+                if not 0 <= i < n:
+                    raise errors.InvalidArgumentError(None, None, f"Selector index out of range: {i} >= {n}")
+                if exhausted[i]:
+                    continue
+                if readers[i].available():
+                    yield readers[i].take(1)
+                    continue
+                exhausted[i] = True
+                live -= 1
+                if self.stop_on_empty or not live:
+                    return
+        finally:
+            choices.close()
+            for r in readers:
+                r.close()

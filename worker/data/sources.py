@@ -6,7 +6,7 @@ from tensorgrid.client.nest import flatten_up_to
 from tensorgrid.framework import dtypes, errors
 from tensorgrid.framework.shapes import TensorShape
 from tensorgrid.ops.misc_ops import python_error
-from tensorgrid.worker.data.base import Dataset, block_rows, single
+from tensorgrid.worker.data.base import INFINITE, Dataset, block_rows, single
 
 
 def _encode(x):
@@ -78,6 +78,27 @@ class Elements(Dataset):
 
     def cardinality(self):
         return len(self.values)
+
+
+class Random(Dataset):
+    """Random int64 values without end from NumPy's Philox, seeded by (seed, seed2): each pass the same
+    sequence unless `rerandomize` (then pass k is seeded by k as well); (0, 0) draws a fresh seed once."""
+
+    def __init__(self, seed, seed2, rerandomize):
+        self._key = [np.random.SeedSequence().entropy] if seed == 0 and seed2 == 0 else \
+            [seed & (2 ** 63 - 1), seed2 & (2 ** 63 - 1)]
+        self.rerandomize, self._passes = bool(rerandomize), 0
+
+    def blocks(self, ctx):
+        self._passes += 1
+        key = self._key + ([self._passes] if self.rerandomize else [])
+        rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(key)))
+        info = np.iinfo(np.int64)
+        while True:
+            yield [rng.integers(info.min, info.max, size=1024, dtype=np.int64, endpoint=True)]
+
+    def cardinality(self):
+        return INFINITE
 
 
 class Range(Dataset):
