@@ -19,3 +19,6 @@ from tensorgrid.api import __all__  # noqa: E402,F401
 __version__ = "0.1.0"
 
 from tensorgrid import compat  # noqa: E402,F401 - tg.compat.v1
+from tensorgrid import _aliases  # noqa: E402
+
+_aliases.install()  # tensorgrid.keras names tensorgrid.client.keras
