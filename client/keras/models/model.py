@@ -78,6 +78,21 @@ class Model(Trainer, Layer):
             return
         Layer._maybe_build(self, shapes)
 
+    def save_weights(self, filepath, overwrite=True):
+        """Writes the weights to a `.weights.h5` file (layout: client/keras/saving/saving_lib.py)."""
+        from tensorgrid.client.keras.saving import saving_lib
+        saving_lib.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Reads weights from a `.weights.h5` file (Keras's or tensorgrid's) or a `.keras` archive."""
+        from tensorgrid.client.keras.saving import saving_lib
+        saving_lib.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Writes the model (architecture, weights, optimizer state) to a `.keras` archive."""
+        from tensorgrid.client.keras.saving import saving_lib
+        saving_lib.save_model(self, filepath, overwrite=overwrite)
+
     def get_config(self):
         """A subclassed model's config: only what Layer records, unless the subclass overrides this."""
         return Layer.get_config(self)
