@@ -102,6 +102,8 @@ def _killer(cluster, total, kills, tally, stop, log):
         started = time.monotonic()
         cluster.restart_worker(victim)
         log.append({"after_steps": tally.done, "worker": victim, "restart_s": round(time.monotonic() - started, 2)})
+    # the restarted workers die with the thread that started them (PR_SET_PDEATHSIG): it waits for the end
+    stop.wait()
 
 
 def run(clients=8, steps=2000, kills=4, heartbeat_timeout=10.0):
@@ -123,11 +125,11 @@ def run(clients=8, steps=2000, kills=4, heartbeat_timeout=10.0):
             t.start()
         for t in threads:
             t.join()
-        stop.set()
-        killer.join()
         wall = time.monotonic() - started
         after = {name: _rss_mib(pid) for name, pid in _processes(cluster).items()}
         status = cluster.status()
+        stop.set()
+        killer.join()
     lat = sorted(tally.latencies)
 
     def pct(p):

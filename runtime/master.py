@@ -376,7 +376,10 @@ class Master:
         if config is not None:
             check_timeout(config.operation_timeout_in_ms, "operation_timeout_in_ms")
         handle = f"s{next(self._session_ids)}-{self._tag}"
-        sess = _Session(handle, graph, config)
+        try:
+            sess = _Session(handle, graph, config)
+        except ValueError as e:  # a device filter that is no device spec
+            raise errors.InvalidArgumentError(None, None, f"CreateSession: ConfigProto.device_filters: {e}") from None
         sess.last_used = self._clock()
         with self._lock:
             self._sessions[handle] = sess

@@ -410,3 +410,13 @@ def test_the_session_of_a_killed_client_expires_and_a_live_one_comes_back():
             poll(lambda: len(c.status().session) == 0, 20, "the idle session to expire")
             assert sess.run(y) == 6.0  # created again
             assert sess._backend._handle != handle
+
+
+def test_a_malformed_device_filter_is_invalid_argument(cluster):
+    """Found by the slow fuzz run (case 100415): it was INTERNAL."""
+    import grpc
+    from tensorgrid.proto import master_pb2
+    request = master_pb2.CreateSessionRequest(graph_def=_graph_def(("n", "NoOp", ())))
+    request.config.device_filters.append("mm:7")
+    code, details = _grpc(cluster, "CreateSession", request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "device_filters" in details, details
