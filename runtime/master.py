@@ -37,6 +37,7 @@ from tensorgrid.ops import registry
 from tensorgrid.proto import config_pb2, convert
 from tensorgrid.runtime import ir
 from tensorgrid.runtime import plan as plan_lib
+from tensorgrid.runtime import replication as replication_lib
 
 log = logging.getLogger("tensorgrid.master")
 
@@ -231,9 +232,10 @@ class Master:
         self._step_ids = itertools.count((random.getrandbits(30) << 24) + 1)
         self._tag = f"{random.getrandbits(32):08x}"
         self._device_epoch = 0          # bumped when the set of device names changes; part of every plan key
+        self.replication = replication_lib.Replication()   # --replicas tasks (runtime/replication.py)
 
     # ---- workers ---------------------------------------------------------------------------------
-    def register_worker(self, address, data_address, job, task, incarnation, devices, step_address=""):
+    def register_worker(self, address, data_address, job, task, incarnation, devices, step_address="", replicas=0):
         """Adds (or re-adds) a worker; returns its WorkerRecord. devices: [(type, index, memory)].
 
         A task already held by a live worker of another incarnation is only
@@ -275,6 +277,8 @@ class Master:
             old.client.close()
         log.info("worker %s registered at %s (data %s), incarnation %x, devices %s",
                  rec.name, address, rec.data_address, incarnation, [n for n, *_ in names])
+        if replicas:
+            self.replication.add_primary(rec.key)
         return rec
 
     def connect_worker(self, address, step_address=""):
@@ -345,6 +349,13 @@ class Master:
             rec.alive = False
             rec.dead_reason = reason
         log.warning("worker %s at %s is dead: %s", rec.name, rec.address, reason)
+        replica = self.replication.promote(rec.key)
+        if replica is not None:
+            with self._lock:
+                self._device_epoch += 1   # plans move the dead task's nodes to its replica
+            reason += (f"; its replica /job:{replica[0]}/task:{replica[1]}, which holds every update of the steps "
+                       "that succeeded, serves its variables from now on: run the step again")
+            log.warning("promoted /job:%s/task:%d to serve the variables of %s", *replica, rec.name)
         self._fail_steps_of(rec, reason)
 
     def _fail_steps_of(self, rec, reason):
@@ -551,6 +562,8 @@ class Master:
             with self._lock:
                 self._steps.pop(step.step_id, None)
         out, metadata, step_id = self._collect(step, entry, fetches, results, traced)
+        if not self.replication.internal(handle):
+            self.replication.after_step(self, entry)
         if traced:
             self.observer.traced(entry.signature, step_id, metadata.step_stats)
         return out, metadata if trace else None, step_id
@@ -575,7 +588,8 @@ class Master:
             _check_outputs(sess.graph, feeds, fetches)
             owners = self._all_devices()
             devices = self._session_devices(sess, owners)
-            plan = plan_lib.plan_step(sess.graph, feeds, fetches, targets, devices,
+            graph = replication_lib.retarget(sess.graph, self.replication.aliases)
+            plan = plan_lib.plan_step(graph, feeds, fetches, targets, devices,
                                       default_device=self._default_device(devices, self.local_task),
                                       allow_soft_placement=sess.soft_placement, known_ops=registry.OPS)
             entry = _PlanEntry(plan, {d: owners[d].key for d in plan.partitions})

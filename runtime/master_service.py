@@ -203,7 +203,7 @@ class MasterServicer:
         devices = [(d.device_type, d.index, d.memory_limit) for d in request.device]
         rec = self.master.register_worker(request.address, request.data_address, request.job,
                                           request.task if request.HasField("task") else None,
-                                          request.incarnation, devices, request.step_address)
+                                          request.incarnation, devices, request.step_address, request.replicas)
         response = master_pb2.RegisterWorkerResponse(
             job=rec.job, task=rec.task, heartbeat_interval_ms=int(self.master.heartbeat_interval * 1000))
         for name, device_type, index, memory in rec.devices:

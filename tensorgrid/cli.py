@@ -147,6 +147,9 @@ def build_parser():
                         f"tg.io); repeatable; default: ${file_access.ENV} ({os.pathsep}-separated), else none")
     p.add_argument("--heartbeat-interval", type=_positive(float), default=1.0,
                    help="seconds between heartbeats (default: 1)")
+    p.add_argument("--replicas", type=int, choices=[0, 1], default=0,
+                   help="keep a replica of this task's variables on another task of its job, updated every step, "
+                        "so its death loses no update (default: 0)")
     p.add_argument("--master-wait", type=float, default=10.0,
                    help="seconds to keep trying to reach the master at start (default: 10)")
     _add_observability(p)
@@ -316,7 +319,7 @@ def _run_worker(args):
         proc = worker_service.WorkerProcess(
             args.master, host=args.host, port=args.port, advertise=args.advertise, job=args.job, task=args.task,
             devices=devices, allow_pickle=args.allow_pickle, token=_token(args), tls=_tls(args),
-            heartbeat_interval=args.heartbeat_interval)
+            heartbeat_interval=args.heartbeat_interval, replicas=args.replicas)
         web = endpoints.serve_worker(proc, args.host, args.metrics_port, _token(args), _tls(args))
     except (OSError, ValueError) as e:
         raise _OneLineError(str(e)) from None

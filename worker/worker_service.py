@@ -104,8 +104,9 @@ class MasterLink:
     """Registers a worker with its master and heartbeats; registers again when the master forgets it."""
 
     def __init__(self, worker, master_address, address, data_address, job="worker", task=None, token=None,
-                 tls=None, heartbeat_interval=1.0, step_address=""):
+                 tls=None, heartbeat_interval=1.0, step_address="", replicas=0):
         self.worker = worker
+        self.replicas = replicas
         self.master_address = master_address
         self.address = address
         self.data_address = data_address
@@ -122,7 +123,7 @@ class MasterLink:
     def _request(self):
         request = master_pb2.RegisterWorkerRequest(address=self.address, data_address=self.data_address,
                                                    job=self.job, incarnation=self.worker.incarnation,
-                                                   step_address=self.step_address)
+                                                   step_address=self.step_address, replicas=self.replicas)
         if self.task is not None:
             request.task = self.task
         for device_type, index, memory in self.worker.device_specs:
@@ -197,7 +198,8 @@ class WorkerProcess:
     master link."""
 
     def __init__(self, master_address, host="127.0.0.1", port=0, advertise=None, job="worker", task=None,
-                 devices=(("CPU", 0, 0),), allow_pickle=False, token=None, tls=None, heartbeat_interval=1.0):
+                 devices=(("CPU", 0, 0),), allow_pickle=False, token=None, tls=None, heartbeat_interval=1.0,
+                 replicas=0):
         self.worker = Worker(devices, allow_pickle=allow_pickle)
         self.server, self.port = create_server(f"{host}:{port}", self.worker, token, tls)
         self.address = advertise or f"{_reachable_host(host)}:{self.port}"
@@ -216,7 +218,7 @@ class WorkerProcess:
                                                               host, 0, token)
             step_address = self.worker.step_address = f"{advertise_host}:{self.fast_server.port}"
         self.link = MasterLink(self.worker, master_address, self.address, self.data_address, job, task, token, tls,
-                               heartbeat_interval, step_address)
+                               heartbeat_interval, step_address, replicas)
 
     def start(self, wait_s=10.0):
         self.server.start()
