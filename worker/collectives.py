@@ -23,10 +23,11 @@ from call to call). A message's key is `c/<group>/<instance>/<count>/<round>`.
 
 Failure: a member that waits checks, every POLL_S, that the member it waits
 for is still reachable (a process that died closed its sockets, so
-reconnecting is refused), and the step's cancellation and deadline; when
-its collective fails for any reason it tells every other member, which
-fail at once with the same error. So a dead member fails the collective
-everywhere within about POLL_S, never a hang. (A host that vanishes from
+reconnecting is refused), and the step's cancellation and deadline; a member
+gone for GRACE_S (what it sent before it went has had time to arrive) fails
+the collective, and a member whose collective fails for any reason tells
+every other member, which fail at once with the same error. So a dead member
+fails the collective everywhere within about GRACE_S, never a hang. (A host that vanishes from
 the network without closing its connections is found by the timeout, as
 anywhere else.)
 """
@@ -43,6 +44,9 @@ from tensorgrid.worker import transport
 log = logging.getLogger("tensorgrid.collectives")
 
 POLL_S = 0.1
+# How long a member waits for the tensors of a member that has gone (a member that finished its last
+# collective and exited may leave its last chunk in flight).
+GRACE_S = 1.0
 MERGE_OPS = {"Add": np.add, "Mul": np.multiply, "Min": np.minimum, "Max": np.maximum}
 FINAL_OPS = ("Id", "Div")
 _ABORT = "abort/"
@@ -217,6 +221,7 @@ class _Execution:
         self.prefix = prefix
         self.step = step
         self.deadline = None
+        self.gone_since = None   # when the member waited for was first found unreachable
 
     def start(self, step, timeout):
         self.step = step
@@ -274,8 +279,13 @@ class _Execution:
             try:
                 self.comm.plane.connect(address)
             except errors.OpError as e:
-                raise errors.UnavailableError(
-                    None, None, f"{self._where()}: member {r} at {address} is unavailable: {e.message}") from None
+                # what it sent before it went may still be on its way in: wait a little for it
+                now = time.monotonic()
+                if self.gone_since is None:
+                    self.gone_since = now
+                if now - self.gone_since >= GRACE_S:
+                    raise errors.UnavailableError(
+                        None, None, f"{self._where()}: member {r} at {address} is unavailable: {e.message}") from None
 
     def _abort_others(self, error):
         """Tells every other member this execution failed here (best effort: some may be gone)."""
