@@ -82,6 +82,28 @@ def test_a_training_loop_in_a_function_matches_tf():
     np.testing.assert_allclose(run(tg), run(tf), rtol=1e-5)
 
 
+def test_an_optimizer_making_its_slots_inside_the_loop_matches_tf():
+    tf = pytest.importorskip("tensorflow")
+
+    def run(m):
+        w, b = m.Variable(0.0), m.Variable(0.0)
+        opt = m.optimizers.Adam(0.1)
+
+        @m.function
+        def epoch(ds):
+            total = 0.0
+            for xb, yb in ds:
+                with m.GradientTape() as tape:
+                    loss = m.reduce_mean((w * xb + b - yb) ** 2)
+                opt.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b]))
+                total += loss
+            return total
+        ds = m.data.Dataset.from_tensor_slices((X, Y)).batch(5)
+        return [(float(epoch(ds)), float(w.numpy()), float(b.numpy())) for _ in range(3)]
+
+    np.testing.assert_allclose(run(tg), run(tf), rtol=1e-5)
+
+
 def test_a_method_and_a_closure_are_converted():
     scale = tg.constant(10, tg.int64)
 
