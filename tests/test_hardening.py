@@ -420,3 +420,17 @@ def test_a_malformed_device_filter_is_invalid_argument(cluster):
     request.config.device_filters.append("mm:7")
     code, details = _grpc(cluster, "CreateSession", request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "device_filters" in details, details
+
+
+@pytest.mark.parametrize("total, dtype", [(2**63 - 1, "DT_STRING"), (-5, "DT_STRING"), (-1, "DT_FLOAT")])
+def test_send_tensor_headers_out_of_range_are_the_senders_fault(cluster, total, dtype):
+    """Found by the slow fuzz run (cases 104128, 109901): MemoryError and ValueError came back as INTERNAL."""
+    import grpc
+    from tensorgrid import security
+    from tensorgrid.proto import types_pb2, worker_pb2
+    chunk = worker_pb2.TensorChunk(step_id=1, key="k", total_bytes=total, dtype=getattr(types_pb2, dtype))
+    with grpc.insecure_channel(cluster.worker_info(0)["address"]) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.stream_unary("/tensorgrid.v1.WorkerService/SendTensor")(
+                iter([chunk.SerializeToString()]), timeout=20, metadata=security.call_metadata(TOKEN))
+    assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), e.value.details()

@@ -1135,11 +1135,17 @@ class _StreamTensor:
         if chunk.offset != 0:
             raise errors.InvalidArgumentError(
                 None, None, f"SendTensor: {self.key!r} starts at offset {chunk.offset}, not 0")
+        if self.total < 0:
+            raise errors.InvalidArgumentError(None, None, f"SendTensor: {self.key!r} has total_bytes {self.total}")
         try:
             _check_tensor(self.enum, self.shape, self.total, 0, self.total, self.key)
         except wire.ProtocolError as e:
             raise errors.InvalidArgumentError(None, None, f"SendTensor: {e}") from None
-        self.buf = np.empty(self.total, dtype=np.uint8)
+        try:
+            self.buf = np.empty(self.total, dtype=np.uint8)
+        except (MemoryError, ValueError):
+            raise errors.ResourceExhaustedError(
+                None, None, f"SendTensor: {self.key!r} declares {self.total} bytes, more than this worker can hold") from None
 
     def add(self, data):
         """Appends a chunk's bytes; True once the tensor is whole."""
