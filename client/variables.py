@@ -143,11 +143,14 @@ class Variable(TensorOps):
             raise ValueError(f"a tg.Variable made inside tg.function is made eagerly, once, so its initial value "
                              f"cannot be the traced tensor {initial_value.name}; pass a Python or numpy value, "
                              f"or a callable (lambda: ...)")
+        # An eager variable's name takes the name scope it is made in (a trace's, when lifted out of one).
+        scope = get_default_graph().get_name_scope() if lift else context.eager_name_scope()
         if lift:
             get_default_graph().variable_created()
         with _init_scope() if lift else contextlib.nullcontext():
             if context.executing_eagerly():
-                self._init_eager(initial_value, name or "Variable", dtype, validate_shape, shape)
+                name = name or "Variable"
+                self._init_eager(initial_value, f"{scope}/{name}" if scope else name, dtype, validate_shape, shape)
             else:
                 self._init_graph(initial_value, name or "Variable", dtype, validate_shape, shape, collections)
 

@@ -25,6 +25,7 @@ from tensorgrid.client.function import *  # noqa: F401,F403
 from tensorgrid.client.scopes import *  # noqa: F401,F403
 from tensorgrid.client.control_flow import *  # noqa: F401,F403
 from tensorgrid.client.tensor_array import *  # noqa: F401,F403
+from tensorgrid.client.module import Module  # noqa: F401
 from tensorgrid.framework import errors  # noqa: F401
 from tensorgrid.framework import dtypes as _dtypes_module
 from tensorgrid.framework.dtypes import (  # noqa: F401

@@ -163,6 +163,14 @@ class Optimizer:
         return array_ops.group(*update_ops, name=name)
 
     # ---- slots -----------------------------------------------------------------------------
+    def _trackable_children(self):
+        """Its non-slot variables by name (beta1_power, ...): what tg.train.Checkpoint saves of it."""
+        return {name: v for (name, _), v in self._non_slots.items()}
+
+    def _trackable_slot_variables(self):
+        """[(variable, slot name, slot variable)]: tg.train.Checkpoint saves them beside their variables."""
+        return [(var, name, slot) for name in sorted(self._slots) for var, slot in self._slots[name].items()]
+
     def get_slot_names(self):
         return sorted(self._slots)
 
