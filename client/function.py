@@ -14,6 +14,7 @@ tensors it reads from enclosing graphs captured as extra arguments.
 
 import dataclasses
 import functools
+import inspect
 import itertools
 import weakref
 
@@ -23,6 +24,7 @@ from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import nest
 from tensorgrid.ops import registry
+from tensorgrid.framework.tensor_spec import TensorSpec
 from tensorgrid.runtime import ir
 
 __all__ = ["function"]
@@ -228,6 +230,8 @@ class Function:
 
     def _key(self, args, kwargs):
         def sig(a):
+            if isinstance(a, TensorSpec):
+                return ("tensor", a.dtype.name, a.shape.as_tuple())
             if hasattr(a, "_as_tensor") and not getattr(a, "_is_eager_tensor", False):
                 return ("var", id(a))
             if getattr(a, "_is_eager_tensor", False) or isinstance(a, np.ndarray):
@@ -261,6 +265,10 @@ class Function:
         inputs = []
 
         def to_placeholder(a, name):
+            if isinstance(a, TensorSpec):   # an input_signature's entry: its dims may be unknown
+                ph = graph_lib.apply_op("Placeholder", [], {"dtype": a.dtype, "shape": a.shape}, name=a.name or name)
+                inputs.append(ph)
+                return ph
             if getattr(a, "_is_eager_tensor", False) or isinstance(a, np.ndarray):
                 dt = a.dtype if getattr(a, "_is_eager_tensor", False) else graph_lib._infer_value_dtype(a)
                 ph = graph_lib.apply_op("Placeholder", [], {"dtype": dt, "shape": graph_lib.TensorShape(np.shape(a))},
@@ -271,7 +279,7 @@ class Function:
                 return type(a)(to_placeholder(x, f"{name}_{i}") for i, x in enumerate(a))
             return a
         with g.as_default():
-            targs = [to_placeholder(a, f"arg{i}") for i, a in enumerate(args)]
+            targs = [to_placeholder(a, n) for a, n in zip(args, _arg_names(self._fn, len(args)))]
             tkwargs = {k: to_placeholder(v, k) for k, v in kwargs.items()}
             result = fn(*targs, **tkwargs)
             leaves = []
@@ -287,6 +295,8 @@ class Function:
         the function is traced again at once, and that trace must find them and make none; a later trace
         that would create one raises ValueError.
         """
+        if self._signature is not None and not args and not kwargs:
+            args = tuple(self._signature)
         key = self._key(args, kwargs)
         cf = self._concrete.get(key)
         if cf is None:
@@ -303,9 +313,30 @@ class Function:
     def experimental_get_tracing_count(self):
         return self._trace_count
 
+    @property
+    def input_signature(self):
+        return self._signature
+
+    def _check_signature(self, args, kwargs):
+        """The call's tensors, checked against input_signature (one tensor per spec, compatible)."""
+        values = list(args) + list(kwargs.values())
+        if len(values) != len(self._signature):
+            raise TypeError(f"{getattr(self._fn, '__name__', 'function')}() takes {len(self._signature)} "
+                            f"argument(s) by its input_signature, got {len(values)}")
+        converted = []
+        for i, (value, spec) in enumerate(zip(values, self._signature)):
+            t = graph_lib.convert_to_tensor(value, dtype=spec.dtype)
+            if not spec.shape.is_compatible_with(t.shape):
+                raise ValueError(f"Python inputs incompatible with input_signature: argument {i} has shape "
+                                 f"{t.shape}, the signature says {spec}")
+            converted.append(t)
+        return converted
+
     def __call__(self, *args, **kwargs):
         if not context.executing_eagerly():
             return self._fn(*args, **kwargs)
+        if self._signature is not None:
+            return self.get_concrete_function()(*self._check_signature(args, kwargs))
         cf = self.get_concrete_function(*args, **kwargs)
         tensor_args = []
 
@@ -330,11 +361,28 @@ def _weakly_bound(fn, obj):
     def method(*args, **kwargs):
         return fn(ref(), *args, **kwargs)
     method._tg_rewrap = lambda new_fn: _weakly_bound(new_fn, ref())   # client/data/loops.py converts fn
+    method._tg_bound_to = ref
     return method
 
 
+def _arg_names(fn, count):
+    """The names of fn's first `count` positional parameters (TF names a trace's placeholders by them)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    if hasattr(fn, "_tg_bound_to"):
+        params = params[1:]     # the signature of the unbound method: its first parameter is the instance
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [names[i] if i < len(names) else f"arg{i}" for i in range(count)]
+
+
 def function(func=None, input_signature=None, autograph=True, jit_compile=None, **_ignored):
-    """Decorator: runs `func` as a graph traced once per input signature."""
+    """Decorator: runs `func` as a graph traced once per input signature.
+
+    With `input_signature` (a list of tg.TensorSpec, dims may be None) it is traced once, against the
+    specs, and every call must give tensors that fit them.
+    """
     if func is None:
         return lambda f: Function(f, input_signature, autograph, jit_compile)
     return Function(func, input_signature, autograph, jit_compile)

@@ -476,3 +476,17 @@ def graph_def_to_ir(graph_def):
     """The GraphIR for a GraphDef; InvalidArgumentError on a duplicate node name or a bad library."""
     lib = _LibraryReader(graph_def.library.function) if graph_def.library.function else None
     return GraphIR([node_from_proto(nd, lib) for nd in graph_def.node])
+
+
+def write_functions(functions, library):
+    """Adds a FunctionDef to FunctionDefLibrary `library` per Function (and per function their bodies
+    call); returns the names the given ones got, in order."""
+    lib = _LibraryWriter()
+    names = [lib.name_of(fn) for fn in functions]
+    lib.write(library.function)
+    return names
+
+
+def function_from_library(library, name):
+    """The Function called `name` in FunctionDefLibrary `library` (the functions it calls built too)."""
+    return _LibraryReader(library.function).get(name)

@@ -11,6 +11,7 @@ from tensorgrid.client import data  # noqa: F401
 from tensorgrid.client import io  # noqa: F401
 from tensorgrid.client import distribute  # noqa: F401
 from tensorgrid.client import raw_ops  # noqa: F401
+from tensorgrid.client import saved_model  # noqa: F401
 from tensorgrid.client import keras  # noqa: F401 - submodules load on first use
 from tensorgrid.client.array_ops import *  # noqa: F401,F403
 from tensorgrid.client.math_ops import *  # noqa: F401,F403
