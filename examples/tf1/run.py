@@ -32,13 +32,15 @@ _IMPORTS = [
 ]
 
 
-def rewrite(source, settings=(), replacements=()):
-    """(new source, [(line number, old, new)]) with the imports, `--set` assignments and `--replace` texts changed."""
+def rewrite(source, settings=(), replacements=(), imports=_IMPORTS):
+    """(new source, [(line number, old, new)]) with the imports, `--set` assignments and `--replace` texts changed.
+
+    `imports`: (compiled pattern, replacement) pairs; the first that matches a line rewrites it."""
     lines, changed = source.splitlines(), []
     wanted = dict(settings)
     for i, line in enumerate(lines):
         new = line
-        for pattern, replacement in _IMPORTS:
+        for pattern, replacement in imports:
             if pattern.match(line):
                 new = pattern.sub(replacement, line)
                 break
