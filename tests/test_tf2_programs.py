@@ -34,7 +34,7 @@ def test_rewrite_changes_only_the_imports_and_notebooks_run_their_code_cells():
               "from tensorflow.keras.datasets import mnist\nsteps = 1000\nx = tf.constant(1)  # import tensorflow\n")
     new, changed = run.rewrite(source, [("steps", "5")])
     assert [number for number, _, _ in changed] == [2, 3, 4, 5]
-    assert new.splitlines()[1:5] == ["import tensorgrid as tf", "from tensorgrid.keras import layers, Model",
+    assert new.splitlines()[1:5] == ["import tensorgrid as tf", "from tensorgrid.client.keras import layers, Model",
                                      "import mnist", "steps = 5"]
     assert run.rewrite(source, tensorflow=True)[0].splitlines()[1:4] == [
         "import tensorflow as tf", "from tensorflow.keras import layers, Model", "import mnist"]

@@ -3,8 +3,8 @@
     python examples/tf2/run.py PROGRAM.py|PROGRAM.ipynb [--target grpc://host:port] [--set training_steps=20 ...]
                                [--replace "range(20000)=>range(30)" ...] [--tensorflow]
 
-`import tensorflow as tf` becomes `import tensorgrid as tf`, `from tensorflow import X` / `from
-tensorflow.X import Y` take X from tensorgrid, and Keras's MNIST loader (`from tensorflow.keras.datasets
+`import tensorflow as tf` becomes `import tensorgrid as tf`, `from tensorflow import X` takes X from
+tensorgrid and `from tensorflow.X import Y` from tensorgrid.client.X (tf.keras's package), and Keras's MNIST loader (`from tensorflow.keras.datasets
 import mnist`) becomes this folder's local `mnist`, MNIST-shaped data made from scikit-learn's digits (no
 download). A notebook runs as one script of its code cells, in order, IPython lines (`%matplotlib`,
 `!pip`) left out. `--set` / `--replace` shorten a run as in examples/tf1/run.py; `--target` is the
@@ -39,8 +39,9 @@ _IMPORTS = [
     (re.compile(r"^(\s*)import tensorflow as tf\s*(#.*)?$"), r"\1import tensorgrid as tf"),
     (re.compile(r"^(\s*)import tensorflow\s*(#.*)?$"), r"\1import tensorgrid as tensorflow"),
     (re.compile(r"^(\s*)from tensorflow import (.*)$"), r"\1from tensorgrid import \2"),
-    (re.compile(r"^(\s*)from tensorflow\.([\w.]+) import (.*)$"), r"\1from tensorgrid.\2 import \3"),
-    (re.compile(r"^(\s*)import tensorflow\.([\w.]+) as (\w+)\s*(#.*)?$"), r"\1import tensorgrid.\2 as \3"),
+    # tf.keras, tf.data, ... are tensorgrid.client's packages (tg.keras is an attribute, not a module)
+    (re.compile(r"^(\s*)from tensorflow\.([\w.]+) import (.*)$"), r"\1from tensorgrid.client.\2 import \3"),
+    (re.compile(r"^(\s*)import tensorflow\.([\w.]+) as (\w+)\s*(#.*)?$"), r"\1import tensorgrid.client.\2 as \3"),
 ]
 
 
