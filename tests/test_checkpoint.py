@@ -210,3 +210,25 @@ def test_graph_mode_through_the_default_session(tmp_path):
     with pytest.raises(ValueError, match="default session"):
         with g.as_default():
             ckpt.save(str(tmp_path / "c"))
+
+
+def test_slots_made_after_a_restore_take_their_saved_values(tmp_path):
+    def model():
+        w = tg.Variable([1.0, -2.0], name="w")
+        return w, tg.compat.v1.train.AdamOptimizer(0.1)
+
+    def step(w, opt):
+        opt.minimize(lambda: tg.reduce_sum(tg.square(w)), var_list=[w])
+    w, opt = model()
+    step(w, opt)
+    path = tg.train.Checkpoint(w=w, opt=opt).write(str(tmp_path / "c"))
+    step(w, opt)
+    expected = w.numpy()
+
+    w2, opt2 = model()
+    status = tg.train.Checkpoint(w=w2, opt=opt2).read(path)   # before the optimizer made its slots
+    with pytest.raises(AssertionError, match="Unresolved object"):
+        status.assert_consumed()
+    step(w2, opt2)      # makes m, v and the beta powers: they take their saved values, then the step runs
+    status.assert_consumed()
+    np.testing.assert_allclose(w2.numpy(), expected, rtol=1e-6)

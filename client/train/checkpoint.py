@@ -22,7 +22,10 @@ The trackable protocol (what Checkpoint and tg.saved_model walk):
 tg.Module and the TF1 optimizers implement it; a Keras model or optimizer is
 checkpointable once it exposes its state the same way (TF 2.21's Keras 3
 optimizers name their children `_iterations`, `_learning_rate`,
-`_trainable_variables`, `_variables`).
+`_trainable_variables`, `_variables`). What a restore finds no object for yet
+waits: `restore_pending()` (called by tg.Module's attribute setter and the TF1
+optimizers once they made their slots; a trackable that makes children later
+calls it too) gives those objects their values when they exist.
 
 Files: the V1 Saver's format (client/train/saver.py), one file
 `<prefix>.tgckpt`, where TF writes `<prefix>.index` and `<prefix>.data-*`. The
@@ -284,16 +287,27 @@ class _Restore:
                 self.matched[ref["slotVariableNodeId"]] = slot
                 self._restore_node(ref["slotVariableNodeId"], slot)
 
-    def attribute_added(self, obj, name, value):
-        """Restores a pending child of `obj` that has just been set (delayed restoration)."""
-        for i, (parent, pending_name, node_id) in enumerate(self.pending):
-            owner = parent is obj or getattr(parent, "_tg_root", None) is obj   # a Checkpoint's root's children
-            if owner and pending_name == name and is_trackable(value):
-                del self.pending[i]
-                self.matched[node_id] = value
-                self._match_below(node_id, value)
-                self._restore_slots()
-                return
+    def retry(self):
+        """Matches and restores the pending children that exist now, and slots made since (delayed
+        restoration); returns whether anything is still missing."""
+        waiting, self.pending = self.pending, []
+        for parent, name, node_id in waiting:
+            if node_id in self.matched:
+                continue
+            child = dict(children(parent)).get(name)
+            if child is None:
+                self.pending.append((parent, name, node_id))
+                continue
+            self.matched[node_id] = child
+            self._match_below(node_id, child)
+        self._restore_slots()
+        return self.incomplete()
+
+    def incomplete(self):
+        """Whether some child or slot variable of the checkpoint has no Python object yet."""
+        slots = [ref["slotVariableNodeId"] for node_id in self.matched
+                 for ref in self.nodes[node_id].get("slotVariables", [])]
+        return bool(self.pending) or any(s not in self.matched for s in slots)
 
     def _match_below(self, node_id, obj):
         """Matches and restores the checkpoint's nodes below `node_id` with the objects below `obj`."""
@@ -313,20 +327,24 @@ class _Restore:
                 queue.append((ref["nodeId"], child))
 
 
-# Restorations waiting for objects to appear (the latest per Checkpoint): a tg.Module or Checkpoint
-# attribute set after a restore takes its value from them.
+# Restorations waiting for objects to appear (the latest per Checkpoint).
 _waiting_restores = []
 
 
-def attribute_set(obj, name, value):
-    """Gives an attribute set after a restore the value the checkpoint holds for it (delayed restoration)."""
-    for restore in list(_waiting_restores):
-        restore.attribute_added(obj, name, value)
-        if not restore.pending:
-            _waiting_restores.remove(restore)
+def restore_pending():
+    """Gives objects made since a restore (a Module attribute set later, an optimizer's slots made at
+    its first step) the values the checkpoint holds for them: TF's delayed restoration. tg.Module and
+    the TF1 optimizers call it; other trackables call it after they create new children."""
+    if _waiting_restores:
+        _waiting_restores[:] = [r for r in _waiting_restores if r.retry()]
 
 
-module_lib.setattr_hooks.append(attribute_set)
+def _attribute_set(obj, name, value):
+    if is_trackable(value):
+        restore_pending()
+
+
+module_lib.setattr_hooks.append(_attribute_set)
 
 
 class CheckpointLoadStatus:
@@ -454,7 +472,7 @@ class Checkpoint:
                              f"tg.Module, optimizer, or an object with `_trackable_children`), got {value!r}.")
         object.__setattr__(self, name, value)
         if not name.startswith("_tg_"):
-            attribute_set(self, name, value)
+            restore_pending()
 
     def _trackable_children(self):
         items = dict(children(self._tg_root)) if self._tg_root is not None else {}
@@ -502,7 +520,7 @@ class Checkpoint:
         """Restores the values of checkpoint `save_path` (a prefix); returns a CheckpointLoadStatus."""
         restore = _Restore(self, _resolve(save_path))
         _waiting_restores[:] = [r for r in _waiting_restores if r.matched[0] is not self]
-        if restore.pending:
+        if restore.incomplete():
             _waiting_restores.append(restore)
         return CheckpointLoadStatus(restore, self)
 

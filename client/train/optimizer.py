@@ -114,6 +114,8 @@ class Optimizer:
         var_list = [v for _, v in pairs]
         with _outside_control_dependencies():
             self._create_slots(var_list)
+        from tensorgrid.client.train import checkpoint
+        checkpoint.restore_pending()    # slots made now take the values a restore kept for them
         # TF's names: the training op is `name` itself (the global step's increment when there is one)
         with scopes.name_scope(name, self._name) as scope:
             self._prepare()
