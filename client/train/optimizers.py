@@ -1,8 +1,12 @@
-"""The TF1 optimizers, each update written with primitive ops in the order TF's fused kernels compute it.
+"""The TF1 optimizers: a dense gradient updates each variable and its slots with one fused op, as TF's do.
 
-Hyperparameters become float32 tensors (TF's conversion of Python floats)
-and are cast to each variable's dtype, so float32 and float64 variables
-follow TF's numbers. The update rules, with g the gradient:
+The ops are TF's: ResourceApplyGradientDescent, ResourceApplyMomentum,
+ResourceApplyAdagrad, ResourceApplyRMSProp / ResourceApplyCenteredRMSProp and
+ResourceApplyAdam (tensorgrid/ops/training_ops.py), in place on the
+variables' arrays. Hyperparameters become float32 tensors (TF's conversion
+of Python floats) that the kernels cast to each variable's dtype, so float32
+and float64 variables follow TF's numbers. The update rules, with g the
+gradient:
 
 - GradientDescent: var -= g * lr
 - Momentum: accum = accum * momentum + g;
@@ -41,6 +45,11 @@ def _like(t, var):
     return array_ops.cast(t, var.dtype)
 
 
+def _fused(op, inputs, attrs):
+    """One fused update op named as TF names it (the kernel casts the float32 hyperparameters itself)."""
+    return apply_op(op, inputs, attrs, name=op)
+
+
 class GradientDescentOptimizer(Optimizer):
     """Plain gradient descent: var -= learning_rate * gradient."""
 
@@ -52,7 +61,7 @@ class GradientDescentOptimizer(Optimizer):
         self._lr_t = _hyper(self._learning_rate, "learning_rate")
 
     def _apply_dense(self, grad, var):
-        return var.assign_sub(grad * _like(self._lr_t, var), read_value=False)
+        return _fused("ResourceApplyGradientDescent", [var.handle, self._lr_t, grad], {"use_locking": False})
 
     def _resource_apply_sparse_duplicate_indices(self, grad, var, indices):
         # scatter-add accumulates repeated rows itself, so they need no summing first
@@ -78,12 +87,9 @@ class MomentumOptimizer(Optimizer):
         self._momentum_t = _hyper(self._momentum, "momentum")
 
     def _apply_dense(self, grad, var):
-        accum = self.get_slot(var, "momentum")
-        lr, momentum = _like(self._lr_t, var), _like(self._momentum_t, var)
-        accum_t = accum.assign(accum * momentum + grad)
-        if self._use_nesterov:
-            return var.assign_sub(grad * lr + accum_t * momentum * lr, read_value=False)
-        return var.assign_sub(accum_t * lr, read_value=False)
+        return _fused("ResourceApplyMomentum", [var.handle, self.get_slot(var, "momentum").handle, self._lr_t, grad,
+                                                self._momentum_t],
+                      {"use_locking": False, "use_nesterov": bool(self._use_nesterov)})
 
     def _resource_apply_sparse(self, grad, var, indices):
         accum = self.get_slot(var, "momentum")
@@ -113,8 +119,8 @@ class AdagradOptimizer(Optimizer):
         self._lr_t = _hyper(self._learning_rate, "learning_rate")
 
     def _apply_dense(self, grad, var):
-        accum_t = self.get_slot(var, "accumulator").assign_add(math_ops.square(grad))
-        return var.assign_sub(grad * _like(self._lr_t, var) * math_ops.rsqrt(accum_t), read_value=False)
+        return _fused("ResourceApplyAdagrad", [var.handle, self.get_slot(var, "accumulator").handle, self._lr_t, grad],
+                      {"use_locking": False, "update_slots": True})
 
     def _resource_apply_sparse(self, grad, var, indices):
         accum = self.get_slot(var, "accumulator")
@@ -148,18 +154,11 @@ class RMSPropOptimizer(Optimizer):
         self._epsilon_t = _hyper(self._epsilon, "epsilon")
 
     def _apply_dense(self, grad, var):
-        ms, mom = self.get_slot(var, "rms"), self.get_slot(var, "momentum")
-        lr, momentum, epsilon = (_like(t, var) for t in (self._lr_t, self._momentum_t, self._epsilon_t))
-        one_minus_rho = 1 - _like(self._decay_t, var)
-        ms_t = ms.assign_add((math_ops.square(grad) - ms) * one_minus_rho)
-        if self._centered:
-            mg = self.get_slot(var, "mg")
-            mg_t = mg.assign_add((grad - mg) * one_minus_rho)
-            denom = (ms_t - math_ops.square(mg_t)) + epsilon
-        else:
-            denom = ms_t + epsilon
-        mom_t = mom.assign(mom * momentum + (grad * lr) / math_ops.sqrt(denom))
-        return var.assign_sub(mom_t, read_value=False)
+        slots = [self.get_slot(var, "mg")] if self._centered else []
+        slots += [self.get_slot(var, "rms"), self.get_slot(var, "momentum")]
+        op = "ResourceApplyCenteredRMSProp" if self._centered else "ResourceApplyRMSProp"
+        return _fused(op, [var.handle] + [s.handle for s in slots]
+                      + [self._lr_t, self._decay_t, self._momentum_t, self._epsilon_t, grad], {"use_locking": False})
 
     def _resource_apply_sparse(self, grad, var, indices):
         slots = [self.get_slot(var, "mg")] if self._centered else []
@@ -193,16 +192,16 @@ class AdamOptimizer(Optimizer):
         self._beta1_t = _hyper(self._beta1, "beta1")
         self._beta2_t = _hyper(self._beta2, "beta2")
         self._epsilon_t = _hyper(self._epsilon, "epsilon")
+        # read once for every variable's update (each runs before _finish advances them)
+        self._power_reads = None
 
     def _apply_dense(self, grad, var):
+        if self._power_reads is None:
+            self._power_reads = tuple(p.value() for p in self._powers)
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
-        beta1_power, beta2_power = (_like(p, var) for p in self._powers)
-        lr, beta1, beta2, epsilon = (_like(t, var) for t in (self._lr_t, self._beta1_t, self._beta2_t,
-                                                              self._epsilon_t))
-        alpha = lr * math_ops.sqrt(1 - beta2_power) / (1 - beta1_power)
-        m_t = m.assign_add((grad - m) * (1 - beta1))
-        v_t = v.assign_add((math_ops.square(grad) - v) * (1 - beta2))
-        return var.assign_sub((m_t * alpha) / (math_ops.sqrt(v_t) + epsilon), read_value=False)
+        return _fused("ResourceApplyAdam", [var.handle, m.handle, v.handle, *self._power_reads, self._lr_t,
+                                            self._beta1_t, self._beta2_t, self._epsilon_t, grad],
+                      {"use_locking": False, "use_nesterov": False})
 
     def _resource_apply_sparse(self, grad, var, indices):
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")

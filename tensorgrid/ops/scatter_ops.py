@@ -202,7 +202,8 @@ def _rows(arrays, idx, g, cs, rule, node):
         a[idx] = r
 
 
-def _momentum(node, rows, g, lr, momentum):
+def momentum_rule(node, rows, g, lr, momentum):
+    """TF's Momentum on the arrays `rows` (var, accum) in place; ResourceApplyMomentum's rule too."""
     var, accum = rows
     accum *= momentum
     accum += g
@@ -245,7 +246,7 @@ def _infer_sparse_apply(grad_at):
 # indices); RMSProp (var, ms, mom, lr, rho, momentum, epsilon, grad, indices); CenteredRMSProp (var, mg, ms,
 # mom, lr, rho, momentum, epsilon, grad, indices).
 for _name, _slots, _scalars, _grad_at, _rule in (
-        ("ResourceSparseApplyMomentum", 1, (2, 5), 3, _momentum),
+        ("ResourceSparseApplyMomentum", 1, (2, 5), 3, momentum_rule),
         ("ResourceSparseApplyAdagrad", 1, (2,), 3, _adagrad),
         ("ResourceSparseApplyRMSProp", 2, (3, 4, 5, 6), 7, _rms_prop),
         ("ResourceSparseApplyCenteredRMSProp", 3, (4, 5, 6, 7), 8, _centered_rms_prop)):
