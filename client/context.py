@@ -9,6 +9,7 @@ class _State(threading.local):
         self.session_stack = []    # sessions entered with as_default()
         self.tapes = []            # GradientTapes entered and not yet exited, innermost last
         self.eager_name_scope = ""  # the name scope eager ops and TF2 summary tags see
+        self.eager_device_stack = []  # tg.device specs entered eagerly (they place variables on a cluster)
 
 
 _state = _State()
@@ -40,6 +41,10 @@ def session_stack():
 
 def tapes():
     return _state.tapes
+
+
+def eager_device_stack():
+    return _state.eager_device_stack
 
 
 def eager_name_scope():

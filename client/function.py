@@ -22,7 +22,7 @@ import numpy as np
 
 from tensorgrid.client import context
 from tensorgrid.client import graph as graph_lib
-from tensorgrid.client import nest
+from tensorgrid.client import nest, remote_eager
 from tensorgrid.ops import registry
 from tensorgrid.framework.tensor_spec import TensorSpec
 from tensorgrid.runtime import ir
@@ -60,6 +60,9 @@ class FuncGraph(graph_lib.Graph):
         if outer_graph is not None:
             self.seed = outer_graph.seed
             self._device_stack = list(outer_graph._device_stack)
+        elif remote_eager.current() is not None:
+            self._device_stack = list(context.eager_device_stack())   # placed on the connected cluster
+        self._pin_to_resources = remote_eager.current() is not None
 
     def _capture(self, tensor, op_type):
         placeholder = self._captured.get(id(tensor))
@@ -99,6 +102,12 @@ class FuncGraph(graph_lib.Graph):
         op = super()._create_op(op_type, inputs, attrs, name, output_specs, source, extra)
         if ordered:
             self._last_stateful = op
+        if self._pin_to_resources:
+            # on a cluster, an op on a variable (an optimizer's fused update) runs where the variable is,
+            # whatever device scope the step was traced in
+            handle = next((t for t in inputs if t.op.type == "VarHandleOp" and t.op.device), None)
+            if handle is not None:
+                op._node.device = handle.op.device
         return op
 
 
@@ -195,7 +204,12 @@ class ConcreteFunction:
         from tensorgrid.client import eager
         from tensorgrid.runtime.local import LocalBackend
         if self._backend is None:
-            self._backend = LocalBackend(resources=eager.resources())
+            remote = remote_eager.current()
+            if remote is not None:
+                from tensorgrid.client.remote import RemoteBackend
+                self._backend = RemoteBackend(remote.target, self.graph, remote.config)
+            else:
+                self._backend = LocalBackend(resources=eager.resources())
         return self._backend.run(self.graph, feeds, fetches, targets)[0]
 
     @property

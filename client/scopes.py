@@ -12,7 +12,13 @@ __all__ = ["device", "name_scope", "control_dependencies", "colocate_with"]  # c
 def device(device_name_or_function):
     """Ops created inside run on this device (a partial spec merged with outer ones, or a function of the op)."""
     if context.executing_eagerly():
-        yield
+        # recorded for eager code connected to a cluster (client/remote_eager.py); ignored in-process
+        stack = context.eager_device_stack()
+        stack.append(device_name_or_function)
+        try:
+            yield
+        finally:
+            stack.pop()
         return
     with get_default_graph().device(device_name_or_function):
         yield

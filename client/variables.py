@@ -24,7 +24,7 @@ import weakref
 
 import numpy as np
 
-from tensorgrid.client import array_ops, context, random_ops, scopes
+from tensorgrid.client import array_ops, context, random_ops, remote_eager, scopes
 from tensorgrid.client import tape as tape_lib
 from tensorgrid.client import graph as graph_lib
 from tensorgrid.client.graph import TensorOps, apply_op, convert_to_tensor, get_default_graph
@@ -219,11 +219,31 @@ class Variable(TensorOps):
         self._name = name
         self._shared_name = f"{name}_{next(_eager_ids)}"
         self._trace_handles = weakref.WeakKeyDictionary()
+        self._initial_value = initial
+        self._initializer_op = None
+        self._remote = remote_eager.current()
+        if self._remote is not None:
+            self._init_remote(initial)
+            return
         self._handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=name)
         _by_eager_handle[id(self._handle)] = self
         apply_op("AssignVariableOp", [self._handle, initial], {"dtype": self._dtype})
-        self._initial_value = initial
-        self._initializer_op = None
+
+    def _init_remote(self, initial):
+        """The variable on the connected cluster, on the device of the enclosing tg.device scope."""
+        rc = self._remote
+        self._remote_device = rc.device()
+
+        def build():
+            with rc.graph.device(self._remote_device or None):
+                handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=self._name)
+                with rc.graph.colocate_with(handle.op):
+                    read = apply_op("ReadVariableOp", [handle], {"dtype": self._dtype, "shape": self._shape},
+                                    name=f"{self._name}/read")
+            return handle, read
+        self._remote_handle, self._remote_read = rc.build(build)
+        self._handle = self._remote_handle
+        remote_eager.update(self, "AssignVariableOp", initial.numpy())
 
     # ---- meta graphs -----------------------------------------------------------------
     def to_proto(self, export_scope=None):
@@ -332,7 +352,9 @@ class Variable(TensorOps):
             g = g.outer_graph
         handle = self._trace_handles.get(g)
         if handle is None:
-            with g.as_default(), g.control_dependencies(None), g.colocate_with(None):
+            # on a cluster, the handle sits on its variable's device (none: the master places both alike)
+            pinned = g.device(self._remote_device or None) if self._remote is not None else contextlib.nullcontext()
+            with g.as_default(), g.control_dependencies(None), g.colocate_with(None), pinned:
                 handle = apply_op("VarHandleOp", [], self._handle_attrs(), name=self._name)
             self._trace_handles[g] = handle
         return handle
@@ -344,6 +366,9 @@ class Variable(TensorOps):
 
     def _read(self, name="read"):
         tape_lib.variable_accessed(self)
+        if self._eager() and self._remote is not None and context.executing_eagerly():
+            from tensorgrid.client.eager import EagerTensor
+            return EagerTensor(remote_eager.read(self), self._dtype)
         handle = self._current_handle()
         with self._colocated(handle):
             return apply_op("ReadVariableOp", [handle], {"dtype": self._dtype, "shape": self._shape}, name=name)
@@ -405,6 +430,9 @@ class Variable(TensorOps):
 
     # ---- writing -----------------------------------------------------------------------
     def _update(self, op_type, value, name, read_value):
+        if self._eager() and self._remote is not None and context.executing_eagerly():
+            remote_eager.update(self, op_type, convert_to_tensor(value, dtype=self._dtype).numpy())
+            return self if read_value else None
         handle = self._current_handle()
         value = convert_to_tensor(value, dtype=self._dtype)
         with self._colocated(handle):

@@ -65,6 +65,14 @@ initializers = _types.SimpleNamespace(
     variance_scaling=variables.variance_scaling_initializer,
 )
 
+from tensorgrid.client import remote_eager as _remote_eager  # noqa: E402
+
+# tg.config: TF2's names for running eager code and tg.functions on a cluster (client/remote_eager.py)
+config = _types.SimpleNamespace(
+    experimental_connect_to_host=_remote_eager.experimental_connect_to_host,
+    experimental_connect_to_cluster=_remote_eager.experimental_connect_to_cluster,
+)
+
 debugging = _types.SimpleNamespace(
     assert_equal=misc_ops.__dict__.get("assert_equal"),
     assert_positive=misc_ops.__dict__.get("assert_positive"),
