@@ -12,7 +12,8 @@ serves the live dashboard (the URL is printed) and keeps its history in
 <out>/dashboard, which `tensorgrid dashboard --from` opens afterwards.
 
 The model is written against the TF1 API so the benchmark suite (W5) runs
-the same code on TensorFlow.
+the same code on TensorFlow. `--keras` trains a Keras CNN with `fit` across
+the same cluster instead (tensorgrid/demo_keras.py).
 """
 
 import argparse
@@ -132,14 +133,25 @@ def main(argv=None):
     p.add_argument("--target", help="grpc://HOST:PORT of a running master (needs a ps job and two workers); "
                                     "default: start a local cluster")
     p.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    p.add_argument("--keras", action="store_true",
+                   help="train a Keras CNN with fit() (tensorgrid.keras) instead of the TF1 MLP")
+    p.add_argument("--epochs", type=int, default=12, help="with --keras: epochs of fit (default 12)")
     p.add_argument("--out", default="tensorgrid-demo", help="folder for trace.json and partitions.svg")
     p.add_argument("--dashboard-port", type=int, default=0,
                    help="port of the local cluster's dashboard (default 0: any free port; -1: none)")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be at least 1")
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
+
+    def run(target):
+        if args.keras:
+            from tensorgrid import demo_keras
+            return demo_keras.train(target, args.out, epochs=args.epochs)
+        return train(target, args.out, args.steps)
     if args.target:
-        accuracy = train(args.target, args.out, args.steps)
+        accuracy = run(args.target)
     else:
         from tensorgrid.runtime.cluster import LocalCluster
         print("starting a local cluster: a master, /job:ps/task:0, /job:worker/task:0 and /job:worker/task:1")
@@ -150,7 +162,7 @@ def main(argv=None):
             if dashboard:
                 print(f"dashboard: {cluster.dashboard_url} (live while the demo trains; afterwards: "
                       f"tensorgrid dashboard --from {history})", flush=True)
-            accuracy = train(cluster.target, args.out, args.steps)
+            accuracy = run(cluster.target)
     return 0 if accuracy >= 0.95 else 1
 
 
