@@ -184,7 +184,7 @@ def _installed(module):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W8", help="comma-separated workloads (W1..W6, W8)")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8", help="comma-separated workloads (W1..W8)")
     p.add_argument("--no-tensorflow", action="store_true", help="skip TensorFlow even where installed")
     p.add_argument("--no-ray", action="store_true", help="skip Ray Compiled Graphs even where installed")
     p.add_argument("--child", choices=["tensorgrid", "tensorflow", "ray", "limits"], help=argparse.SUPPRESS)
@@ -193,10 +193,10 @@ def main(argv=None):
     if args.child:
         return _child(args)
     workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    unknown = [w for w in workloads if w not in ("W1", "W2", "W3", "W4", "W5", "W6", "W8")]
+    unknown = [w for w in workloads if w not in ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")]
     if unknown:
-        p.error(f"unknown workload(s) {unknown}; choose from W1..W6, W8")
-    in_cluster = [w for w in workloads if w != "W8"]
+        p.error(f"unknown workload(s) {unknown}; choose from W1..W8")
+    in_cluster = [w for w in workloads if w not in ("W7", "W8")]
     results = {"tensorgrid": _run_child("tensorgrid", in_cluster) if in_cluster else {}}
     if "W2" in workloads:
         tcp = _run_child("tensorgrid", ["W2"], transport="tcp")
@@ -211,7 +211,16 @@ def main(argv=None):
         from benchmarks import w8
         for system in ("tensorgrid", "tensorflow") if with_tf else ("tensorgrid",):
             results[system].update(w8.run(system))
+    w7_where = None
+    if "W7" in workloads:
+        from benchmarks import w7
+        w7_results, w7_where = w7.run()
+        for system, rows in w7_results.items():
+            if system == "tensorgrid" or with_tf:
+                results.setdefault(system, {}).update(rows)
     _report(results)
+    if "W7" in workloads:
+        w7.report(results, w7_where)
     if "W8" in workloads:
         w8.report(results)
     return 0 if results["tensorgrid"] else 1
