@@ -349,3 +349,17 @@ def test_summary_of_unbuilt_and_wide_models(K, monkeypatch):
     theirs.summary(print_fn=lambda text, line_break=True: lines.append(text))
     assert _summary(ours) == "".join(lines)
     assert "0 (unbuilt)" in _summary(ours)
+
+
+def test_activation_layers_match_keras(K):
+    x = np.linspace(-3, 3, 24, dtype="float32").reshape(2, 3, 4)
+    for make in (lambda k: k.layers.ReLU(max_value=2.0, negative_slope=0.1), lambda k: k.layers.LeakyReLU(),
+                 lambda k: k.layers.LeakyReLU(negative_slope=0.05), lambda k: k.layers.ELU(0.5),
+                 lambda k: k.layers.Softmax(axis=1), lambda k: k.layers.PReLU(alpha_initializer="ones")):
+        np.testing.assert_allclose(np.asarray(make(keras)(x)), np.asarray(make(K)(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_pad_sequences_matches_keras(K):
+    seqs = [[1, 2, 3], [4], [], [5, 6, 7, 8, 9]]
+    for kwargs in ({}, {"maxlen": 3}, {"maxlen": 4, "padding": "post", "truncating": "post", "value": -1}):
+        np.testing.assert_array_equal(keras.utils.pad_sequences(seqs, **kwargs), K.utils.pad_sequences(seqs, **kwargs))

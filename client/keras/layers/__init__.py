@@ -7,6 +7,7 @@ from tensorgrid.client.keras.layers.convolutional import *  # noqa: F401,F403
 from tensorgrid.client.keras.layers.normalization import *  # noqa: F401,F403
 from tensorgrid.client.keras.layers.merging import *  # noqa: F401,F403
 from tensorgrid.client.keras.layers.recurrent import *  # noqa: F401,F403
+from tensorgrid.client.keras.layers.activation import *  # noqa: F401,F403
 
 
 def serialize(layer):

@@ -6,7 +6,7 @@ import numpy as np
 
 from tensorgrid.client.keras.utils.progbar import Progbar  # noqa: F401 - the progress bar, in its own module
 
-__all__ = ["set_random_seed", "to_categorical", "normalize", "Progbar"]
+__all__ = ["set_random_seed", "to_categorical", "normalize", "pad_sequences", "Progbar"]
 
 
 def set_random_seed(seed):
@@ -40,3 +40,30 @@ def normalize(x, axis=-1, order=2):
     norm = np.atleast_1d(np.linalg.norm(x, order, axis))
     norm[norm == 0] = 1
     return x / np.expand_dims(norm, axis)
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0):
+    """Sequences as one (len(sequences), maxlen) array: longer ones cut, shorter ones padded with `value`
+    (both at the front by default, as Keras)."""
+    if padding not in ("pre", "post"):
+        raise ValueError(f'`padding` must be "pre" or "post". Received: padding={padding}')
+    if truncating not in ("pre", "post"):
+        raise ValueError(f'`truncating` must be "pre" or "post". Received: truncating={truncating}')
+    lengths = [len(s) for s in sequences]
+    if maxlen is None:
+        maxlen = max(lengths, default=0)
+    sample_shape = ()
+    for s in sequences:
+        if len(s):
+            sample_shape = np.asarray(s).shape[1:]
+            break
+    out = np.full((len(sequences), maxlen) + sample_shape, value, dtype=dtype)
+    for i, s in enumerate(sequences):
+        if not len(s) or not maxlen:
+            continue
+        trunc = np.asarray(s[-maxlen:] if truncating == "pre" else s[:maxlen], dtype=dtype)
+        if padding == "post":
+            out[i, :len(trunc)] = trunc
+        else:
+            out[i, -len(trunc):] = trunc
+    return out
