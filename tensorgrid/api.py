@@ -57,13 +57,8 @@ convert_to_tensor = _graph.convert_to_tensor
 dtypes = _dtypes_module
 # TF2's aliases of Keras's: tf.optimizers (with tf.optimizers.schedules) and tf.losses
 from tensorgrid.client.keras import optimizers, losses  # noqa: E402,F401
-initializers = _types.SimpleNamespace(
-    zeros=variables.zeros_initializer, ones=variables.ones_initializer,
-    constant=variables.constant_initializer, random_normal=variables.random_normal_initializer,
-    truncated_normal=variables.truncated_normal_initializer, random_uniform=variables.random_uniform_initializer,
-    glorot_uniform=variables.glorot_uniform_initializer, glorot_normal=variables.glorot_normal_initializer,
-    variance_scaling=variables.variance_scaling_initializer,
-)
+# TF2's tf.initializers is Keras's (RandomNormal(), GlorotUniform(), ...); compat.v1 keeps TF1's.
+from tensorgrid.client.keras import initializers  # noqa: E402,F401
 
 from tensorgrid.client import remote_eager as _remote_eager  # noqa: E402
 

@@ -445,3 +445,11 @@ def test_variable_errors():
         v + 1.0
     with pytest.raises(TypeError, match="not iterable"):
         iter(tg.Variable([1.0]))
+
+
+def test_tf2_initializers_are_keras_s_and_compat_v1_keeps_tf1_s():
+    import tensorgrid.compat.v1 as tf1
+    assert tg.initializers.RandomNormal is tg.keras.initializers.RandomNormal
+    assert tg.initializers.zeros is tg.keras.initializers.Zeros
+    assert tg.initializers.GlorotUniform(seed=1)([3, 4]).shape == (3, 4)
+    assert tf1.initializers.glorot_uniform is tf1.glorot_uniform_initializer

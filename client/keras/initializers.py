@@ -242,3 +242,8 @@ def deserialize(config, custom_objects=None):
 def get(identifier):
     """An Initializer from a name ('glorot_uniform', 'GlorotUniform'), a config dict, a class or a callable."""
     return _identifiers.lookup(identifier, {**_CLASSES, **_ALIASES}, "initializer")
+
+
+# Keras's snake_case aliases as module attributes (keras.initializers.zeros is Zeros; TF2's
+# tf.initializers, which is this module, has them too).
+globals().update(_ALIASES)

@@ -78,8 +78,16 @@ def _app_run(main=None, argv=None):
 
 app = _types.SimpleNamespace(run=_app_run)
 
-# TF1's tf.layers and tf.losses (TF2's are Keras's).
+# TF1's tf.layers and tf.losses (TF2's are Keras's), and TF1's tf.initializers.
 from tensorgrid.client import layers, losses  # noqa: E402,F401
+from tensorgrid.client import variables as _variables  # noqa: E402
+initializers = _types.SimpleNamespace(
+    zeros=_variables.zeros_initializer, ones=_variables.ones_initializer,
+    constant=_variables.constant_initializer, random_normal=_variables.random_normal_initializer,
+    truncated_normal=_variables.truncated_normal_initializer, random_uniform=_variables.random_uniform_initializer,
+    glorot_uniform=_variables.glorot_uniform_initializer, glorot_normal=_variables.glorot_normal_initializer,
+    variance_scaling=_variables.variance_scaling_initializer,
+)
 
 # TF1's tf.data: the same datasets, with TF1's Iterator and iterator functions.
 data = _types.ModuleType("tensorgrid.compat.v1.data", _data.__doc__)
