@@ -35,7 +35,7 @@ def _assert_weights(result, expected, atol=1e-5):
     np.testing.assert_allclose(result["losses"], expected["losses"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("n,optimizer", [(2, "manual"), (3, "v1")])
+@pytest.mark.parametrize("n,optimizer", [(2, "manual"), (3, "v1"), (2, "keras")])
 def test_mwms_workers_train_to_the_weights_of_full_batch_gradient_descent(tasks, tmp_path, n, optimizer):  # noqa: F811
     results = _run_workers(tasks, tmp_path, n, f"--optimizer={optimizer}")
     expected = mwms_train.reference()

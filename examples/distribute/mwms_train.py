@@ -51,7 +51,8 @@ def main(out_path, optimizer_kind="manual"):
         if rank:
             start = [w + 1.0 for w in start]
         weights = [tf.Variable(w) for w in start]
-        opt = tf.compat.v1.train.GradientDescentOptimizer(LR) if optimizer_kind == "v1" else None
+        opt = {"v1": lambda: tf.compat.v1.train.GradientDescentOptimizer(LR),
+               "keras": lambda: tf.keras.optimizers.SGD(LR)}.get(optimizer_kind, lambda: None)()
 
     x, y = make_data()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
@@ -68,7 +69,7 @@ def main(out_path, optimizer_kind="manual"):
             for w, g in zip(weights, grads):
                 w.assign_sub(LR * g)
         else:
-            # a TF1 optimizer's apply_gradients sums the replicas' gradients itself
+            # a TF1 or Keras optimizer's apply_gradients sums the replicas' gradients itself
             opt.apply_gradients(zip(grads, weights))
         return loss
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from tensorgrid.client import array_ops, context, math_ops, scopes
 from tensorgrid.client import variables as variables_lib
+from tensorgrid.client.distribute import distribute_lib
 from tensorgrid.client.graph import convert_to_tensor
 from tensorgrid.client.indexed_slices import IndexedSlices
 from tensorgrid.client.keras.naming import auto_name
@@ -231,6 +232,8 @@ class Optimizer:
                 grads = [_scale(g, 1.0 / self.loss_scale_factor) for g in grads]
             grads = self._clip_gradients(grads)
             self._apply_weight_decay(trainable_variables)
+            # inside a tg.distribute strategy's run: the replicas' gradients summed (after clipping, as Keras's)
+            grads = [g for g, _ in distribute_lib.aggregate_gradients(zip(grads, trainable_variables))]
             learning_rate = self.learning_rate
             for grad, variable in zip(grads, trainable_variables):
                 with scopes.name_scope("update_" + _op_name(variable)):
