@@ -1,8 +1,6 @@
-"""tg.keras.callbacks and tg.keras.utils.Progbar: against Keras 3 fed the same logs, and around a real
-training loop (a linear model trained with tg.keras's optimizer, loss and metrics, driven through a
-CallbackList the way fit drives it)."""
+"""tg.keras.callbacks and tg.keras.utils.Progbar against Keras 3 fed the same logs (decisions, files and
+printed output); tests/test_keras_callbacks_fit.py runs them inside Model.fit."""
 
-import csv
 import io
 import sys
 from unittest import mock
@@ -10,8 +8,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-import tensorgrid as tg
-from tensorgrid.client.keras import callbacks, losses, metrics, optimizers
+from tensorgrid.client.keras import callbacks, optimizers
 from tensorgrid.client.keras.utils import Progbar
 
 keras = pytest.importorskip("keras")
@@ -22,93 +19,6 @@ LOGS = [{"loss": 0.9, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.4},
         {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.79995, "val_accuracy": 0.6},
         {"loss": 0.4, "accuracy": 0.9, "val_loss": 0.9, "val_accuracy": 0.58},
         {"loss": 0.3, "accuracy": 0.95, "val_loss": 0.95, "val_accuracy": 0.57}]
-
-
-class LinearModel:
-    """A softmax regression with Keras's model surface that callbacks use (weights, optimizer, metrics)."""
-
-    def __init__(self, optimizer):
-        rng = np.random.default_rng(0)
-        self.w = tg.Variable(rng.normal(size=(4, 3)).astype("float32") * 0.1)
-        self.b = tg.Variable(np.zeros(3, "float32"))
-        self.optimizer = optimizer
-        self.loss = losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.loss_tracker = metrics.Mean(name="loss")
-        self.accuracy = metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.metrics = [self.loss_tracker, self.accuracy]
-        self.stop_training = False
-        self.saved = []
-
-    @tg.function
-    def train_step(self, x, y):
-        with tg.GradientTape() as tape:
-            logits = tg.matmul(x, self.w) + self.b
-            loss = self.loss(y, logits)
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, [self.w, self.b]), [self.w, self.b]))
-        self.loss_tracker.update_state(loss)
-        self.accuracy.update_state(y, logits)
-        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}
-
-    def evaluate(self, x, y):
-        logits = tg.matmul(x, self.w) + self.b
-        acc = metrics.SparseCategoricalAccuracy()
-        acc.update_state(y, logits)
-        return {"loss": float(self.loss(y, logits).numpy()), "accuracy": float(acc.result().numpy())}
-
-    def get_weights(self):
-        return [self.w.numpy().copy(), self.b.numpy().copy()]
-
-    def set_weights(self, weights):
-        self.w.assign(weights[0])
-        self.b.assign(weights[1])
-
-    def save_weights(self, filepath, overwrite=True):
-        with open(filepath, "wb") as f:
-            np.savez(f, *self.get_weights())
-        self.saved.append(filepath)
-
-    save = save_weights
-
-
-def _data():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(96, 4)).astype("float32")
-    y = np.argmax(x[:, :3] + 0.3 * rng.normal(size=(96, 3)), axis=1).astype("int32")
-    return x, y
-
-
-def fit(model, epochs, callback_list, verbose=0, batch_size=32):
-    """fit's loop: what Keras's fit calls on its CallbackList, with the logs it passes."""
-    x, y = _data()
-    steps = len(x) // batch_size
-    cbs = callbacks.CallbackList(callback_list, add_history=True, add_progbar=verbose != 0, model=model,
-                                 verbose=verbose, epochs=epochs, steps=steps)
-    cbs.on_train_begin()
-    for epoch in range(epochs):
-        for m in model.metrics:
-            m.reset_state()
-        cbs.on_epoch_begin(epoch)
-        for step in range(steps):
-            cbs.on_train_batch_begin(step)
-            logs = model.train_step(x[step * batch_size:(step + 1) * batch_size],
-                                    y[step * batch_size:(step + 1) * batch_size])
-            cbs.on_train_batch_end(step, logs)
-        epoch_logs = dict(logs)
-        epoch_logs.update({f"val_{k}": v for k, v in model.evaluate(x[-32:], y[-32:]).items()})
-        cbs.on_epoch_end(epoch, epoch_logs)
-        if model.stop_training:
-            break
-    cbs.on_train_end(epoch_logs)
-    return model.history
-
-
-def test_history_and_real_training():
-    model = LinearModel(optimizers.Adam(learning_rate=0.05))
-    history = fit(model, 5, [])
-    assert history.epoch == [0, 1, 2, 3, 4]
-    assert sorted(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
-    assert all(isinstance(v, float) for v in history.history["loss"])
-    assert history.history["loss"][-1] < history.history["loss"][0]
 
 
 class _Holder:
@@ -154,17 +64,6 @@ def test_early_stopping_decides_as_keras(kwargs):
     np.testing.assert_array_equal(mine.weights[0], keras_model.weights[0])
 
 
-def test_early_stopping_stops_real_training_and_restores_the_best_weights():
-    model = LinearModel(optimizers.SGD(learning_rate=0.5))
-    seen = []
-    record = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
-        (logs["val_loss"], model.get_weights())))
-    stop = callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0, restore_best_weights=True)
-    history = fit(model, 10, [record, stop])
-    assert len(history.epoch) == 2      # nothing beats the first epoch by 10, so the second stops it
-    np.testing.assert_array_equal(model.get_weights()[0], seen[0][1][0])
-
-
 def test_reduce_lr_on_plateau_matches_keras():
     kwargs = dict(monitor="val_loss", factor=0.5, patience=1, cooldown=1, min_lr=0.02)
     ours = callbacks.ReduceLROnPlateau(**kwargs)
@@ -181,38 +80,6 @@ def test_reduce_lr_on_plateau_matches_keras():
     assert float(ours_model.optimizer.learning_rate.numpy()) < 0.1
 
 
-def test_model_checkpoint_names_files_and_keeps_only_the_best(tmp_path):
-    model = LinearModel(optimizers.SGD(learning_rate=0.3))
-    pattern = str(tmp_path / "ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5")
-    every = callbacks.ModelCheckpoint(pattern, save_weights_only=True)
-    best = callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), save_weights_only=True,
-                                     save_best_only=True, monitor="val_accuracy", mode="max")
-    history = fit(model, 3, [every, best])
-    for epoch, val_loss in enumerate(history.history["val_loss"]):
-        assert (tmp_path / f"ckpt-{epoch + 1:02d}-{val_loss:.2f}.weights.h5").exists()
-    improved = sum(1 for i, v in enumerate(history.history["val_accuracy"])
-                   if i == 0 or v > max(history.history["val_accuracy"][:i]))
-    assert model.saved.count(str(tmp_path / "best.weights.h5")) == improved
-    with pytest.raises(ValueError, match="must end in `.weights.h5`"):
-        callbacks.ModelCheckpoint(str(tmp_path / "x.h5"), save_weights_only=True)
-    with pytest.raises(ValueError, match="must end in `.keras`"):
-        callbacks.ModelCheckpoint(str(tmp_path / "x.ckpt"))
-    with pytest.raises(KeyError, match="Failed to format this callback filepath"):
-        callbacks.ModelCheckpoint(str(tmp_path / "{nope}.keras"))._file_path(0, None, {})
-
-
-def test_model_checkpoint_auto_mode_reads_the_metric_direction(tmp_path):
-    model = LinearModel(optimizers.SGD(learning_rate=0.3))
-    cb = callbacks.ModelCheckpoint(str(tmp_path / "m.keras"), monitor="val_accuracy", save_best_only=True)
-    cb.set_model(model)
-    cb.on_epoch_end(0, {"val_accuracy": 0.5})
-    assert cb.monitor_op is np.greater      # SparseCategoricalAccuracy goes up
-    unknown = callbacks.EarlyStopping(monitor="val_mystery")
-    unknown.set_model(model)
-    with pytest.raises(ValueError, match="isn't able to automatically determine"):
-        unknown.on_epoch_end(0, {"val_mystery": 1.0})
-
-
 def test_csv_logger_writes_what_keras_writes(tmp_path):
     ours, theirs = tmp_path / "ours.csv", tmp_path / "theirs.csv"
     for cls, path in ((callbacks.CSVLogger, ours), (keras.callbacks.CSVLogger, theirs)):
@@ -222,38 +89,7 @@ def test_csv_logger_writes_what_keras_writes(tmp_path):
             cb.on_epoch_end(epoch, {k: v for k, v in logs.items() if not k.startswith("val_")})
         cb.on_train_end()
     assert ours.read_text() == theirs.read_text()
-    model = LinearModel(optimizers.SGD(learning_rate=0.3))
-    path = tmp_path / "log.csv"
-    fit(model, 2, [callbacks.CSVLogger(str(path))])
-    fit(model, 1, [callbacks.CSVLogger(str(path), append=True)])
-    rows = list(csv.DictReader(path.open()))
-    assert [r["epoch"] for r in rows] == ["0", "1", "0"]
-    assert set(rows[0]) == {"epoch", "accuracy", "loss", "val_accuracy", "val_loss"}
 
-
-def _scalar(event):
-    proto = event.tensor_proto
-    return proto.float_val[0] if proto.float_val else np.frombuffer(proto.tensor_content, np.float32)[0]
-
-
-def test_tensorboard_writes_event_files_tensorboard_reads(tmp_path):
-    from tensorboard.backend.event_processing import event_accumulator as ea
-    model = LinearModel(optimizers.Adam(learning_rate=0.05))
-    history = fit(model, 3, [callbacks.TensorBoard(log_dir=str(tmp_path), update_freq=2)])
-    train = ea.EventAccumulator(str(tmp_path / "train"), size_guidance={ea.TENSORS: 0})
-    train.Reload()
-    validation = ea.EventAccumulator(str(tmp_path / "validation"), size_guidance={ea.TENSORS: 0})
-    validation.Reload()
-    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "batch_loss"} <= set(train.Tags()["tensors"])
-    assert {"epoch_loss", "epoch_accuracy"} <= set(validation.Tags()["tensors"])
-    for name in ("loss", "accuracy"):
-        events = train.Tensors(f"epoch_{name}")
-        assert [e.step for e in events] == [0, 1, 2]
-        np.testing.assert_allclose([_scalar(e) for e in events], history.history[name], rtol=1e-6)
-        np.testing.assert_allclose([_scalar(e) for e in validation.Tensors(f"epoch_{name}")],
-                                   history.history[f"val_{name}"], rtol=1e-6)
-    # every second batch, at the optimizer's step
-    assert [e.step for e in train.Tensors("batch_loss")] == [2, 4, 6, 8]
 
 
 def _capture(fn):
@@ -303,15 +139,7 @@ def test_progbar_matches_keras_character_for_character(kwargs):
     assert _capture(lambda: drive(Progbar)) == _capture(lambda: drive(keras.utils.Progbar))
 
 
-def test_lambda_learning_rate_scheduler_and_terminate_on_nan():
-    model = LinearModel(optimizers.SGD(learning_rate=0.1))
-    calls = []
-    lam = callbacks.LambdaCallback(on_train_begin=lambda logs: calls.append("begin"),
-                                   on_train_batch_end=lambda batch, logs: calls.append(batch))
-    sched = callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
-    history = fit(model, 2, [lam, sched])
-    assert calls == ["begin", 0, 1, 2, 0, 1, 2]
-    assert history.history["learning_rate"] == pytest.approx([0.05, 0.025])
+def test_terminate_on_nan_and_model_checkpoint_arguments(tmp_path):
     nan = callbacks.TerminateOnNaN()
     holder = _Holder()
     nan.set_model(holder)
@@ -319,3 +147,9 @@ def test_lambda_learning_rate_scheduler_and_terminate_on_nan():
     assert holder.stop_training
     with pytest.raises(RuntimeError, match="NaN or Inf loss"):
         callbacks.TerminateOnNaN(raise_error=True).on_batch_end(3, {"loss": float("inf")})
+    with pytest.raises(ValueError, match="must end in `.weights.h5`"):
+        callbacks.ModelCheckpoint(str(tmp_path / "x.h5"), save_weights_only=True)
+    with pytest.raises(ValueError, match="must end in `.keras`"):
+        callbacks.ModelCheckpoint(str(tmp_path / "x.ckpt"))
+    with pytest.raises(KeyError, match="Failed to format this callback filepath"):
+        callbacks.ModelCheckpoint(str(tmp_path / "{nope}.keras"))._file_path(0, None, {})
