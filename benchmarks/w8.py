@@ -5,7 +5,7 @@ worker tasks, each worker its own client (TF1 between-graph replication, asynchr
 "all-reduce" N workers under MultiWorkerMirroredStrategy (synchronous steps, gradients all-reduced).
 A sample is one worker's step time divided by N: seconds per step of the whole cluster, whose
 inverse is the cluster's steps per second (every worker step trains on a batch of 64).
-The worker processes get OPENBLAS_NUM_THREADS = cores / processes unless it is set.
+The worker processes get OPENBLAS_NUM_THREADS=1 unless it is set.
 """
 
 import json
@@ -28,10 +28,11 @@ def run_config(system, mode, n, steps=30, timeout=600):
         cluster["ps"] = [f"localhost:{next(ports)}"]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TF_CONFIG", None)
-    # one BLAS thread per core per process: numpy's multithreaded OpenBLAS spin-waits when several
-    # processes share the cores (a 64x64 @ 64x128 matmul took 4 ms instead of 0.15 ms on a loaded
-    # 2-core machine); TensorFlow's kernels (Eigen) are not affected by it
-    env.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (n + (mode == "ps")))))
+    # one BLAS thread per process: numpy's multithreaded OpenBLAS spin-waits when processes share the
+    # cores (a 64x64 @ 64x128 matmul took 4 ms instead of 0.15 ms on a loaded 2-core machine, and one
+    # all-reduce worker ran 8 steps/s with 2 threads, 1313 with 1); TensorFlow's kernels (Eigen) are
+    # not affected by it
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     worker_mode = "ps" if mode == "ps" else "allreduce"
 
     def start(job, i):
