@@ -95,7 +95,6 @@ def train(target, out_dir, steps=400, batch=64, ps_device="/job:ps/task:0",
           worker_devices=("/job:worker/task:0", "/job:worker/task:1")):
     """Trains the demo model on `target`; returns the test accuracy."""
     import tensorgrid.compat.v1 as tf
-    from tensorgrid.runtime import visualize
     tf.disable_eager_execution()
     x_train, y_train, x_test, y_test = load_digits()
     g = tf.Graph()
@@ -115,17 +114,23 @@ def train(target, out_dir, steps=400, batch=64, ps_device="/job:ps/task:0",
             md = tf.RunMetadata()
             sess.run([m["train_op"], m["loss"]], {m["x"]: x_train[:batch], m["y"]: y_train[:batch]},
                      options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=md)
+    print(f"test accuracy: {accuracy:.4f}")
+    write_step_views(md, out_dir, "one training step of the demo MLP, partitioned per device")
+    return accuracy
+
+
+def write_step_views(run_metadata, out_dir, title):
+    """Writes one traced step's Chrome trace and partition SVG under out_dir, and says where."""
+    from tensorgrid.client import profiler
+    from tensorgrid.runtime import visualize
     os.makedirs(out_dir, exist_ok=True)
     trace_path = os.path.join(out_dir, "trace.json")
     with open(trace_path, "w") as f:
-        f.write(tf.profiler.chrome_trace(md))
+        f.write(profiler.chrome_trace(run_metadata))
     svg_path = os.path.join(out_dir, "partitions.svg")
     with open(svg_path, "w") as f:
-        f.write(visualize.partition_svg(visualize.partitions_from_metadata(md),
-                                        title="one training step of the demo MLP, partitioned per device"))
-    print(f"test accuracy: {accuracy:.4f}")
+        f.write(visualize.partition_svg(visualize.partitions_from_metadata(run_metadata), title=title))
     print(f"wrote {trace_path} (open in https://ui.perfetto.dev) and {svg_path}")
-    return accuracy
 
 
 def main(argv=None):

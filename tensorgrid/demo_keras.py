@@ -53,8 +53,7 @@ def train(target, out_dir, epochs=12, batch_size=32, ps_device="/job:ps/task:0",
     import tensorgrid as tg
     from tensorgrid import keras
     from tensorgrid.client import remote_eager
-    from tensorgrid.demo import load_digits
-    from tensorgrid.runtime import visualize
+    from tensorgrid.demo import load_digits, write_step_views
     x_train, y_train, x_test, y_test = load_digits()
     x_train, x_test = x_train.reshape(-1, 8, 8, 1), x_test.reshape(-1, 8, 8, 1)
     keras.utils.set_random_seed(0)
@@ -70,14 +69,6 @@ def train(target, out_dir, epochs=12, batch_size=32, ps_device="/job:ps/task:0",
         metadata = trace_train_step(model, x_train[:batch_size], y_train[:batch_size])
     finally:
         remote_eager.disconnect()
-    os.makedirs(out_dir, exist_ok=True)
-    trace_path = os.path.join(out_dir, "trace.json")
-    with open(trace_path, "w") as f:
-        f.write(tg.profiler.chrome_trace(metadata))
-    svg_path = os.path.join(out_dir, "partitions.svg")
-    with open(svg_path, "w") as f:
-        f.write(visualize.partition_svg(visualize.partitions_from_metadata(metadata),
-                                        title="one Keras train step of the digits CNN, partitioned per device"))
     print(f"test accuracy: {accuracy:.4f}")
-    print(f"wrote {trace_path} (open in https://ui.perfetto.dev) and {svg_path}")
+    write_step_views(metadata, out_dir, "one Keras train step of the digits CNN, partitioned per device")
     return accuracy
