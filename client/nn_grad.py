@@ -33,6 +33,23 @@ def _softplus_grad(op, grad):
     return [math_ops.multiply(grad, math_ops.sigmoid(op.inputs[0]))]
 
 
+@register_gradient("BiasAdd")
+def _bias_add_grad(op, grad):
+    return [grad, apply_op("BiasAddGrad", [grad], {"data_format": op.get_attr("data_format")})]
+
+
+@register_gradient("BiasAddGrad")
+def _bias_add_grad_grad(op, grad):
+    """The bias gradient laid along the channel axis and broadcast to out_backprop's shape (TF's)."""
+    out_backprop = op.inputs[0]
+    rank = array_ops.rank(out_backprop)
+    if op.get_attr("data_format") == "NCHW":
+        shape = array_ops.concat([[1], array_ops.shape(grad), array_ops.ones([rank - 2], "int32")], 0)
+    else:
+        shape = array_ops.concat([array_ops.ones([rank - 1], "int32"), array_ops.shape(grad)], 0)
+    return [array_ops.broadcast_to(array_ops.reshape(grad, shape), array_ops.shape(out_backprop))]
+
+
 def _xent_logits_grad(op, grad_loss, grad_backprop):
     """The logits gradient of both softmax cross-entropies, second order included."""
     grad = _times_rows(grad_loss, op.outputs[1])

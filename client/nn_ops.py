@@ -117,26 +117,16 @@ def _shifted(logits, axis):
 # ---- layers' arithmetic --------------------------------------------------------------------
 
 def bias_add(value, bias, data_format=None, name=None):
-    """value + bias, bias a vector along the channel axis (last for NHWC, second for NCHW)."""
+    """value + bias, bias a vector along the channel axis (last for NHWC, second for NCHW).
+
+    One BiasAdd op, whose bias gradient is one BiasAddGrad, as in TensorFlow.
+    """
     with name_scope(name, "BiasAdd") as scope:
         value = convert_to_tensor(value)
         bias = convert_to_tensor(bias, dtype=value.dtype)
-        if bias.shape.ndims is not None and bias.shape.ndims != 1:
-            raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
-        rank = value.shape.ndims
-        if rank is not None and rank < 2:
-            raise ValueError(f"value must have rank >= 2, got shape {value.shape}")
-        channels_first = data_format is not None and data_format.startswith("NC")
-        if channels_first and rank is None:
-            raise ValueError("bias_add with data_format NCHW needs the rank of value to be known")
-        axis = 1 if channels_first else -1
-        c, want = bias.shape.as_tuple(), None if rank is None else value.shape[axis]
-        if c is not None and None not in (c[0], want) and c[0] != want:
-            raise ValueError(f"bias has {c[0]} elements but value has {want} channels "
-                             f"(value {value.shape}, data_format {data_format or 'NHWC'})")
-        if channels_first:
-            bias = array_ops.reshape(bias, [-1] + [1] * (rank - 2))
-        return math_ops.add(value, bias, name=scope)
+        # TF's spellings: "N...C" is NHWC, "NC..." is NCHW, whatever the rank
+        fmt = "NCHW" if data_format is not None and data_format.startswith("NC") else "NHWC"
+        return apply_op("BiasAdd", [value, bias], {"data_format": fmt}, name=scope)
 
 
 def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None):

@@ -55,9 +55,9 @@ def build_model(tf, ps_device, worker_devices, n_in=64, hidden=128, n_out=10, le
     x = tf.placeholder(tf.float32, [None, n_in], name="x")
     y = tf.placeholder(tf.int64, [None], name="y")
     with tf.device(worker_devices[0]):
-        h = tf.nn.relu(tf.matmul(x, w1) + b1, name="hidden")
+        h = tf.nn.relu(tf.nn.bias_add(tf.matmul(x, w1), b1), name="hidden")
     with tf.device(worker_devices[1]):
-        logits = tf.matmul(h, w2) + b2
+        logits = tf.nn.bias_add(tf.matmul(h, w2), b2)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits), name="loss")
         correct = tf.equal(tf.argmax(logits, 1), y)
         accuracy = tf.reduce_mean(tf.cast(correct, tf.float32), name="accuracy")

@@ -6,6 +6,7 @@ import pytest
 
 import tensorgrid as tg
 from conftest import run_with
+from tensorgrid.client.graph import apply_op
 from gradcheck import check_gradients
 
 FLOATS = [np.float32, np.float64]
@@ -122,6 +123,53 @@ def test_bias_add_checks_shapes():
         tg.nn.bias_add(np.zeros((2, 3)), np.zeros(4))
     with pytest.raises(ValueError, match="1-D"):
         tg.nn.bias_add(np.zeros((2, 3)), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="rank >= 2"):
+        tg.nn.bias_add(np.zeros(3), np.zeros(3))
+
+
+def test_bias_add_is_one_op_with_one_gradient_op():
+    """As in TF: one BiasAdd forward, one BiasAddGrad for the bias (no Shape/Sum/Reshape chain)."""
+    g = tg.Graph()
+    with g.as_default():
+        x, b = tg.placeholder(tg.float32, [None, None]), tg.constant(np.zeros(4, np.float32))
+        y = tg.nn.bias_add(x, b)
+        gx, gb = tg.gradients(y, [x, b])
+    assert y.op.type == "BiasAdd" and gb.op.type == "BiasAddGrad"
+    assert {o.type for o in g.get_operations()} == {"Placeholder", "Const", "BiasAdd", "BiasAddGrad", "OnesLike"}
+    with tg.Session(graph=g) as sess, pytest.raises(tg.errors.InvalidArgumentError, match="BiasAdd.*channels"):
+        sess.run(y, {x: np.zeros((2, 3), np.float32)})
+
+
+@pytest.mark.parametrize("fmt,shape", [("NHWC", (4, 5)), ("NHWC", (2, 3, 4, 5)), ("NCHW", (2, 5, 3, 4)),
+                                       ("NCHW", (2, 5))])
+def test_bias_add_and_its_gradients_match_tensorflow(fmt, shape):
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.RandomState(5)
+    x, b, w = rng.randn(*shape), rng.randn(5), rng.randn(*shape)
+    tx, tb, tw = map(tf.constant, (x, b, w))
+    with tf.GradientTape() as outer:
+        outer.watch(tw)
+        with tf.GradientTape() as inner:
+            inner.watch([tx, tb])
+            y = tf.raw_ops.BiasAdd(value=tx, bias=tb, data_format=fmt)
+            loss = tf.reduce_sum(y * tw)
+        _, gb = inner.gradient(loss, [tx, tb])
+        bias_grad = tf.raw_ops.BiasAddGrad(out_backprop=tw, data_format=fmt)
+        second = tf.reduce_sum(gb * gb)
+    want = [y.numpy(), gb.numpy(), bias_grad.numpy(), outer.gradient(second, tw).numpy()]
+    a, c, v = map(tg.constant, (x, b, w))
+    with tg.GradientTape() as outer:
+        outer.watch(v)
+        with tg.GradientTape() as inner:
+            inner.watch([a, c])
+            y = tg.nn.bias_add(a, c, data_format=fmt)
+            loss = tg.reduce_sum(y * v)
+        _, gb = inner.gradient(loss, [a, c])
+        second = tg.reduce_sum(gb * gb)
+    got = [y.numpy(), gb.numpy(), apply_op("BiasAddGrad", [v], {"data_format": fmt}).numpy(),
+           outer.gradient(second, v).numpy()]
+    for g_, w_ in zip(got, want):
+        np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12)
 
 
 def test_l2_loss(executor):
@@ -149,6 +197,7 @@ def test_moments_float16_and_keep_dims_alias():
 def test_layer_arithmetic_gradients():
     rng = np.random.RandomState(3)
     check_gradients(tg.nn.bias_add, rng.randn(2, 3), rng.randn(3))
+    check_gradients(lambda v, b: tg.nn.bias_add(v, b, data_format="NCHW"), rng.randn(2, 3, 2), rng.randn(3))
     check_gradients(tg.nn.l2_loss, rng.randn(2, 3))
     check_gradients(lambda t: list(tg.nn.moments(t, [0])), rng.randn(4, 3))
     check_gradients(lambda t: list(tg.nn.moments(t, [0, 1], keepdims=True)), rng.randn(4, 3))

@@ -1,5 +1,5 @@
-"""Neural-network ops that need kernels of their own: Relu, Softplus, the softmax cross-entropies
-(numerically stable in one pass), and 2-D convolution and pooling with their gradient ops.
+"""Neural-network ops that need kernels of their own: Relu, Softplus, BiasAdd and its gradient,
+the softmax cross-entropies (numerically stable in one pass), and 2-D convolution and pooling with their gradient ops.
 
 Convolution and pooling work on NHWC tensors (filters HWIO) and use TF's
 window geometry: VALID keeps the windows that fit, SAME gives ceil(in/stride)
@@ -36,6 +36,73 @@ register("ReluGrad", _same, lambda node: lambda grad, features: grad * (features
 register("Softplus", _infer_float_unary,
          lambda node: lambda x: node.xp.logaddexp(x, 0).astype(x.dtype, copy=False),
          doc="log(1 + exp(x)), computed without overflow.")
+
+# ---- bias add ----------------------------------------------------------------------------
+
+
+def _channel_axis(ctx_or_node, rank):
+    """The channel axis of a rank-`rank` tensor: 1 for NCHW, the last for NHWC (the default)."""
+    return 1 if ctx_or_node.attr("data_format", "NHWC") == "NCHW" else rank - 1
+
+
+def _check_data_format(ctx):
+    if ctx.attr("data_format", "NHWC") not in ("NHWC", "NCHW"):
+        raise ctx.error(f"data_format must be NHWC or NCHW, not {ctx.attr('data_format')!r}")
+
+
+def _infer_bias_add(ctx):
+    value, bias = ctx.input_shapes
+    if ctx.input_dtypes[1] != ctx.input_dtypes[0]:
+        raise ctx.error(f"bias ({ctx.input_dtypes[1].name}) and value ({ctx.input_dtypes[0].name}) "
+                        "must have the same dtype")
+    if bias is not None and len(bias) != 1:
+        raise ctx.error(f"bias must be 1-D, got shape {list(bias)}")
+    _check_data_format(ctx)
+    if value is not None:
+        if len(value) < 2:
+            raise ctx.error(f"value must have rank >= 2, got shape {list(value)}")
+        want = value[_channel_axis(ctx, len(value))]
+        if bias is not None and None not in (want, bias[0]) and want != bias[0]:
+            raise ctx.error(f"bias has {bias[0]} elements but value has {want} channels "
+                            f"(value {list(value)}, data_format {ctx.attr('data_format', 'NHWC')})")
+    return [(ctx.input_dtypes[0], value)]
+
+
+def _bias_add_kernel(node):
+    def run(value, bias):
+        axis = _channel_axis(node, value.ndim)
+        if value.ndim < 2 or bias.ndim != 1 or value.shape[axis] != bias.shape[0]:
+            raise errors.InvalidArgumentError(
+                None, None, f"bias of shape {list(bias.shape)} does not match the channels of value "
+                            f"of shape {list(value.shape)} (data_format {node.attr('data_format', 'NHWC')})")
+        if axis != value.ndim - 1:
+            bias = bias.reshape((-1,) + (1,) * (value.ndim - 2))
+        return value + bias
+    return run
+
+
+def _infer_bias_add_grad(ctx):
+    _check_data_format(ctx)
+    shape = ctx.input_shapes[0]
+    if shape is not None and len(shape) < 2:
+        raise ctx.error(f"out_backprop must have rank >= 2, got shape {list(shape)}")
+    return [(ctx.input_dtypes[0], None if shape is None else (shape[_channel_axis(ctx, len(shape))],))]
+
+
+def _bias_add_grad_kernel(node):
+    def run(grad):
+        axis = _channel_axis(node, grad.ndim)
+        axes = tuple(a for a in range(grad.ndim) if a != axis)
+        # float16 sums in float32, as the Sum kernel (and TF) do
+        acc = np.float32 if grad.dtype == np.float16 else grad.dtype
+        return grad.sum(axis=axes, dtype=acc).astype(grad.dtype, copy=False)
+    return run
+
+
+register("BiasAdd", _infer_bias_add, _bias_add_kernel,
+         doc="value + bias, bias a vector along the channel axis (attr data_format: NHWC, last; NCHW, second).")
+register("BiasAddGrad", _infer_bias_add_grad, _bias_add_grad_kernel,
+         doc="BiasAdd's bias gradient: out_backprop summed over every axis but the channel axis.")
 
 # ---- softmax cross-entropy --------------------------------------------------------------
 
