@@ -112,3 +112,33 @@ def test_a_ps_killed_mid_training_with_a_replica_loses_no_update():
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert got[2] == STEPS
+
+
+def test_monitored_training_goes_on_from_the_promoted_replica_without_restoring(tmp_path, caplog):
+    caplog.set_level("WARNING", "tensorgrid.train")
+    expected = _uninterrupted()
+    batches = _batches(STEPS)
+    with LocalCluster(num_workers=1, num_ps=2, extra_worker_args=["--replicas", "1"],
+                      heartbeat_timeout=2.0) as cluster:
+        g, x, y, train, _, variables = _model(devices=True)
+        with g.as_default():
+            steps_seen = []
+            with tg.compat.v1.train.MonitoredTrainingSession(
+                    master=cluster.target, is_chief=True, checkpoint_dir=str(tmp_path),
+                    save_checkpoint_steps=1000, save_summaries_steps=None,
+                    hooks=[tg.compat.v1.train.StopAtStepHook(last_step=STEPS)]) as sess:
+                while not sess.should_stop():
+                    step = int(sess.run(variables[2]))
+                    steps_seen.append(step)
+                    if step == KILL_AFTER and len(steps_seen) == KILL_AFTER + 1:
+                        cluster.kill_worker(0, job="ps")
+                    sess.run(train, {x: batches[step][0], y: batches[step][1]})
+            with tg.compat.v1.Session(cluster.target) as sess:
+                got = sess.run(variables)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("creating the session again" in line for line in lines), lines
+    assert any("without restoring the checkpoint" in line for line in lines), lines
+    # the checkpoint holds step 0; going on from the replica never goes back to it
+    assert steps_seen == sorted(steps_seen) and steps_seen[-1] == STEPS - 1, steps_seen
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -167,7 +167,13 @@ def _session_manager(scaffold):
 
 
 class ChiefSessionCreator(SessionCreator):
-    """Restores the latest checkpoint of `checkpoint_dir` when there is one, else initializes."""
+    """Restores the latest checkpoint of `checkpoint_dir` when there is one, else initializes.
+
+    Asked again (a MonitoredSession recovering from a dead task), it first
+    checks whether the model is still ready and, if so, goes on from the
+    variables as they are: TF restores the checkpoint here even when no
+    variable was lost, dropping every step since the checkpoint.
+    """
 
     def __init__(self, scaffold=None, master="", config=None, checkpoint_dir=None,
                  checkpoint_filename_with_path=None):
@@ -176,13 +182,23 @@ class ChiefSessionCreator(SessionCreator):
         self._scaffold = scaffold or Scaffold()
         self._master = master
         self._config = config
+        self._created = False
 
     def create_session(self):
         s = self._scaffold.finalize()
-        return _session_manager(s).prepare_session(self._master, saver=s.saver, checkpoint_dir=self._checkpoint_dir,
+        manager = _session_manager(s)
+        if self._created:
+            sess = manager.session_if_ready(self._master, config=self._config)
+            if sess is not None:
+                log.warning("the model is still ready on its tasks: going on from its variables, "
+                            "without restoring the checkpoint")
+                return sess
+        sess = manager.prepare_session(self._master, saver=s.saver, checkpoint_dir=self._checkpoint_dir,
                                        checkpoint_filename_with_path=self._checkpoint_filename_with_path,
                                        config=self._config, init_op=s.init_op, init_feed_dict=s.init_feed_dict,
                                        init_fn=s.init_fn)
+        self._created = True
+        return sess
 
 
 class WorkerSessionCreator(SessionCreator):

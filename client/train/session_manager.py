@@ -129,6 +129,26 @@ class SessionManager:
             return sess, False
         return sess, True
 
+    def session_if_ready(self, master, config=None):
+        """A session on `master` whose model is still ready (local init run), or None.
+
+        For a chief re-creating its session after a task died: when the model's
+        variables survived on their tasks (a worker died, or a ps was replaced
+        by its replica), going on from them loses nothing, where restoring the
+        checkpoint would throw away every step since it was written.
+        """
+        sess = self._session(master, config)
+        try:
+            local_ok, _ = self._try_run_local_init_op(sess)
+            ready, _ = self._model_ready(sess) if local_ok else (False, None)
+        except BaseException:
+            sess.close()
+            raise
+        if ready:
+            return sess
+        sess.close()
+        return None
+
     def wait_for_session(self, master, config=None, max_wait_secs=float("inf"), poll_secs=None):
         """A session on `master` once its model is ready (made so by the chief), local init run.
 
