@@ -3,6 +3,7 @@
     python -m benchmarks                  # every workload, tensorgrid and (if installed) TensorFlow
     python -m benchmarks --only W1,W2     # a subset
     python -m benchmarks --no-tensorflow  # tensorgrid only
+    python -m benchmarks --json r.json    # also the summary rows as JSON; python -m benchmarks.plot r.json r.png
 
 Each system runs in a child process of its own against a local cluster of
 two worker processes: tensorgrid's master + 2 workers, or TensorFlow's two
@@ -187,6 +188,8 @@ def main(argv=None):
     p.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8", help="comma-separated workloads (W1..W8)")
     p.add_argument("--no-tensorflow", action="store_true", help="skip TensorFlow even where installed")
     p.add_argument("--no-ray", action="store_true", help="skip Ray Compiled Graphs even where installed")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write the summary rows as one JSON list to PATH (benchmarks/plot.py draws them)")
     p.add_argument("--child", choices=["tensorgrid", "tensorflow", "ray", "limits"], help=argparse.SUPPRESS)
     p.add_argument("--transport", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -218,7 +221,10 @@ def main(argv=None):
         for system, rows in w7_results.items():
             if system == "tensorgrid" or with_tf:
                 results.setdefault(system, {}).update(rows)
-    _report(results)
+    rows = _report(results)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
     if "W7" in workloads:
         w7.report(results, w7_where)
     if "W8" in workloads:
@@ -261,6 +267,7 @@ def _report(results):
     print()
     for r in rows:
         print(json.dumps(r))
+    return rows
 
 
 if __name__ == "__main__":
