@@ -8,6 +8,7 @@ import threading
 import time
 
 from tensorgrid.framework import device_spec, errors
+from tensorgrid.runtime import fusion
 from tensorgrid.runtime import plan as plan_lib
 from tensorgrid.runtime import tracing
 from tensorgrid.worker import executor as executor_lib
@@ -28,6 +29,7 @@ class LocalBackend:
                 count = max(1, int(dc["CPU"]))
             soft = bool(getattr(config, "allow_soft_placement", False))
         self.allow_soft_placement = soft
+        self.fuse = fusion.enabled(config)
         self.devices = [device_spec.full_name(LOCAL_JOB, 0, "CPU", i) for i in range(count)]
         from tensorgrid.worker.resources import ResourceStore
         # One variable store per session, shared by its devices' kernels (tg.function: the eager one).
@@ -54,7 +56,7 @@ class LocalBackend:
                 entry = self._plans.get(key)
                 if entry is None:
                     plan = plan_lib.plan_step(graph.to_ir(), feeds, fetches, targets, self.devices,
-                                              allow_soft_placement=self.allow_soft_placement)
+                                              allow_soft_placement=self.allow_soft_placement, fuse=self.fuse)
                     exes = {d: executor_lib.Executable(p, self.contexts[d], self._kernel_caches[d]) for d, p in plan.partitions.items()}
                     entry = (plan, exes)
                     if len(self._plans) > 256:

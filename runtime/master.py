@@ -36,6 +36,7 @@ from tensorgrid.observability import step_observer
 from tensorgrid.ops import registry
 from tensorgrid.proto import config_pb2, convert
 from tensorgrid.runtime import ir
+from tensorgrid.runtime import fusion
 from tensorgrid.runtime import plan as plan_lib
 from tensorgrid.runtime import replication as replication_lib
 
@@ -176,6 +177,7 @@ class _Session:
         self.lock = threading.Lock()
         self.steps_run = 0
         self.soft_placement = bool(config is not None and config.allow_soft_placement)
+        self.fuse = fusion.enabled(config)
         self.timeout_ms = int(config.operation_timeout_in_ms) if config is not None else 0
         self.device_count = dict(config.device_count) if config is not None else {}
         self.device_filters = [device_spec.DeviceSpec.from_string(f) for f in config.device_filters] \
@@ -591,7 +593,8 @@ class Master:
             graph = replication_lib.retarget(sess.graph, self.replication.aliases)
             plan = plan_lib.plan_step(graph, feeds, fetches, targets, devices,
                                       default_device=self._default_device(devices, self.local_task),
-                                      allow_soft_placement=sess.soft_placement, known_ops=registry.OPS)
+                                      allow_soft_placement=sess.soft_placement, known_ops=registry.OPS,
+                                      fuse=sess.fuse)
             entry = _PlanEntry(plan, {d: owners[d].key for d in plan.partitions})
             entry.signature = self.observer.planned(sess.handle, feeds, fetches, targets, plan.partitions)
             stale = [k for k in sess.plans if k[1] != key[1]]

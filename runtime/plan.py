@@ -1,10 +1,10 @@
-"""A step plan: prune, place and partition, the same stages for the in-process
-session and for the cluster master. Pure: graph and policy in, partitions out."""
+"""A step plan: prune, place, partition and (optionally) fuse elementwise chains, the same stages
+for the in-process session and for the cluster master. Pure: graph and policy in, partitions out."""
 
 import dataclasses
 
 from tensorgrid.runtime import partition as partition_lib
-from tensorgrid.runtime import placement, prune
+from tensorgrid.runtime import fusion, placement, prune
 from tensorgrid.runtime.ir import split_input
 
 
@@ -23,12 +23,15 @@ class StepPlan:
 
 
 def plan_step(graph, feeds, fetches, targets, devices, default_device=None, allow_soft_placement=False,
-              known_ops=None):
-    """Prunes `graph` to the step, places it on `devices` and partitions it per device."""
+              known_ops=None, fuse=False):
+    """Prunes `graph` to the step, places it on `devices` and partitions it per device; with `fuse`,
+    each partition's elementwise chains become one node each (runtime/fusion.py)."""
     pruned = prune.prune(graph, feeds, fetches, targets)
     pruned.validate(known_ops)
     placed = placement.place(pruned, devices, default_device, allow_soft_placement)
     parts = partition_lib.partition(placed)
+    if fuse:
+        parts = {dev: fusion.fuse_elementwise(part) for dev, part in parts.items()}
     feed_devices, fetch_devices = {}, {}
     for dev, part in parts.items():
         for n in part:

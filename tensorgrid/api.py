@@ -37,7 +37,7 @@ from tensorgrid.framework.tensor_spec import TensorSpec  # noqa: F401
 from tensorgrid.framework.device_spec import DeviceSpec  # noqa: F401
 from tensorgrid.client.graph import Graph, Tensor, Operation, get_default_graph, reset_default_graph  # noqa: F401
 from tensorgrid.client.session import Session, InteractiveSession, get_default_session  # noqa: F401
-from tensorgrid.client.config import ConfigProto, RunOptions, RunMetadata, GraphDef  # noqa: F401
+from tensorgrid.client.config import ConfigProto, GraphOptions, RewriterConfig, RunOptions, RunMetadata, GraphDef  # noqa: F401
 from tensorgrid.client.importer import import_graph_def  # noqa: F401
 from tensorgrid.client import profiler  # noqa: F401
 from tensorgrid.client import queues as queue  # noqa: F401 - tg.queue.FIFOQueue, ...

@@ -17,10 +17,13 @@ from tensorgrid.client import context
 #   function  - @tg.function traced, then called with eager tensors
 #   graphdef  - the graph serialized to GraphDef bytes, imported into a fresh graph, then run
 #   cluster   - a real local cluster (master + 2 worker processes), inputs pinned alternately to each worker
+#   unfused   - graph, with elementwise fusion (on in every other executor) off through ConfigProto
+#   cluster-unfused - cluster, fusion off: only test_math_ops.py's battery (the elementwise ops) runs it,
+#               to keep the default run short
 #   gpu       - only where an NVIDIA GPU and CuPy are: a local cluster whose workers serve every device,
 #               inputs fed on task 0's CPU, the ops placed on its GPU:0 (soft placement for ops without
 #               a GPU kernel), so the whole op battery checks the GPU kernels against NumPy's
-EXECUTORS = ["eager", "graph", "graph4", "function", "graphdef", "cluster"]
+EXECUTORS = ["eager", "graph", "graph4", "function", "graphdef", "cluster", "unfused"]
 
 _cluster = None
 _gpu_cluster = None
@@ -91,6 +94,7 @@ def run_with(executor, fn, *arrays):
     g = tg.Graph()
     ndev = 4 if executor == "graph4" else 1
     devices = {"cluster": [f"/job:worker/task:{i}" for i in range(2)],
+               "cluster-unfused": [f"/job:worker/task:{i}" for i in range(2)],
                "gpu": ["/job:worker/task:0/device:CPU:0"]}.get(executor, [f"/cpu:{i}" for i in range(ndev)])
     with g.as_default():
         phs = []
@@ -101,16 +105,21 @@ def run_with(executor, fn, *arrays):
             out = fn(*phs)
     if executor == "graphdef":
         g, phs, out = _reimported(g, phs, out)
-    if executor in ("cluster", "gpu"):
-        target = (_local_cluster() if executor == "cluster" else _local_gpu_cluster()).target
+    if executor in ("cluster", "cluster-unfused", "gpu"):
+        target = (_local_gpu_cluster() if executor == "gpu" else _local_cluster()).target
         config = tg.ConfigProto(allow_soft_placement=executor == "gpu")
+        if executor == "cluster-unfused":
+            config.graph_options.rewrite_options.remapping = tg.RewriterConfig.OFF
         try:
             with g.as_default(), tg.Session(target, graph=g, config=config) as sess:
                 return _to_numpy(sess.run(out, dict(zip(phs, arrays))))
         finally:
             tg.Session.reset(target)  # variables live on the workers across sessions; tests must not share them
+    config = tg.ConfigProto(device_count={"CPU": ndev})
+    if executor == "unfused":
+        config.graph_options.rewrite_options.remapping = tg.RewriterConfig.OFF
     with g.as_default():
-        with tg.Session(graph=g, config=tg.ConfigProto(device_count={"CPU": ndev})) as sess:
+        with tg.Session(graph=g, config=config) as sess:
             return _to_numpy(sess.run(out, dict(zip(phs, arrays))))
 
 

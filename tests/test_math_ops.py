@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 import tensorgrid as tg
-from conftest import run_with
+from conftest import EXECUTORS, run_with
 from gradcheck import check_gradients, tape_gradients
 from tensorgrid.client import math_ops
+
+
+@pytest.fixture(params=EXECUTORS + ["cluster-unfused"])
+def executor(request):
+    """Every executor, and the cluster with elementwise fusion off: the ops fusion fuses are these."""
+    return request.param
+
 
 FLOATS = [np.float16, np.float32, np.float64]
 INTS = [np.int8, np.int16, np.int32, np.int64, np.uint8]

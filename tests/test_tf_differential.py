@@ -5,6 +5,7 @@ module), plus every optimizer on a small regression and the placements of
 replica_device_setter. Initial values are fixed numpy arrays, never random
 draws. Float results agree to 1e-5 relative to each tensor's scale
 (rtol 1e-5, atol 1e-5 * max|expected|). Skipped where TensorFlow is not installed.
+tensorgrid runs each with elementwise fusion on (the default) and off (TENSORGRID_FUSION=0).
 """
 
 import importlib
@@ -54,9 +55,17 @@ def assert_same(expected, actual, path="result"):
 _cache = {}
 
 
-def run_program(name, module_name, tmp_path_factory):
-    """Runs example `name` with one TF1 module, once per test session."""
-    key = (name, module_name)
+@pytest.fixture(params=["fused", "unfused"])
+def fusion(request, monkeypatch):
+    """Runs the test's tensorgrid sessions with elementwise fusion on, then off."""
+    if request.param == "unfused":
+        monkeypatch.setenv("TENSORGRID_FUSION", "0")
+    return request.param
+
+
+def run_program(name, module_name, tmp_path_factory, fusion="fused"):
+    """Runs example `name` with one TF1 module (tensorgrid fused or not), once per test session."""
+    key = (name, module_name, module_name != "tensorflow" and fusion)
     if key not in _cache:
         program = _example(name)
         args = (str(tmp_path_factory.mktemp(f"{name}-{module_name}")),) if name == "save_restore" else ()
@@ -79,9 +88,9 @@ def test_program_runs(name, module_name, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", PROGRAMS)
-def test_program_matches_tensorflow(name, tmp_path_factory):
+def test_program_matches_tensorflow(name, tmp_path_factory, fusion):
     assert_same(run_program(name, "tensorflow", tmp_path_factory),
-                run_program(name, "tensorgrid", tmp_path_factory))
+                run_program(name, "tensorgrid", tmp_path_factory, fusion))
 
 
 OPTIMIZERS = {
@@ -118,7 +127,7 @@ def optimizer_program(tf, kind, dtype, steps=40):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
-def test_optimizer_matches_tensorflow(kind, dtype):
+def test_optimizer_matches_tensorflow(kind, dtype, fusion):
     expected = optimizer_program(tensorflow_v1, kind, dtype)
     actual = optimizer_program(tensorgrid_v1, kind, dtype)
     assert_same(expected, actual)

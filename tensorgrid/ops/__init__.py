@@ -10,4 +10,5 @@ from tensorgrid.ops import sparse_ops, segment_ops, candidate_sampling_ops  # no
 from tensorgrid.ops import string_ops, ragged_ops, image_ops  # noqa: F401
 from tensorgrid.ops import control_flow_ops, tensor_array_ops  # noqa: F401
 from tensorgrid.ops import collective_ops  # noqa: F401
+from tensorgrid.ops import fused_ops  # noqa: F401
 from tensorgrid.ops.registry import OPS, get  # noqa: F401

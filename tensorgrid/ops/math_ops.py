@@ -121,7 +121,7 @@ for _op, _fn, _allowed, _quiet_fp in [
     ("Ceil", "ceil", FLOATS, False),
     ("Round", "rint", FLOATS, False),  # rint rounds half to even, as TF's Round does
 ]:
-    register(_op, _infer_unary(_allowed), _ufunc(_fn, _quiet_fp), doc=f"Elementwise {_fn}.")
+    register(_op, _infer_unary(_allowed), _ufunc(_fn, _quiet_fp), ufunc=_fn, doc=f"Elementwise {_fn}.")
 
 register("Rsqrt", _infer_unary(FLOATS), _rsqrt_kernel, doc="Elementwise 1 / sqrt(x).")
 register("Sigmoid", _infer_unary(FLOATS), _sigmoid_kernel, doc="Elementwise 1 / (1 + exp(-x)).")
@@ -137,9 +137,9 @@ for _op, _fn, _quiet_fp in [
     ("Maximum", "maximum", False),
     ("Minimum", "minimum", False),
 ]:
-    register(_op, _infer_binary(NUMERIC), _ufunc(_fn, _quiet_fp), doc=f"Elementwise {_fn}, broadcasting.")
+    register(_op, _infer_binary(NUMERIC), _ufunc(_fn, _quiet_fp), ufunc=_fn, doc=f"Elementwise {_fn}, broadcasting.")
 
-register("RealDiv", _infer_binary(FLOATS), _ufunc("true_divide", quiet=True),
+register("RealDiv", _infer_binary(FLOATS), _ufunc("true_divide", quiet=True), ufunc="true_divide",
          doc="Elementwise x / y of floats, broadcasting.")
 register("FloorDiv", _infer_binary(NUMERIC), _int_div_kernel("floor_divide"),
          doc="Elementwise floor(x / y), broadcasting.")
@@ -156,7 +156,8 @@ for _op, _fn, _allowed in [
     ("LogicalAnd", "logical_and", BOOL),
     ("LogicalOr", "logical_or", BOOL),
 ]:
-    register(_op, _infer_binary(_allowed, dtypes.bool_), _ufunc(_fn), doc=f"Elementwise {_fn}, broadcasting.")
+    register(_op, _infer_binary(_allowed, dtypes.bool_), _ufunc(_fn), ufunc=_fn,
+             doc=f"Elementwise {_fn}, broadcasting.")
 
 
 def _infer_add_n(ctx):

@@ -37,6 +37,9 @@ class OpDef:
     doc: str = ""
     num_outputs: Any = 1  # an int, or fn(attrs) -> int for ops like Split
     is_async: bool = False
+    # An elementwise op whose kernel is exactly this array-module ufunc (its attrs change nothing):
+    # runtime/fusion.py fuses chains of them into one kernel.
+    ufunc: str | None = None
 
     def output_count(self, attrs):
         n = self.num_outputs
@@ -57,14 +60,14 @@ OPS: dict[str, OpDef] = {}
 
 
 def register(name, infer, kernel=None, *, kernels=None, stateful=False, needs_step=False,
-             colocate_with_input=None, cpu_only=False, num_outputs=1, is_async=False, doc=""):
+             colocate_with_input=None, cpu_only=False, num_outputs=1, is_async=False, ufunc=None, doc=""):
     """Declares op `name`. A single `kernel` serves every device type (it uses node.xp)."""
     if name in OPS:
         raise ValueError(f"op {name} is registered twice")
     if kernels is None:
         kernels = {"CPU": kernel} if cpu_only else {"CPU": kernel, "GPU": kernel}
     OPS[name] = OpDef(name, infer, kernels, stateful, needs_step, None, colocate_with_input, doc, num_outputs,
-                      is_async)
+                      is_async, ufunc)
     return OPS[name]
 
 
