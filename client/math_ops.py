@@ -2,7 +2,8 @@
 
 Binary ops follow TF's conversion rule: a Python or NumPy operand takes the
 dtype of the tensor operand beside it (`x + 1` with x float16 adds a float16
-one); two tensors of different dtypes are a TypeError.
+one; a NumPy array of another real dtype is cast, a Python value must fit);
+two tensors of different dtypes are a TypeError.
 """
 
 import string
@@ -37,7 +38,17 @@ def _convert(*values):
     if all(t is None for t in tensors):
         tensors[0] = convert_to_tensor(values[0])
     hint = next(t.dtype for t in tensors if t is not None)
-    return [t if t is not None else convert_to_tensor(v, dtype_hint=hint) for t, v in zip(tensors, values)]
+    return [t if t is not None else _convert_beside(v, hint) for t, v in zip(tensors, values)]
+
+
+def _convert_beside(value, dtype):
+    """`value` as a tensor beside one of `dtype`. A NumPy array or scalar of another real dtype is cast
+    to it, as TF's operators and ops do (`W * X`, W float32, X a float64 array, is float32; an int32
+    tensor plus a float array truncates it); Python values keep their check (`int32 + 1.5` fails)."""
+    if (isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf"
+            and (dtype.is_floating or dtype.is_integer or dtype.is_bool)):
+        return convert_to_tensor(np.asarray(value).astype(dtype.as_numpy_dtype), dtype=dtype)
+    return convert_to_tensor(value, dtype_hint=dtype)
 
 
 def _unary(op_type, x, name):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples", "tf2")
@@ -83,3 +84,24 @@ def test_saved_model_serving_on_a_cluster(tmp_path):
     assert "signature outputs: ['prediction']" in out
     eager = out.split("served eagerly: ")[1].splitlines()[0]
     assert out.split("served in a session: ")[1].splitlines()[0] == eager
+
+
+def test_numpy_operands_take_the_tensors_dtype_as_in_tf():
+    """linear_regression's `W * X` (W float32, X a float64 array): TF casts a NumPy operand to the
+    tensor's dtype in operators and binary ops alike, an int32 tensor truncating a float array;
+    a Python value that does not fit stays a TypeError. Same values and dtypes as TF."""
+    import tensorflow as real_tf
+
+    import tensorgrid as tg
+    x = np.array([3.3, 4.4, 10.791])
+    cases = [lambda t: t.Variable(0.5) * x, lambda t: x * t.Variable(0.5),
+             lambda t: t.multiply(t.Variable(0.5), x), lambda t: t.constant([1, 2, 3]) + x,
+             lambda t: t.constant([1.5, 2.5], dtype=t.float64) - np.float32(0.1),
+             lambda t: t.add(x, np.float32(2))]
+    for case in cases:
+        ours, theirs = case(tg), case(real_tf)
+        assert ours.dtype.name == theirs.dtype.name
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(cases[0](tg).numpy(), np.float32(0.5) * x.astype(np.float32))
+    with pytest.raises(TypeError):
+        tg.constant([1, 2]) * 1.5
