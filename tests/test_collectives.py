@@ -1,4 +1,5 @@
-"""Collectives between processes (worker/collectives.py, the Collective* ops): ring all-reduce, gather, broadcast.
+"""Collectives between processes (worker/collectives.py, the Collective* ops): all-reduce (one-round exchange for
+small tensors, ring for large), gather, broadcast.
 
 Real member processes for the sums and for a member that dies; members on threads of this process
 (each with its own data plane) for the error cases.
@@ -112,6 +113,8 @@ def test_members_on_threads_all_reduce_repeatedly_and_by_instance(group2):
         for k in range(3):  # the k-th run of an instance meets the k-th run on the other member
             outs.append(c.all_reduce(np.full(4, c.rank + k, np.float64), 2, 7, 1))
         outs.append(c.all_reduce(np.array([c.rank + 1.0]), 2, 7, 2, "Max", "Id"))
+        # a small tensor goes round the ring too when asked (communication_hint "ring"), to the same sum
+        outs.append(c.all_reduce(np.arange(5.0) * (c.rank + 1), 2, 7, 4, ring=True))
         # a scalar keeps its shape
         outs.append(c.broadcast_send(np.float32(0.5), 2, 7, 3) if c.rank == 0 else
                     c.broadcast_recv((), np.float32, 2, 7, 3))
@@ -122,11 +125,22 @@ def test_members_on_threads_all_reduce_repeatedly_and_by_instance(group2):
         np.testing.assert_array_equal(a[k], np.full(4, 1 + 2 * k))
         np.testing.assert_array_equal(b[k], a[k])
     assert a[3].tolist() == [2.0] == b[3].tolist()
-    assert b[4].shape == () and b[4] == np.float32(0.5)
+    np.testing.assert_array_equal(a[4], np.arange(5.0) * 3)
+    np.testing.assert_array_equal(b[4], a[4])
+    assert b[5].shape == () and b[5] == np.float32(0.5)
 
 
 def test_shape_mismatch_fails_both_members_with_invalid_argument(group2):
     (_, ea), (_, eb) = _on_threads(group2, lambda c: c.all_reduce(np.zeros(4 + 2 * c.rank, np.float32), 2, 1, 1))
+    assert isinstance(ea, (errors.InvalidArgumentError, errors.UnavailableError)), ea
+    assert isinstance(eb, (errors.InvalidArgumentError, errors.UnavailableError)), eb
+    assert "different tensors" in ea.message + eb.message
+
+
+def test_members_whose_tensors_pick_different_algorithms_fail_with_invalid_argument(group2):
+    # 4 floats are exchanged in one round, 100,000 (over SMALL_BYTES) go round the ring: no hang
+    sizes = (4, 100_000)
+    (_, ea), (_, eb) = _on_threads(group2, lambda c: c.all_reduce(np.zeros(sizes[c.rank], np.float32), 2, 1, 1))
     assert isinstance(ea, (errors.InvalidArgumentError, errors.UnavailableError)), ea
     assert isinstance(eb, (errors.InvalidArgumentError, errors.UnavailableError)), eb
     assert "different tensors" in ea.message + eb.message

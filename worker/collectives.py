@@ -6,12 +6,19 @@ the data addresses of every member (rank order) and a data plane of its own
 memory and others over TCP. The collective ops' kernels
 (tensorgrid/ops/collective_ops.py) call it.
 
-- all-reduce is a ring: the flattened tensor is cut in group_size chunks;
-  n-1 rounds of reduce-scatter (each member sends one chunk to the next
-  rank and merges the chunk it gets from the previous one) leave every
+- all-reduce picks its algorithm by size, as MPI libraries and NCCL do. A
+  large tensor goes round a ring: the flattened tensor is cut in group_size
+  chunks; n-1 rounds of reduce-scatter (each member sends one chunk to the
+  next rank and merges the chunk it gets from the previous one) leave every
   member with one fully reduced chunk, and n-1 rounds of all-gather pass
   the reduced chunks round. Each member sends and receives 2(n-1)/n of the
-  tensor, whatever n is.
+  tensor, whatever n is, but the rounds are 2(n-1) waits one after the
+  other. A small tensor (at most SMALL_BYTES, the gradients of a step
+  packed in one buffer by the strategy) is sent whole to every other member
+  in one round and each member merges the n tensors itself, in rank order,
+  so every member gets the same bits: (n-1) times the bytes of the ring,
+  but one wait instead of 2(n-1), and each wait for a peer that is not
+  scheduled costs a time slice on a busy host.
 - all-gather concatenates every member's tensor on axis 0 in rank order
   (the same ring, pieces of any size); broadcast sends the source's tensor
   to every other member directly.
@@ -47,9 +54,13 @@ POLL_S = 0.1
 # How long a member waits for the tensors of a member that has gone (a member that finished its last
 # collective and exited may leave its last chunk in flight).
 GRACE_S = 1.0
+# All-reduces of at most this many bytes exchange whole tensors in one round (`_exchange_reduce`),
+# larger ones go round the ring (`_ring_reduce`).
+SMALL_BYTES = 256 * 1024
 MERGE_OPS = {"Add": np.add, "Mul": np.multiply, "Min": np.minimum, "Max": np.maximum}
 FINAL_OPS = ("Id", "Div")
 _ABORT = "abort/"
+_RING_TAGS, _EXCHANGE_TAGS = "rg", "x"   # first letters of the tags of the all-reduce algorithms' messages
 
 
 class _Inbox:
@@ -77,6 +88,11 @@ class _Inbox:
             if why is not None:
                 raise errors.UnavailableError(None, None, why)
             return self._values.pop(key, None)
+
+    def tags(self, prefix):
+        """The tags of the messages of execution `prefix` that are here, not yet taken."""
+        with self._cond:
+            return [k[len(prefix):] for k in self._values if k.startswith(prefix)]
 
     def forget(self, prefix):
         """Drops what is left of one execution (it failed here)."""
@@ -159,8 +175,11 @@ class Communicator:
         return _Execution(self, kind, f"c/{group_key}/{instance_key}/{n}/", step=None)
 
     def all_reduce(self, value, group_size, group_key, instance_key, merge_op="Add", final_op="Id", step=None,
-                   timeout=None):
-        """The merge of every member's `value` (same shape and dtype everywhere), then final_op."""
+                   timeout=None, ring=False):
+        """The merge of every member's `value` (same shape and dtype everywhere), then final_op.
+
+        `ring` makes every size go round the ring (communication_hint "ring"; every member must pass
+        the same)."""
         if merge_op not in MERGE_OPS:
             raise errors.InvalidArgumentError(None, None, f"merge_op {merge_op!r} is not one of {sorted(MERGE_OPS)}")
         if final_op not in FINAL_OPS:
@@ -168,7 +187,11 @@ class Communicator:
         value = np.asarray(value)
         ex = self._begin("all_reduce", group_key, instance_key, group_size)
         ex.start(step, timeout)
-        out = ex.run(lambda: _ring_reduce(ex, value, MERGE_OPS[merge_op]))
+        # members reduce tensors of one shape and dtype, so they pick the same algorithm; one that gets
+        # a message of the other algorithm fails (a member with another shape), see _Execution._check
+        algorithm = _ring_reduce if ring or value.nbytes > SMALL_BYTES else _exchange_reduce
+        ex.tags = _RING_TAGS if algorithm is _ring_reduce else _EXCHANGE_TAGS
+        out = ex.run(lambda: algorithm(ex, value, MERGE_OPS[merge_op]))
         if final_op == "Div":
             out = _divide(out, group_size)
         return out
@@ -222,6 +245,7 @@ class _Execution:
         self.step = step
         self.deadline = None
         self.gone_since = None   # when the member waited for was first found unreachable
+        self.tags = None         # an all-reduce's: the first letters of the tags its algorithm sends
 
     def start(self, step, timeout):
         self.step = step
@@ -273,6 +297,12 @@ class _Execution:
             raise errors.CancelledError(None, None, f"{self._where()}: the collective group was closed")
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise errors.DeadlineExceededError(None, None, f"{self._where()}: timed out waiting for the other members")
+        if self.tags is not None:
+            stray = [t for t in self.comm._inbox.tags(self.prefix) if t[:1] not in self.tags]
+            if stray:
+                raise errors.InvalidArgumentError(
+                    None, None, f"{self._where()}: members reduce different tensors (another member's is on the other "
+                    f"side of {SMALL_BYTES} bytes from this one's, so it picked the other algorithm)")
         peers = [from_rank] if from_rank is not None else [r for r in range(self.comm.size) if r != self.comm.rank]
         for r in peers:
             address = self.comm.members[r]
@@ -332,6 +362,27 @@ def _ring_reduce(ex, value, merge):
         flat[lo:hi] = got
         del got
     return flat.reshape(value.shape)
+
+
+def _exchange_reduce(ex, value, merge):
+    """All-reduce in one round: `value` to every other member, then the n values merged in rank order."""
+    comm = ex.comm
+    size, rank = comm.size, comm.rank
+    flat = np.ascontiguousarray(value).reshape(-1)
+    if size == 1:
+        return np.array(flat).reshape(value.shape)
+    for s in range(1, size):   # rank+1 first: each member's first message goes to a different member
+        ex.send((rank + s) % size, f"x{rank}", flat)   # tagged by sender: a member gets n-1 of them
+    parts = [None] * size
+    parts[rank] = flat
+    for s in range(1, size):
+        r = (rank - s) % size
+        parts[r] = ex.recv(r, f"x{r}")
+        _check_piece(ex, parts[r], flat.dtype, flat.size)
+    out = np.array(parts[0])
+    for r in range(1, size):
+        merge(out, parts[r], out=out)
+    return out.reshape(value.shape)
 
 
 def _ring_gather(ex, value):

@@ -36,7 +36,8 @@ STARTUP_TIMEOUT_S = 600.0
 
 
 class CommunicationImplementation:
-    """Which collective implementation to use (accepted; tensorgrid's is the ring over its data plane)."""
+    """Which collective implementation to use: AUTO picks by size (one-round exchange for small packs,
+    ring for large), RING always the ring; NCCL is accepted and means AUTO (there are no GPUs)."""
 
     AUTO = "AUTO"
     RING = "RING"
@@ -105,6 +106,9 @@ class _CollectiveExtended(distribute_lib.StrategyExtended):
     def _timeout(self):
         return self._options.timeout_seconds or 0
 
+    def _hint(self):
+        return "ring" if self._options.implementation == CommunicationImplementation.RING else "auto"
+
     def _batch_all_reduce(self, reduce_op, values):
         from tensorgrid.client import array_ops
         from tensorgrid.client.distribute import collective_ops
@@ -121,14 +125,15 @@ class _CollectiveExtended(distribute_lib.StrategyExtended):
             if not packable or len(idx) == 1:
                 for i in idx:
                     out[i] = collective_ops.all_reduce_v2(values[i], n, GROUP_KEY, next(self._instance_keys),
-                                                          final_op=final, timeout=self._timeout())
+                                                          final_op=final, timeout=self._timeout(),
+                                                          communication_hint=self._hint())
                 continue
             # one collective for the whole pack: the ring's latency is paid once, not once per tensor
             shapes = [values[i].shape.as_list() for i in idx]
             sizes = [int(np.prod(s)) for s in shapes]
             flat = array_ops.concat([array_ops.reshape(values[i], [-1]) for i in idx], axis=0)
             reduced = collective_ops.all_reduce_v2(flat, n, GROUP_KEY, next(self._instance_keys), final_op=final,
-                                                   timeout=self._timeout())
+                                                   timeout=self._timeout(), communication_hint=self._hint())
             for i, part, shape in zip(idx, array_ops.split(reduced, sizes), shapes):
                 out[i] = array_ops.reshape(part, shape)
         return out

@@ -62,7 +62,10 @@ def _member_kernel(v1, call):
 
 
 def _all_reduce(comm, node, x, *args):
-    return comm.all_reduce(x, *args[:3], node.attr("merge_op", "Add"), node.attr("final_op", "Id"), *args[3:])
+    # communication_hint "ring" (TF's CommunicationImplementation.RING) keeps even small tensors on the
+    # ring; "auto" picks by size (worker/collectives.py)
+    return comm.all_reduce(x, *args[:3], node.attr("merge_op", "Add"), node.attr("final_op", "Id"), *args[3:],
+                           ring=node.attr("communication_hint", "auto") == "ring")
 
 
 def _all_gather(comm, node, x, *args):
