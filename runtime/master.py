@@ -59,6 +59,8 @@ MAX_NODE_NAME = 4096
 MAX_TIMEOUT_MS = 10 * 365 * 24 * 3600 * 1000
 # Handles of expired sessions remembered, to tell their clients what happened.
 MAX_EXPIRED = 10_000
+# Master.heartbeat's `key` when the caller is in this process (a static cluster's probe), not a remote call.
+LOCAL = object()
 # A session handle: s<number>-<the tag of the master process that made it>.
 _HANDLE = re.compile(r"s[0-9]+-[0-9a-f]{8}\Z")
 
@@ -134,6 +136,9 @@ class WorkerRecord:
     step_address: str = ""
     alive: bool = True
     dead_reason: str = ""
+    # The key the worker registered with (None: registered by this process, a static cluster's probe): only
+    # a call that carries it may heartbeat for the task or register it again under its incarnation.
+    secret: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def key(self):
@@ -237,11 +242,14 @@ class Master:
         self.replication = replication_lib.Replication()   # --replicas tasks (runtime/replication.py)
 
     # ---- workers ---------------------------------------------------------------------------------
-    def register_worker(self, address, data_address, job, task, incarnation, devices, step_address="", replicas=0):
+    def register_worker(self, address, data_address, job, task, incarnation, devices, step_address="", replicas=0,
+                        key=None):
         """Adds (or re-adds) a worker; returns its WorkerRecord. devices: [(type, index, memory)].
 
         A task already held by a live worker of another incarnation is only
-        taken over when that worker no longer answers (it was restarted).
+        taken over when that worker no longer answers (it was restarted); one
+        registered under the same incarnation only by a call with the same
+        `key` (the worker's own, which this master presents on its calls).
         """
         job = job or DEFAULT_JOB
         if not address:
@@ -257,6 +265,11 @@ class Master:
             if task is None:
                 task = self._free_task(job, incarnation, address)
             old = self._workers.get((job, task))
+        if old is not None and old.incarnation == incarnation and old.secret is not None and \
+                not security.same_secret(key, old.secret):
+            raise errors.PermissionDeniedError(
+                None, None, f"{old.name} is registered under incarnation {incarnation:x} with another key: only "
+                "that worker may register it again")
         if old is not None and old.incarnation != incarnation and old.alive and self._still_serving(old):
             raise errors.AlreadyExistsError(
                 None, None, f"{old.name} is served by a live worker at {old.address}; "
@@ -264,12 +277,12 @@ class Master:
         names = [(device_spec.full_name(job, task, t, i), t, i, m) for t, i, m in devices]
         with self._lock:
             old = self._workers.get((job, task))
-            if old is not None and old.incarnation == incarnation and old.address == address:
+            if old is not None and old.incarnation == incarnation and old.address == address and old.secret == key:
                 client = old.client
             else:
-                client = self._connect(address, step_address)
+                client = self._connect(address, step_address, key)
             rec = WorkerRecord(job, task, address, data_address or address, incarnation, names, client,
-                               self._clock(), step_address)
+                               self._clock(), step_address, secret=key)
             if old is None or [n for n, *_ in old.devices] != [n for n, *_ in names]:
                 self._device_epoch += 1
             self._workers[(job, task)] = rec
@@ -318,12 +331,20 @@ class Master:
             return False
         return status.get("incarnation") == rec.incarnation
 
-    def heartbeat(self, job, task, incarnation, shutting_down=False):
-        """Records a heartbeat; False when this worker is unknown under this incarnation."""
+    def heartbeat(self, job, task, incarnation, shutting_down=False, key=LOCAL):
+        """Records a heartbeat; False when this worker is unknown under this incarnation.
+
+        `key` is what a remote call carried (security.caller_key): PermissionDeniedError unless it is the
+        key the task registered with. LOCAL: a caller in this process (a static cluster's probe).
+        """
         with self._lock:
             rec = self._workers.get((job, task))
             if rec is None or rec.incarnation != incarnation:
                 return False
+            if key is not LOCAL and not security.same_secret(key, rec.secret):
+                raise errors.PermissionDeniedError(
+                    None, None, f"Heartbeat for {rec.name}: the call does not carry the key that task registered "
+                    "with; only the worker itself may heartbeat for it")
             rec.last_heartbeat = self._clock()
             if not rec.alive and not shutting_down:
                 rec.alive = True

@@ -89,14 +89,15 @@ class GrpcWorkerClient:
     """The master's persistent channels to one worker: gRPC, and the step channel for RunGraph when the
     worker offers one."""
 
-    def __init__(self, address, step_address="", token=None, tls=None):
+    def __init__(self, address, step_address="", token=None, tls=None, key=None):
         self.address = address
         self._channel = security.open_channel(address, tls)
         self._stub = worker_pb2_grpc.WorkerServiceStub(self._channel)
-        self._metadata = security.call_metadata(token)
+        # `key`: the one the worker registered with, which its control methods require (security.Roles)
+        self._metadata = security.call_metadata(token, key)
         self._fast = None
         if step_address and step_channel.enabled(tls):
-            self._fast = step_channel.StepChannelClient(step_address, worker_pb2, "WorkerService", token)
+            self._fast = step_channel.StepChannelClient(step_address, worker_pb2, "WorkerService", token, key)
         # gRPC cancels a call whose future is garbage collected: calls nobody waits for live here until done.
         self._unawaited = set()
         self._unawaited_lock = threading.Lock()
@@ -200,10 +201,16 @@ class MasterServicer:
         return response
 
     def RegisterWorker(self, request):
+        key = security.caller_key.get()
+        if not key:
+            raise errors.InvalidArgumentError(
+                None, None, f"RegisterWorker: the call carries no worker key ({security.KEY_KEY} metadata, over "
+                "gRPC): a worker gives its master the key its control methods will require")
         devices = [(d.device_type, d.index, d.memory_limit) for d in request.device]
         rec = self.master.register_worker(request.address, request.data_address, request.job,
                                           request.task if request.HasField("task") else None,
-                                          request.incarnation, devices, request.step_address, request.replicas)
+                                          request.incarnation, devices, request.step_address, request.replicas,
+                                          key=key)
         response = master_pb2.RegisterWorkerResponse(
             job=rec.job, task=rec.task, heartbeat_interval_ms=int(self.master.heartbeat_interval * 1000))
         for name, device_type, index, memory in rec.devices:
@@ -211,7 +218,8 @@ class MasterServicer:
         return response
 
     def Heartbeat(self, request):
-        known = self.master.heartbeat(request.job, request.task, request.incarnation, request.shutting_down)
+        known = self.master.heartbeat(request.job, request.task, request.incarnation, request.shutting_down,
+                                      key=security.caller_key.get())
         return master_pb2.HeartbeatResponse(known=known)
 
     def ClusterStatus(self, request):
@@ -290,7 +298,7 @@ def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbe
     `client_token` reaches only the client methods (security.CLIENT_METHODS).
     """
     security.check_credentials(token, client_token)
-    master = master_lib.Master(lambda addr, step_addr: GrpcWorkerClient(addr, step_addr, token, tls),
+    master = master_lib.Master(lambda addr, step_addr, key=None: GrpcWorkerClient(addr, step_addr, token, tls, key),
                                heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval,
                                local_task=local_task, session_gc_s=session_gc_seconds)
     server = security.new_server(security.rpc_pool("tg-master-rpc"), token, client_token)
@@ -301,6 +309,7 @@ def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbe
     if step_channel.enabled(tls):
         fast = step_channel.StepChannelServer(master_pb2, "MasterService", servicer, host, 0, token, client_token)
         servicer.step_port = fast.port
-    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer, ("RunStep",)),
+    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer, ("RunStep",),
+                                                               ("RegisterWorker", "Heartbeat")),
                                      *more_services))
     return MasterServer(server, master, fast), port

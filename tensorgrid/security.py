@@ -11,6 +11,15 @@ worker, worker to worker) is made here, so they all apply the same rules:
   known one is UNAUTHENTICATED, a client token on any other method
   PERMISSION_DENIED (`TokenInterceptor`). Without a client token, clients
   present the cluster token, as before.
+- Roles between the master and its workers. A `tensorgrid worker` draws a
+  random key at start and gives it to its master in RegisterWorker (call
+  metadata KEY_KEY, beside the token). The master presents it on every call
+  to that worker, and the worker's servers let only such a call (role
+  MASTER) reach its control methods; the cluster token alone reaches only
+  PEER_METHODS (GetStatus, SendTensor). The master in turn accepts a
+  Heartbeat, or a registration of a task under its incarnation, only with
+  the key that task registered with. So a holder of the cluster token (any
+  worker) cannot drive another worker, nor speak for another task.
 - TLS turns on when a certificate and key are given (--tls-cert/--tls-key,
   --tls-ca for the authority that signs peers; clients read
   TENSORGRID_TLS_CA, TENSORGRID_TLS_CERT and TENSORGRID_TLS_KEY).
@@ -42,6 +51,8 @@ from google.protobuf import message as protobuf_message
 from tensorgrid.framework import errors
 
 TOKEN_KEY = "tg-token"
+# Call metadata: the key a worker gave its master at registration (see the module docstring).
+KEY_KEY = "tg-key"
 NODE_KEY = "tg-node"
 # Trailing metadata every error a tensorgrid server sends carries; its absence means the call failed in transit.
 ORIGIN_KEY = "tg-error"
@@ -52,7 +63,12 @@ CLIENT_TOKEN_ENV = "TENSORGRID_CLIENT_TOKEN"
 CLIENT_METHODS = frozenset({"CreateSession", "ExtendSession", "RunStep", "CloseSession", "ListDevices",
                             "ClusterStatus", "Reset"})
 CLIENT_SERVICE = "tensorgrid.v1.MasterService"
-CLUSTER, CLIENT = "cluster", "client"
+WORKER_SERVICE = "tensorgrid.v1.WorkerService"
+# What the cluster token alone reaches on a worker that has a master key: the status, and tensors from
+# peers (the data plane's gRPC fallback). RegisterGraph, RunGraph, CleanupStep, DeregisterGraph and
+# ResetResources need the key the worker gave its master.
+PEER_METHODS = frozenset({"GetStatus", "SendTensor"})
+CLUSTER, CLIENT, MASTER = "cluster", "client", "master"
 # What a master says of a session handle an earlier master (before a restart) gave out; clients that
 # still have the graph create the session again on it (client/remote.py).
 MASTER_RESTARTED = "created by an earlier master, which restarted"
@@ -88,6 +104,9 @@ CONTROL_THREADS = 64
 
 log = logging.getLogger("tensorgrid.rpc")
 request_id = contextvars.ContextVar("tensorgrid_request_id", default="-")
+# The worker key (KEY_KEY metadata) of the gRPC call being served, for the methods service_handlers was told
+# read it (`keyed`); "" elsewhere, and over the step channel, which carries no metadata.
+caller_key = contextvars.ContextVar("tensorgrid_caller_key", default="")
 _request_ids = itertools.count(1)
 
 
@@ -114,31 +133,75 @@ def check_credentials(token, client_token):
         raise ValueError("the client token must differ from the cluster token")
 
 
+def secret_bytes(secret):
+    """A token or key as bytes (str is UTF-8), None when unset."""
+    if secret is None or secret == "" or secret == b"":
+        return None
+    return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+
+
+def same_secret(given, expected):
+    """Whether `given` equals `expected` (str or bytes), compared in constant time; False when either is unset."""
+    given, expected = secret_bytes(given), secret_bytes(expected)
+    return given is not None and expected is not None and hmac.compare_digest(given, expected)
+
+
 class Roles:
-    """Which credential a presented token is: CLUSTER, CLIENT or None (compared in constant time)."""
+    """Which credential a caller presented: CLUSTER, CLIENT, MASTER or None (compared in constant time).
 
-    def __init__(self, token, client_token=None):
-        self._tokens = [(r, t.encode("utf-8") if isinstance(t, str) else bytes(t))
-                        for r, t in ((CLUSTER, token), (CLIENT, client_token)) if t]
+    MASTER is the cluster token plus `master_key`, the key a worker gave its
+    master; without a cluster token (an open cluster) every caller is CLUSTER,
+    and the key alone makes MASTER.
+    """
 
-    def __bool__(self):
-        return bool(self._tokens)
+    def __init__(self, token, client_token=None, master_key=None):
+        self._token, self._client, self._key = (secret_bytes(t) for t in (token, client_token, master_key))
+        self.token_required = self._token is not None
+        self.keyed = self._key is not None
+        # the secrets a step-channel HELLO may prove (an HMAC of one over the nonce), strongest first
+        self._secrets = [(r, t) for r, t in ((MASTER, (self._token or b"") + self._key if self.keyed else None),
+                                              (CLUSTER, self._token), (CLIENT, self._client)) if t]
 
-    def of(self, given):
-        given = given if isinstance(given, bytes) else given.encode("utf-8")
-        role = None
-        for r, t in self._tokens:
-            if hmac.compare_digest(given, t):
-                role = role or r
+    def of(self, token, key=None):
+        """The role of a gRPC call that presented `token` and `key` (metadata values, or None)."""
+        role = None if self.token_required else CLUSTER
+        if same_secret(token, self._token):
+            role = CLUSTER
+        elif same_secret(token, self._client):
+            role = CLIENT
+        if role == CLUSTER and same_secret(key, self._key):
+            return MASTER
         return role
 
     def of_mac(self, mac, nonce, mac_of):
-        """The role whose token gives HMAC `mac` over `nonce` (mac_of(token bytes, nonce))."""
+        """The role whose secret gives HMAC `mac` over `nonce` (mac_of(secret bytes, nonce))."""
         role = None
-        for r, t in self._tokens:
-            if hmac.compare_digest(mac, mac_of(t, nonce)):
+        for r, secret in self._secrets:
+            if hmac.compare_digest(mac, mac_of(secret, nonce)):
                 role = role or r
-        return role
+        return role or (None if self.token_required else CLUSTER)
+
+    def may_call(self, role, service, method):
+        """Whether `role` reaches `method` (short name) of `service` (full name) on this server."""
+        if role == MASTER:
+            return True
+        if role == CLUSTER:
+            return not (self.keyed and service == WORKER_SERVICE and method not in PEER_METHODS)
+        return role == CLIENT and client_may_call(service, method)
+
+    def refusal(self, role, method):
+        """(grpc.StatusCode, message) for a call of `role` to `method` (its full name) that may_call refused."""
+        if role == CLIENT:
+            return grpc.StatusCode.PERMISSION_DENIED, (
+                f"{method}: a client token reaches only the master's client methods "
+                f"({', '.join(sorted(CLIENT_METHODS))}); this one needs the cluster token")
+        if role == CLUSTER:
+            return grpc.StatusCode.PERMISSION_DENIED, (
+                f"{method}: only this worker's master may call it (the call had the cluster token but not the "
+                "key this worker gave its master when it registered)")
+        return grpc.StatusCode.UNAUTHENTICATED, (
+            f"{method}: this cluster requires its token (tg.ConfigProto(token=...) or {TOKEN_ENV}); "
+            "the call had none or a wrong one")
 
 
 def client_may_call(service, method):
@@ -151,42 +214,37 @@ def request_limit(method):
     return MAX_MESSAGE_BYTES if method in LARGE_REQUESTS else SMALL_REQUEST_BYTES
 
 
-def call_metadata(token):
-    """The metadata every call presents: the token, when there is one."""
-    return ((TOKEN_KEY, token),) if token else None
+def call_metadata(token, key=None):
+    """The metadata every call presents: the token and a worker's key, those that are set."""
+    return tuple((k, v) for k, v in ((TOKEN_KEY, token), (KEY_KEY, key)) if v) or None
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Lets a call through when its token is the cluster token, or the client token on a client method;
-    refuses any other with UNAUTHENTICATED (no known token) or PERMISSION_DENIED (a client token)."""
+    """Lets a call through when its role (Roles.of its token and key) may call its method; refuses any other
+    with UNAUTHENTICATED (no known token) or PERMISSION_DENIED (a known credential that does not reach it)."""
 
-    def __init__(self, token, client_token=None):
-        self._roles = Roles(token, client_token)
+    def __init__(self, token, client_token=None, master_key=None):
+        self._roles = Roles(token, client_token, master_key)
 
     def intercept_service(self, continuation, handler_call_details):
-        role = None
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == TOKEN_KEY:
-                role = self._roles.of(value)
-                break
+        token = key = None
+        for k, value in handler_call_details.invocation_metadata or ():
+            if k == TOKEN_KEY:
+                token = value
+            elif k == KEY_KEY:
+                key = value
+        role = self._roles.of(token, key)
         method = handler_call_details.method
         service, _, short = method.strip("/").rpartition("/")
-        if role == CLUSTER or (role == CLIENT and client_may_call(service, short)):
+        if self._roles.may_call(role, service, short):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        if role == CLIENT:
-            code, why = grpc.StatusCode.PERMISSION_DENIED, (
-                f"{method}: a client token reaches only the master's client methods "
-                f"({', '.join(sorted(CLIENT_METHODS))}); this one needs the cluster token")
-        else:
-            code, why = grpc.StatusCode.UNAUTHENTICATED, (
-                f"{method}: this cluster requires its token (tg.ConfigProto(token=...) or {TOKEN_ENV}); "
-                "the call had none or a wrong one")
+        code, why = self._roles.refusal(role, method)
 
         def deny(request, context):
-            log.warning("rejected %s: %s", method, "a client token" if role == CLIENT else "missing or wrong token")
+            log.warning("rejected %s: %s", method, why)
             context.abort(code, why)
 
         # refused before its request is read: an unauthenticated caller commits no memory here
@@ -247,10 +305,10 @@ def rpc_pool(name):
                                                  thread_name_prefix=name)
 
 
-def new_server(executor, token=None, client_token=None):
-    """A gRPC server on `executor` that checks `token` (and `client_token`, see TokenInterceptor) on every
-    call when one is given."""
-    interceptors = (TokenInterceptor(token, client_token),) if token else ()
+def new_server(executor, token=None, client_token=None, master_key=None):
+    """A gRPC server on `executor` that checks `token` (and `client_token` and a worker's `master_key`, see
+    TokenInterceptor) on every call when one is given."""
+    interceptors = (TokenInterceptor(token, client_token, master_key),) if token or master_key else ()
     return grpc.server(executor, interceptors=interceptors, options=SERVER_OPTIONS)
 
 
@@ -339,7 +397,7 @@ def parse_graph_def(graph_def):
         raise errors.InvalidArgumentError(None, None, f"malformed GraphDef: {type(e).__name__}: {e}") from None
 
 
-def service_handlers(pb2_module, service_name, impl, steps=()):
+def service_handlers(pb2_module, service_name, impl, steps=(), keyed=()):
     """A generic handler serving `service_name` of `pb2_module` with impl.<Method>(request) -> response.
 
     Requests are parsed here: undecodable bytes get INVALID_ARGUMENT. A method
@@ -347,7 +405,8 @@ def service_handlers(pb2_module, service_name, impl, steps=()):
     exception is logged and ends it with INTERNAL. Every call runs under a
     fresh request id, which the logs print. The methods named in `steps`
     share MAX_GRPC_STEPS calls in flight; one more is RESOURCE_EXHAUSTED, so
-    steps never take the threads the other methods need.
+    steps never take the threads the other methods need. The methods named
+    in `keyed` run with `caller_key` set to the call's worker key.
     """
     service = pb2_module.DESCRIPTOR.services_by_name[service_name]
     handlers = {}
@@ -364,7 +423,7 @@ def service_handlers(pb2_module, service_name, impl, steps=()):
                 response_serializer=response_cls.SerializeToString)
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary_handler(fn, request_cls, method.full_name),
+                _unary_handler(fn, request_cls, method.full_name, method.name in keyed),
                 response_serializer=response_cls.SerializeToString)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
@@ -413,12 +472,18 @@ def invoke(fn, request_cls, name, data):
         request_id.reset(token)
 
 
-def _unary_handler(fn, request_cls, name):
+def _unary_handler(fn, request_cls, name, keyed=False):
     def handle(data, context):
+        reset = None
+        if keyed:
+            reset = caller_key.set(next((v for k, v in context.invocation_metadata() or () if k == KEY_KEY), ""))
         try:
             return invoke(fn, request_cls, name, data)
         except errors.OpError as e:
             failure = e
+        finally:
+            if reset is not None:
+                caller_key.reset(reset)
         abort_with(context, failure)
     return handle
 

@@ -19,9 +19,11 @@ Wire format, integers little-endian:
                                            then the serialized request
               server -> client  REPLY      code u8 (gRPC status code, 0 = OK), node-name length u16, length u64,
                                            then the serialized response (OK) or the UTF-8 message, then the node name
-The HMAC may be of the cluster token or, on a master with one, of the client
-token; a client-token connection gets PERMISSION_DENIED for any method but
-the client ones (security.CLIENT_METHODS). A connection carries one call at a time. Clients keep idle connections per
+The HMAC may be of the cluster token, on a master with one of the client
+token, and on a worker of the cluster token followed by the key the worker
+gave its master (security.Roles); a connection gets PERMISSION_DENIED for
+the methods its role does not reach (security.Roles.may_call), decided once
+per connection. A connection carries one call at a time. Clients keep idle connections per
 server and open another when all are busy; the server serves each
 connection on a thread of its own, so a call runs there from start to end.
 A request longer than its method allows (security.request_limit: a heartbeat
@@ -71,13 +73,15 @@ def _tune(sock):
 class StepChannelServer:
     """Serves the unary methods of `service_name` (pb2_module) with impl.<Method>(request) on a TCP port."""
 
-    def __init__(self, pb2_module, service_name, impl, host="127.0.0.1", port=0, token=None, client_token=None):
+    def __init__(self, pb2_module, service_name, impl, host="127.0.0.1", port=0, token=None, client_token=None,
+                 master_key=None):
         service = pb2_module.DESCRIPTOR.services_by_name[service_name]
         self._methods = [None if m.client_streaming else
                          (getattr(impl, m.name), security.message_class(m.input_type), m.full_name,
-                          security.request_limit(m.name), security.client_may_call(service.full_name, m.name))
+                          security.request_limit(m.name))
                          for m in service.methods]
-        self._roles = security.Roles(token_bytes(token), token_bytes(client_token) if token else None)
+        self._roles = security.Roles(token_bytes(token), token_bytes(client_token) if token else None, master_key)
+        self._service = service
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,12 +119,12 @@ class StepChannelServer:
         """The connection's role (security.CLUSTER or CLIENT; CLUSTER when no token is set), None if refused."""
         nonce = secrets.token_bytes(16)
         sock.settimeout(CONNECT_TIMEOUT_S)
-        sock.sendall(CHALLENGE.pack(MAGIC, VERSION, 1 if self._roles else 0, nonce))
+        sock.sendall(CHALLENGE.pack(MAGIC, VERSION, 1 if self._roles.token_required else 0, nonce))
         magic, version, mac = HELLO.unpack(recv_exact(sock, HELLO.size))
         if magic != MAGIC or version != VERSION:
             sock.sendall(WELCOME.pack(BAD_VERSION))
             return None
-        role = self._roles.of_mac(mac, nonce, token_mac) if self._roles else security.CLUSTER
+        role = self._roles.of_mac(mac, nonce, token_mac)
         if role is None:
             log.warning("step channel: refused a connection with a missing or wrong token")
             sock.sendall(WELCOME.pack(BAD_TOKEN))
@@ -135,6 +139,8 @@ class StepChannelServer:
             role = self._handshake(sock)
             if role is None:
                 return
+            # what this connection's role reaches, decided once per connection: no per-call checks
+            allowed = [self._roles.may_call(role, self._service.full_name, m.name) for m in self._service.methods]
             while True:
                 method, length = REQUEST.unpack(recv_exact(sock, REQUEST.size))
                 entry = self._methods[method] if method < len(self._methods) else None
@@ -145,10 +151,9 @@ class StepChannelServer:
                     return
                 # read as it arrives (wire.read_exact): memory follows the bytes sent, not the length declared
                 data = recv_exact(sock, length)
-                if role == security.CLIENT and entry is not None and not entry[4]:
+                if entry is not None and not allowed[method]:
                     self._reply(sock, errors.PermissionDeniedError(
-                        None, None, f"{entry[2]}: a client token reaches only the master's client methods; "
-                        "this one needs the cluster token"), None)
+                        None, None, self._roles.refusal(role, entry[2])[1]), None)
                     continue
                 self._reply(sock, *self._call(method, data))
         except (OSError, EOFError, struct.error):
@@ -239,11 +244,13 @@ def _not_sent(message):
 class StepChannelClient:
     """Calls unary methods of `service_name` on a StepChannelServer at `address`."""
 
-    def __init__(self, address, pb2_module, service_name, token=None):
+    def __init__(self, address, pb2_module, service_name, token=None, key=None):
         self.address = address
         service = pb2_module.DESCRIPTOR.services_by_name[service_name]
         self._index = {m.name: i for i, m in enumerate(service.methods)}
         self._token = token_bytes(token)
+        # what HELLO proves: the token, and a master's worker key after it (security.Roles)
+        self._secret = (self._token or b"") + token_bytes(key) if key else self._token
         self._idle = []
         self._lock = threading.Lock()
         self._closed = False
@@ -263,7 +270,7 @@ class StepChannelClient:
                 raise errors.UnauthenticatedError(
                     None, None, f"{self.address} requires the cluster's token (tg.ConfigProto(token=...) "
                     f"or {security.TOKEN_ENV}); none was given")
-            sock.sendall(HELLO.pack(MAGIC, VERSION, token_mac(self._token, nonce)))
+            sock.sendall(HELLO.pack(MAGIC, VERSION, token_mac(self._secret, nonce)))
             (status,) = WELCOME.unpack(recv_exact(sock, WELCOME.size))
             if status == BAD_TOKEN:
                 raise errors.UnauthenticatedError(None, None, f"{self.address} refused this client's token")

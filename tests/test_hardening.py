@@ -434,3 +434,72 @@ def test_send_tensor_headers_out_of_range_are_the_senders_fault(cluster, total, 
             ch.stream_unary("/tensorgrid.v1.WorkerService/SendTensor")(
                 iter([chunk.SerializeToString()]), timeout=20, metadata=security.call_metadata(TOKEN))
     assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), e.value.details()
+
+
+# ---------------------------------------------------------------- 6: roles between the master and its workers
+
+def test_a_cluster_token_alone_cannot_drive_a_worker_or_speak_for_a_task():
+    """A holder of the cluster token (another worker, say) presents no task's key: it cannot forge a
+    heartbeat or registration for a task, nor reach a worker's control methods (Reset, RegisterGraph with
+    an address to dial, RunGraph, CleanupStep) over gRPC or the step channel; the cluster keeps serving."""
+    import grpc
+    from tensorgrid import security, step_channel
+    from tensorgrid.proto import master_pb2, worker_pb2
+    with LocalCluster(num_workers=2, token=TOKEN) as c:
+        g = tg.Graph()
+        with g.as_default():
+            with tg.device("/job:worker/task:0"):
+                v = tf.get_variable("v", initializer=np.float32(7.0))
+            with tg.device("/job:worker/task:1"):
+                y = v * 2.0
+        with tg.Session(c.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+            sess.run(v.initializer)
+        info = c.worker_info(0)
+        beat = master_pb2.HeartbeatRequest(job="worker", task=0, incarnation=info["incarnation"], shutting_down=True)
+        register = master_pb2.RegisterWorkerRequest(address="127.0.0.1:1", job="worker", task=0,
+                                                    incarnation=info["incarnation"])
+        register.device.add(device_type="CPU")
+        metadata = security.call_metadata(TOKEN, "a-guessed-key")
+        with grpc.insecure_channel(c.master_address) as ch:
+            for method, request in (("Heartbeat", beat), ("RegisterWorker", register)):
+                with pytest.raises(grpc.RpcError) as e:
+                    ch.unary_unary(f"/tensorgrid.v1.MasterService/{method}")(
+                        request.SerializeToString(), timeout=10, metadata=metadata)
+                assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, (method, e.value.details())
+                assert "key" in e.value.details()
+        fast = step_channel.StepChannelClient(f"127.0.0.1:{c.master.info['step_port']}", master_pb2,
+                                              "MasterService", TOKEN)
+        with pytest.raises(errors.PermissionDeniedError, match="key"):
+            fast.call("Heartbeat", beat)
+        fast.close()
+        graph = worker_pb2.RegisterGraphRequest(session_handle="s", device_address={"/job:x": "10.9.9.9:1"})
+        control = (("ResetResources", worker_pb2.ResetResourcesRequest()), ("RegisterGraph", graph),
+                   ("RunGraph", worker_pb2.RunGraphRequest(graph_handle="g", step_id=1)),
+                   ("CleanupStep", worker_pb2.CleanupStepRequest(step_id=1)))
+        with grpc.insecure_channel(info["address"]) as ch:
+            for method, request in control:
+                with pytest.raises(grpc.RpcError) as e:
+                    ch.unary_unary(f"/tensorgrid.v1.WorkerService/{method}")(
+                        request.SerializeToString(), timeout=10, metadata=metadata)
+                assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
+                assert "only this worker's master" in e.value.details()
+            # the cluster token still reaches the status
+            ch.unary_unary("/tensorgrid.v1.WorkerService/GetStatus")(
+                worker_pb2.GetStatusRequest().SerializeToString(), timeout=10, metadata=metadata)
+        worker_fast = step_channel.StepChannelClient(info["step_address"], worker_pb2, "WorkerService", TOKEN,
+                                                     "a-guessed-key")
+        with pytest.raises(errors.UnauthenticatedError):   # a wrong key is no credential on the step channel
+            worker_fast.call("GetStatus", worker_pb2.GetStatusRequest())
+        worker_fast.close()
+        worker_fast = step_channel.StepChannelClient(info["step_address"], worker_pb2, "WorkerService", TOKEN)
+        for method, request in control:
+            with pytest.raises(errors.PermissionDeniedError, match="only this worker's master"):
+                worker_fast.call(method, request)
+        assert worker_fast.call("GetStatus", worker_pb2.GetStatusRequest())
+        worker_fast.close()
+        # nothing changed: both tasks alive where they were, the variable kept, steps run
+        status = c.status()
+        assert [(w.task, w.health, w.address) for w in status.worker] == [
+            (0, "alive", info["address"]), (1, "alive", c.worker_info(1)["address"])]
+        with tg.Session(c.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+            assert float(sess.run(y)) == 14.0

@@ -129,7 +129,7 @@ class FakeCluster:
         self.by_data_address = {}
         self.master = master_lib.Master(self._connect, heartbeat_timeout=heartbeat_timeout, clock=self.clock)
 
-    def _connect(self, address, step_address=""):
+    def _connect(self, address, step_address="", key=None):
         client = FakeClient(self.by_data_address.get(address))
         self.clients.setdefault(address, []).append(client)
         return client

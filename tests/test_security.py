@@ -19,11 +19,13 @@ from tests.test_transport import Inbox
 
 tf = tg.compat.v1
 TOKEN = "s3cret-token"
+# The workers' key (TENSORGRID_WORKER_KEY): these tests call the workers' control methods as their master.
+WORKER_KEY = "s3cret-worker-key"
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(num_workers=2, token=TOKEN) as c:
+    with LocalCluster(num_workers=2, token=TOKEN, env={"TENSORGRID_WORKER_KEY": WORKER_KEY}) as c:
         yield c
 
 
@@ -69,7 +71,7 @@ def _call(address, service, method, payload, token=None):
     channel = grpc.insecure_channel(address)
     try:
         return channel.unary_unary(f"/tensorgrid.v1.{service}/{method}")(
-            payload, timeout=10, metadata=security.call_metadata(token))
+            payload, timeout=10, metadata=security.call_metadata(token, WORKER_KEY if token else None))
     finally:
         channel.close()
 

@@ -2,6 +2,8 @@
 registers the worker with its master and heartbeats, and create_server."""
 
 import logging
+import os
+import secrets
 import threading
 import time
 
@@ -15,6 +17,8 @@ from tensorgrid.worker import transport
 from tensorgrid.worker.worker import Worker
 
 log = logging.getLogger("tensorgrid.worker")
+# The worker's key, when the operator chooses it (to call its control methods by hand, say); random otherwise.
+KEY_ENV = "TENSORGRID_WORKER_KEY"
 
 
 def tensor_proto(value):
@@ -86,14 +90,15 @@ class WorkerServicer:
         return worker_pb2.ResetResourcesResponse()
 
 
-def create_server(address, worker, token=None, tls=None):
+def create_server(address, worker, token=None, tls=None, master_key=None):
     """A gRPC server serving `worker` on host:port (port 0: any free port), not yet started; (server, port).
 
     Each running step holds one thread for its RunGraph (and SendTensor
     streams one each): steps are bounded, so CleanupStep and GetStatus always
-    find a thread (security.rpc_pool).
+    find a thread (security.rpc_pool). With `master_key`, only calls that
+    carry it reach the control methods (security.Roles).
     """
-    server = security.new_server(security.rpc_pool("tg-worker-rpc"), token)
+    server = security.new_server(security.rpc_pool("tg-worker-rpc"), token, master_key=master_key)
     port = security.bind(server, address, tls)
     server.add_generic_rpc_handlers((security.service_handlers(worker_pb2, "WorkerService",
                                                                WorkerServicer(worker), ("RunGraph",)),))
@@ -104,7 +109,7 @@ class MasterLink:
     """Registers a worker with its master and heartbeats; registers again when the master forgets it."""
 
     def __init__(self, worker, master_address, address, data_address, job="worker", task=None, token=None,
-                 tls=None, heartbeat_interval=1.0, step_address="", replicas=0):
+                 tls=None, heartbeat_interval=1.0, step_address="", replicas=0, key=None):
         self.worker = worker
         self.replicas = replicas
         self.master_address = master_address
@@ -114,7 +119,8 @@ class MasterLink:
         self.job = job
         self.task = task
         self.interval = heartbeat_interval
-        self._metadata = security.call_metadata(token)
+        # the worker's key goes with every call: it registers the key, and the master checks it on heartbeats
+        self._metadata = security.call_metadata(token, key)
         self._channel = security.open_channel(master_address, tls)
         self._stub = master_pb2_grpc.MasterServiceStub(self._channel)
         self._stop = threading.Event()
@@ -199,9 +205,12 @@ class WorkerProcess:
 
     def __init__(self, master_address, host="127.0.0.1", port=0, advertise=None, job="worker", task=None,
                  devices=(("CPU", 0, 0),), allow_pickle=False, token=None, tls=None, heartbeat_interval=1.0,
-                 replicas=0):
+                 replicas=0, key=None):
         self.worker = Worker(devices, allow_pickle=allow_pickle)
-        self.server, self.port = create_server(f"{host}:{port}", self.worker, token, tls)
+        # The key this worker gives its master at registration; only calls carrying it reach the control
+        # methods, so other holders of the cluster token cannot drive this worker (docs/security.md).
+        key = key or os.environ.get(KEY_ENV) or secrets.token_hex(32)
+        self.server, self.port = create_server(f"{host}:{port}", self.worker, token, tls, key)
         self.address = advertise or f"{_reachable_host(host)}:{self.port}"
         advertise_host = self.address.rsplit(":", 1)[0]
         try:
@@ -215,10 +224,10 @@ class WorkerProcess:
         step_address = ""
         if step_channel.enabled(tls):
             self.fast_server = step_channel.StepChannelServer(worker_pb2, "WorkerService", WorkerServicer(self.worker),
-                                                              host, 0, token)
+                                                              host, 0, token, master_key=key)
             step_address = self.worker.step_address = f"{advertise_host}:{self.fast_server.port}"
         self.link = MasterLink(self.worker, master_address, self.address, self.data_address, job, task, token, tls,
-                               heartbeat_interval, step_address, replicas)
+                               heartbeat_interval, step_address, replicas, key)
 
     def start(self, wait_s=10.0):
         self.server.start()

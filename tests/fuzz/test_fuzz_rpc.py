@@ -31,6 +31,8 @@ from tensorgrid.worker import wire
 
 tf = tg.compat.v1
 TOKEN = "fuzz-token"
+# The worker's key (TENSORGRID_WORKER_KEY), so the fuzzer reaches the worker's control methods as its master.
+WORKER_KEY = "fuzz-worker-key"
 DEFAULT_CASES = 300
 SLOW_CASES = 10_000
 CALL_TIMEOUT_S = 20.0
@@ -161,7 +163,7 @@ class Fuzzer:
         self.master = grpc.insecure_channel(cluster.master_address)
         self.worker_info = cluster.worker_info(0)
         self.worker = grpc.insecure_channel(self.worker_info["address"])
-        self.metadata = security.call_metadata(TOKEN)
+        self.metadata = security.call_metadata(TOKEN, WORKER_KEY)
         self.methods = []
         for pb2, service, channel in ((master_pb2, "MasterService", self.master),
                                       (worker_pb2, "WorkerService", self.worker)):
@@ -172,7 +174,7 @@ class Fuzzer:
             "master": step_channel.StepChannelClient(f"127.0.0.1:{cluster.master.info['step_port']}", master_pb2,
                                                      "MasterService", TOKEN),
             "worker": step_channel.StepChannelClient(self.worker_info["step_address"], worker_pb2,
-                                                     "WorkerService", TOKEN),
+                                                     "WorkerService", TOKEN, WORKER_KEY),
         }
 
     def close(self):
@@ -284,7 +286,7 @@ class Fuzzer:
 
 
 def _fuzz(cases, seed0):
-    with LocalCluster(num_workers=1, token=TOKEN) as cluster:
+    with LocalCluster(num_workers=1, token=TOKEN, env={"TENSORGRID_WORKER_KEY": WORKER_KEY}) as cluster:
         g = tg.Graph()
         with g.as_default(), tg.device("/job:worker/task:0"):
             a = tg.constant([[1.0, 2.0]], name="a")
