@@ -246,6 +246,46 @@ def test_a_256_mib_tensor_crosses_workers(cluster):
     assert got == pytest.approx(0.5 * n + (n // 3) * (0 + 1 + 2) + (1 if n % 3 > 1 else 0), rel=1e-12)
 
 
+def _sent_in_place(cluster, i):
+    from tensorgrid.runtime.master_service import GrpcWorkerClient
+    client = GrpcWorkerClient(cluster.worker_info(i)["address"])
+    try:
+        return client.get_status().result(timeout=10)["transport"]["tensors_sent_in_place"]
+    finally:
+        client.close()
+
+
+def test_a_sent_elementwise_result_is_written_into_shared_memory(cluster):
+    """An Add/Mul whose output only goes to a same-host worker writes it straight into the segment the
+    send hands over; one that is also fetched, or promotes, or broadcasts, gives the same numbers."""
+    n = 1 << 16
+    v0 = np.linspace(-1, 1, n, dtype=np.float32)
+    g = tg.Graph()
+    with g.as_default():
+        with tg.device(_task(0)):
+            v = tg.Variable(v0, name="v")
+            col = tf.placeholder(tg.float32, [256, 1], name="col")
+            only_sent = v + 1.0
+            also_fetched = v * 3.0
+            outer = col * tg.reshape(v[:256], [1, 256])  # [256, 256] from two small inputs
+            ints = tg.cast(v, tg.int32) + 7
+        with tg.device(_task(1)):
+            total = tg.reduce_sum(only_sent) + tg.reduce_sum(also_fetched) + tg.reduce_sum(outer)
+            total_int = tg.reduce_sum(ints)
+        with tg.Session(cluster.target, graph=g) as sess:
+            sess.run(v.initializer)
+            before = _sent_in_place(cluster, 0)
+            c = np.arange(256, dtype=np.float32).reshape(256, 1)
+            for _ in range(3):
+                got, fetched, got_int = sess.run([total, also_fetched, total_int], {col: c})
+                want = (v0 + 1).sum(dtype=np.float64) + (v0 * 3).sum(dtype=np.float64) + (c * v0[:256]).sum()
+                assert got == pytest.approx(want, rel=1e-5)
+                np.testing.assert_array_equal(fetched, v0 * 3)
+                assert got_int == (v0.astype(np.int32) + 7).sum()
+            # v + 1, col * v[:256] and the int add, each step; v * 3 is fetched too, so it is copied
+            assert _sent_in_place(cluster, 0) - before == 9
+
+
 # ---------------------------------------------------------------- errors
 
 def test_an_error_on_one_worker_reaches_the_client_with_its_node(cluster):

@@ -496,3 +496,45 @@ def test_tensor_over_2_gib(planes, mode):
     assert got.shape == value.shape and got.dtype == value.dtype
     assert got[0] == 0 and got[-1] == value[-1] and np.array_equal(got[::4097], value[::4097])
     assert struct.pack("<q", int(got.sum())) == struct.pack("<q", int(value.sum()))
+
+
+@needs_shm
+def test_a_tensor_written_into_its_send_buffer_is_sent_without_a_copy(planes):
+    sender, receiver, address, inbox = _pair(planes, "auto")
+    n = 1 << 18
+    assert sender.send_buffer(address, 1, transport.SHM_MIN_BYTES - 1) is None  # travels inline anyway
+    for step in range(1, 4):
+        buf = sender.send_buffer(address, step, n * 4)
+        assert buf is not None and buf.dtype == np.uint8 and buf.nbytes == n * 4
+        arr = buf.view(np.float32)
+        np.add(np.arange(n, dtype=np.float32), float(step), out=arr)
+        sender.send(address, step, "x", arr)
+        got = inbox.pop(step, "x")
+        np.testing.assert_array_equal(got, np.arange(n, dtype=np.float32) + step)
+        del got
+    stats = sender.stats()
+    assert stats["tensors_sent_in_place"] == 3 and stats["tensors_sent_shm"] == 3
+    assert stats["shm_segments"] <= 2 and stats["shm_segments_busy"] == 0
+    # an array elsewhere is copied into a segment as before
+    sender.send(address, 9, "y", np.ones(n, np.float32))
+    np.testing.assert_array_equal(inbox.pop(9, "y"), 1.0)
+    assert sender.stats()["tensors_sent_in_place"] == 3
+
+
+@needs_shm
+def test_send_buffers_never_sent_go_back(planes):
+    sender, receiver, address, inbox = _pair(planes, "auto")
+    kept = sender.send_buffer(address, 1, 1 << 20)
+    sender.unstage(address, kept)  # its kernel failed
+    sender.send_buffer(address, 2, 1 << 20)
+    sender.send_buffer(address, 2, 1 << 20)
+    assert sender.stats()["shm_segments_busy"] == 2
+    sender.release_step(2)  # the step ended before its sends ran
+    stats = sender.stats()
+    assert stats["shm_segments_busy"] == 0 and stats["shm_segments"] == 2
+
+
+@pytest.mark.parametrize("mode", ["tcp", "grpc"])
+def test_no_send_buffer_without_shared_memory(planes, mode):
+    sender, receiver, address, inbox = _pair(planes, mode)
+    assert sender.send_buffer(address, 1, 1 << 20) is None

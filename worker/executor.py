@@ -8,6 +8,11 @@ arrived: the schedule of a dataflow executor without its per-node
 bookkeeping, and never a deadlock on a DAG. Every output has a slot in a
 per-step value table; a slot is cleared after its last consumer ran.
 
+A NumPy ufunc (Add, Mul, ...) whose one output goes only to a _Send writes
+it straight into the memory that send will hand over when the rendezvous
+offers any (a shared-memory segment of a same-host worker), so the send
+copies nothing.
+
 An asynchronous kernel (registry `is_async`: one device's part of a loop
 that spans devices, which waits on the others) is started, on a thread of
 its own, by the group that computes its inputs; its outputs then arrive
@@ -27,6 +32,7 @@ import numpy as np
 from tensorgrid.framework import errors
 from tensorgrid.ops import registry
 from tensorgrid.runtime.ir import functions_of, split_input
+from tensorgrid.worker.transport import SHM_MIN_BYTES
 
 
 @dataclasses.dataclass
@@ -154,6 +160,7 @@ class Executable:
         index = self._index
         parsed = [[(index[src], idx) for src, idx in map(split_input, n.inputs)] for n in nodes]
         ctrl = [[index[c] for c in n.control_inputs] for n in nodes]
+        self._sent_outputs = self._outputs_only_sent(parsed)
         # Waits: receives, and asynchronous kernels, whose outputs arrive the same way.
         recv_ids = [i for i, n in enumerate(nodes) if n.op == "_Recv" or self.opdefs[i].is_async]
         self.recv_ids = recv_ids
@@ -226,6 +233,22 @@ class Executable:
                 self.groups_of_recv[r].append(g.index)
         self.recv_slot = [self._outputs_slot(i) for i in recv_ids]
 
+    def _outputs_only_sent(self, parsed):
+        """{node index: _Send key} of the ufunc nodes whose one output goes to one _Send and nowhere else."""
+        if self.device.xp is not np:
+            return {}
+        users = {}
+        for j, inputs in enumerate(parsed):
+            for ref in inputs:
+                users.setdefault(ref, []).append(j)
+        sent = {}
+        for i, kernel in enumerate(self.kernels):
+            if isinstance(kernel, np.ufunc) and kernel.nout == 1:
+                to = users.get((i, 0), ())
+                if len(to) == 1 and self.nodes[to[0]].op == "_Send":
+                    sent[i] = self.nodes[to[0]].attrs["key"]
+        return sent
+
     def _instruction(self, i, inputs, frees):
         """(arity code, kernel, a, b, out, frees, node index) for node i.
 
@@ -238,6 +261,9 @@ class Executable:
         if self.opdefs[i].needs_step:
             slots.insert(0, 0)
         kernel = self.kernels[i]
+        if i in self._sent_outputs:
+            slots.insert(0, 0)
+            kernel = _writing_into_send(kernel, self._sent_outputs[i])
         if self.opdefs[i].is_async:
             slots.insert(0, self.arrivals_slot)
             kernel = self._starter(i)
@@ -393,6 +419,53 @@ class Executable:
             if frees:
                 for f in frees:
                     vals[f] = None
+
+
+_ARRAYS = (np.ndarray, np.generic)
+
+
+def _writing_into_send(ufunc, key):
+    """The kernel ufunc(*inputs) for an output sent under `key` and used nowhere else: it writes into
+    the rendezvous's send buffer for the key where there is one, so the _Send copies nothing."""
+    def run(step, *xs):
+        out = _send_buffer(step, key, ufunc, xs)
+        if out is None:
+            return ufunc(*xs)
+        try:
+            return ufunc(*xs, out=out)
+        except BaseException:
+            step.rendezvous.unstage(key, out)
+            raise
+    return run
+
+
+def _send_buffer(step, key, ufunc, xs):
+    """The send buffer for ufunc(*xs)'s result as an array of its dtype and shape, or None: inputs
+    that are not arrays of one dtype (the ufunc then raises or promotes as it always does), a result
+    under the size that travels through shared memory, or a rendezvous with no buffer for the key."""
+    x = xs[0]
+    if not isinstance(x, _ARRAYS):
+        return None
+    bound = x.nbytes  # the result's bytes at most, whatever the broadcast
+    for v in xs[1:]:
+        if not isinstance(v, _ARRAYS) or v.dtype != x.dtype:
+            return None
+        bound *= v.size
+    if bound < SHM_MIN_BYTES:
+        return None
+    offer = getattr(step.rendezvous, "send_buffer", None)  # only a rendezvous that reaches other workers
+    if offer is None:
+        return None
+    try:
+        shape = np.broadcast_shapes(*(v.shape for v in xs))
+        dtype = ufunc.resolve_dtypes((x.dtype,) * len(xs) + (None,))[-1]
+    except (ValueError, TypeError):
+        return None  # the ufunc itself raises its own error
+    count = 1
+    for d in shape:
+        count *= d
+    buf = offer(key, count * dtype.itemsize) if count else None
+    return None if buf is None else buf.view(dtype).reshape(shape)
 
 
 def _now_us():

@@ -36,9 +36,22 @@ class RemoteRendezvous:
             return
         self._send_to(address, key, value)
 
+    def send_buffer(self, key, nbytes):
+        """Memory a kernel may write the tensor to be sent under `key` into, so the send copies nothing:
+        a shared-memory segment of a same-host destination (DataPlane.send_buffer); None for a local
+        destination (the tensor changes hands in memory anyway) and where the data plane has none."""
+        address = self.routes.get(key)
+        if address is None:
+            return None
+        return self.plane.send_buffer(address, self.step_id, nbytes)
+
+    def unstage(self, key, buffer):
+        """Gives back memory from send_buffer that will not be sent (its kernel failed)."""
+        self.plane.unstage(self.routes[key], buffer)
+
     def _send_to(self, address, key, value):
         if self.local.aborted:
-            return
+            return  # a staged output buffer goes back at the step's end (DataPlane.release_step)
         try:
             self.plane.send(address, self.step_id, key, _CONTROL_TOKEN if value is None else value)
         except errors.OpError as e:

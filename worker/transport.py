@@ -328,6 +328,9 @@ class _Outbound:
         self._transfer_ids = itertools.count(1)
         self._release_tail = b""
         self._warned_full = False
+        # segments handed to kernels as output buffers (DataPlane.send_buffer), by the address of their
+        # first byte: (segment, step id); sending an array there sends the segment without a copy
+        self.staged = {}
 
     @property
     def path(self):
@@ -434,6 +437,13 @@ class _Outbound:
         lanes, pool = self.lanes, self.pool
         if not lanes:
             raise ConnectionResetError("the connection was closed")
+        if pool is not None and self.staged and enum != wire.STRING and n:
+            with self.lock:
+                entry = self.staged.pop(data.ctypes.data, None)
+            if entry is not None:
+                self._send_segment(lanes[0], pool, entry[0], step_id, key, enum, shape, n)
+                self.plane._count("tensors_sent_in_place", 1)
+                return "shm", n
         if (pool is not None and enum != wire.STRING and n and n >= self.plane._shm_min
                 and self._send_shm(lanes[0], pool, step_id, key, enum, shape, data)):
             return "shm", n
@@ -459,6 +469,15 @@ class _Outbound:
             return False
         try:
             np.copyto(seg.array[:n], data)
+        except BaseException:
+            pool.abandon(seg.ident)
+            raise
+        self._send_segment(lane, pool, seg, step_id, key, enum, shape, n)
+        return True
+
+    def _send_segment(self, lane, pool, seg, step_id, key, enum, shape, n):
+        """Sends the descriptor of busy segment `seg`, whose first n bytes hold the tensor."""
+        try:
             with self.lock:
                 drops, pool.dropped = pool.dropped, []
             parts = [_header(wire.DROP, 0, (), b"", 0, ident, 0, 0, 0) for ident in drops]
@@ -468,7 +487,37 @@ class _Outbound:
         except BaseException:
             pool.abandon(seg.ident)
             raise
-        return True
+
+    def stage(self, step_id, nbytes):
+        """A busy segment's first nbytes, as uint8, for a kernel to write a tensor for this peer into;
+        None when tensors to this peer do not go through shared memory or /dev/shm has no room."""
+        pool = self.pool
+        if pool is None:
+            return None
+        with self.lock:
+            try:
+                self._drain_releases(self.lanes[0].sock, pool)
+            except (OSError, IndexError):
+                return None  # the next send finds out and reconnects
+        try:
+            seg = pool.acquire(nbytes)
+        except OSError:
+            return None  # the send copies, or takes the socket, as it would without staging
+        with self.lock:
+            self.staged[seg.array.ctypes.data] = (seg, step_id)
+        return seg.array[:nbytes]
+
+    def unstage(self, step_id=None, buffer=None):
+        """Gives back the staged segment that `buffer` starts, or (buffer None) every one of step_id's."""
+        with self.lock:
+            if buffer is not None:
+                entries = [self.staged.pop(buffer.ctypes.data, None)]
+            else:
+                entries = [self.staged.pop(a) for a, (_, sid) in list(self.staged.items()) if sid == step_id]
+        pool = self.pool
+        for entry in entries:
+            if entry is not None and pool is not None:
+                pool.release(entry[0].ident)
 
     def _drain_releases(self, sock, pool):
         """Reads the release notices the peer has sent so far (without blocking); frees those segments."""
@@ -715,7 +764,7 @@ class DataPlane:
         self._pool = _BufferPool()
         self._counts = collections.Counter({f"{what}_{path}": 0 for what in
                                             ("bytes_sent", "bytes_received", "tensors_sent", "tensors_received")
-                                            for path in _PATHS})
+                                            for path in _PATHS}, tensors_sent_in_place=0)
         self._peer_counts = collections.Counter()   # (peer data address, path) -> bytes sent; and tensors
         self._peer_tensors = collections.Counter()
         # reentrant: a lent buffer's finalizer counts it back, and may run while this thread counts
@@ -827,6 +876,26 @@ class DataPlane:
             self._counts[f"tensors_sent_{path}"] += 1
             self._peer_counts[(peer_address, path)] += nbytes
             self._peer_tensors[(peer_address, path)] += 1
+
+    def send_buffer(self, peer_address, step_id, nbytes):
+        """Memory (uint8, nbytes long) that a kernel may write a tensor for peer_address into, so that
+        `send` of an array over exactly those bytes hands the peer the memory itself, with no copy; None
+        where no such memory is (no shared memory with that peer, a tensor under the shared-memory
+        size, no room in /dev/shm). Memory not sent goes back with `unstage` or at release_step."""
+        if self.mode == "grpc" or nbytes < self._shm_min:
+            return None
+        try:
+            out = self._outbound(peer_address)
+        except errors.OpError:
+            return None  # the send that follows reports it
+        return None if out.via_grpc else out.stage(step_id, nbytes)
+
+    def unstage(self, peer_address, buffer):
+        """Gives back memory from send_buffer that will not be sent."""
+        with self._lock:
+            out = self._out.get(peer_address)
+        if out is not None:
+            out.unstage(buffer=buffer)
 
     def connect(self, peer_address):
         """Opens the connection to a peer, or checks the open one still stands (a cheap liveness probe:
@@ -941,7 +1010,8 @@ class DataPlane:
     # -- steps and status
 
     def release_step(self, step_id):
-        """The step is over on this worker: frees the buffers of its half-received tensors.
+        """The step is over on this worker: frees the buffers of its half-received tensors, and gives back
+        the output buffers (send_buffer) it staged and never sent.
 
         Their remaining stripes are read and dropped as they come. Memory lent
         to the step's deliveries (segments, pooled buffers) goes back as soon
@@ -952,6 +1022,10 @@ class DataPlane:
             for partial in self._partials.values():
                 if partial.step_id == step_id:
                     partial.buf = None
+        with self._lock:
+            staging = [o for o in self._out.values() if o.staged]
+        for out in staging:  # output buffers of a step that failed before it sent them
+            out.unstage(step_id)
 
     def peer_stats(self):
         """{(peer data address, path): (bytes sent, tensors sent)}: what the dashboard's matrix shows."""
@@ -959,7 +1033,8 @@ class DataPlane:
             return {k: (n, self._peer_tensors[k]) for k, n in self._peer_counts.items()}
 
     def stats(self):
-        """Counters: bytes and tensors per path each way, connections, segments, lent and pooled buffers."""
+        """Counters: bytes and tensors per path each way (tensors_sent_in_place: those of shm a kernel wrote
+        into their segment, send_buffer), connections, segments, lent and pooled buffers."""
         with self._lock:
             outs = list(self._out.values())
             inbound = list(self._inbound)
