@@ -57,38 +57,43 @@ def ray_compiled_graphs(workloads):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         worker = _ray_actor_class(ray)
-        a, b = worker.remote(), worker.remote()
-        shapes = {
-            "W1": ("W1 step latency", lambda inp: b.mul2.bind(a.add1.bind(inp)),
-                   np.ones(1, np.float32), 4.0, 300, 30),
-            "W2": ("W2 transfer 64MiB", lambda inp: b.total.bind(a.make.bind(inp)), 0, float(W2_ELEMS), 20, 3),
-            "W3": ("W3 chain 1000 ops", _w3_dag(a, b), np.ones(1, np.float32), None, 50, 5),
-        }
         for w in workloads:
-            if w not in shapes:
+            if w not in _RAY_SHAPES:
                 continue
-            name, build, arg, expect, n, warmup = shapes[w]
+            name, build, arg, expect, n, warmup = _RAY_SHAPES[w]
+            # a fresh pair of actors per workload, killed at teardown: a graph that moved 64 MiB
+            # can leave its actors busy past teardown(), which then waits 30 s and more for them
+            a, b = worker.remote(), worker.remote()
             with InputNode() as inp:
-                dag = build(inp)
+                dag = build(a, b, inp)
             compiled = dag.experimental_compile()
             try:
-                got = ray.get(compiled.execute(arg))
+                # a float, not the array: a result array is a zero-copy view of the channel's buffer,
+                # and holding it blocks every later execute (RayChannelTimeoutError on the read lock)
+                got = float(np.ravel(ray.get(compiled.execute(arg)))[0])
                 if expect is not None:
-                    assert abs(float(np.ravel(got)[0]) - expect) <= 1e-3 * expect, got
+                    assert abs(got - expect) <= 1e-3 * expect, got
                 yield {name: _timed(lambda: ray.get(compiled.execute(arg)), n, warmup)}
             finally:
-                compiled.teardown()
+                compiled.teardown(kill_actors=True)
     finally:
         ray.shutdown()
 
 
-def _w3_dag(a, b):
-    def build(inp):
-        y = inp
-        for i in range(10):
-            y = (a if i % 2 == 0 else b).block.bind(y)
-        return y
-    return build
+def _w3_dag(a, b, inp):
+    y = inp
+    for i in range(10):
+        y = (a if i % 2 == 0 else b).block.bind(y)
+    return y
+
+
+# workload: (row name, dag builder (actor a, actor b, input node), execute's argument, expected first
+# element or None, repetitions, warm-up runs)
+_RAY_SHAPES = {
+    "W1": ("W1 step latency", lambda a, b, inp: b.mul2.bind(a.add1.bind(inp)), np.ones(1, np.float32), 4.0, 300, 30),
+    "W2": ("W2 transfer 64MiB", lambda a, b, inp: b.total.bind(a.make.bind(inp)), 0, float(W2_ELEMS), 20, 3),
+    "W3": ("W3 chain 1000 ops", _w3_dag, np.ones(1, np.float32), None, 50, 5),
+}
 
 
 def limits():
