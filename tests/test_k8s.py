@@ -39,6 +39,7 @@ VALUES = {
     "gpu and metrics": {"gpuWorkers": {"replicas": 2, "resources": {"limits": {"cpu": "4"}}},
                         "metrics": {"enabled": True}},
     "a client token": {"clientToken": {"existingSecret": "clients"}},
+    "file access": {"allowFileAccess": ["/data", "/ckpt"], "gpuWorkers": {"replicas": 1}},
     "own secret, resources, another release": {"token": {"existingSecret": "mine"},
                                                "workers": {"replicas": 5, "resources": {"requests": {"cpu": "1"}}},
                                                "master": {"service": {"type": "LoadBalancer"}}},
@@ -153,6 +154,15 @@ def test_a_client_token_goes_to_the_master_only():
     assert {"name": "client-token", "secret": {"secretName": "clients", "defaultMode": 0o440}} in volumes
     assert "TENSORGRID_CLIENT_TOKEN_FILE" not in _env(workers)
     assert "TENSORGRID_CLIENT_TOKEN_FILE" not in _env(_container(_find(_objects(), "Deployment", "tensorgrid-master")))
+
+
+def test_allow_file_access_reaches_every_worker_and_only_them():
+    objects = _objects(VALUES["file access"])
+    for name in ("tensorgrid-worker", "tensorgrid-gpu-worker"):
+        args = _container(_find(objects, "StatefulSet", name))["args"]
+        assert [args[i + 1] for i, a in enumerate(args) if a == "--allow-file-access"] == ["/data", "/ckpt"], name
+    assert "--allow-file-access" not in _container(_find(objects, "Deployment", "tensorgrid-master"))["args"]
+    assert "--allow-file-access" not in _container(_find(_objects(), "StatefulSet", "tensorgrid-worker"))["args"]
 
 
 def test_every_container_command_parses():

@@ -73,6 +73,10 @@ spec:
             - {{ .devices }}
             - --master-wait
             - "60"
+            {{- range $root.Values.allowFileAccess }}
+            - --allow-file-access
+            - {{ . | quote }}
+            {{- end }}
             {{- if $root.Values.metrics.enabled }}
             - --metrics-port
             - {{ $root.Values.metrics.port | quote }}
