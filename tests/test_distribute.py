@@ -44,6 +44,22 @@ def test_mwms_workers_train_to_the_weights_of_full_batch_gradient_descent(tasks,
         _assert_weights(r, expected)
 
 
+def test_keras_fit_on_two_mwms_workers_gives_the_weights_of_full_batch_training(tasks, tmp_path):  # noqa: F811
+    import mwms_fit_worker
+    cluster = cluster_of(worker=2)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mwms_fit_worker.py")
+    procs = [tasks.script(f"worker{i}", script, tmp_path / f"fit{i}.json",
+                          env={"TF_CONFIG": _tf_config(cluster, "worker", i)}) for i in range(2)]
+    for p in procs:
+        assert p.wait(180) == 0, p.log()[-3000:]
+    expected = mwms_fit_worker.reference()
+    for i in range(2):
+        result = json.loads((tmp_path / f"fit{i}.json").read_text())
+        assert result["replicas"] == 2
+        for got, want in zip(result["weights"], expected):
+            np.testing.assert_allclose(np.array(got), want, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_tensorflow_mwms_gives_the_same_weights(tasks, tmp_path):  # noqa: F811
     pytest.importorskip("tensorflow")
