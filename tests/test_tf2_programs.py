@@ -105,3 +105,30 @@ def test_numpy_operands_take_the_tensors_dtype_as_in_tf():
     np.testing.assert_array_equal(cases[0](tg).numpy(), np.float32(0.5) * x.astype(np.float32))
     with pytest.raises(TypeError):
         tg.constant([1, 2]) * 1.5
+
+
+def test_keras_optimizer_in_a_checkpoint_has_tfs_keys_and_restores(tmp_path):
+    """save_restore_model's `tf.train.Checkpoint(optimizer=<Keras Adam>)`: the optimizer's variables
+    are saved under tf.keras's keys (TF's checkpoint of the same step has the same list) and restore
+    to the values TF's step gives."""
+    import tensorflow as real_tf
+
+    import tensorgrid as tg
+
+    def one_step(t, directory):
+        w = t.Variable(np.full([2, 2], 1.5, np.float32), name="W")
+        opt = t.optimizers.Adam(0.01)
+        with t.GradientTape() as tape:
+            loss = t.reduce_sum(w * w)
+        opt.apply_gradients(zip(tape.gradient(loss, [w]), [w]))
+        ckpt = t.train.Checkpoint(W=w, optimizer=opt)
+        return w, opt, ckpt, ckpt.save(str(tmp_path / directory / "c"))
+
+    w, opt, ckpt, ours = one_step(tg, "tg")
+    real_w, real_opt, _, theirs = one_step(real_tf, "tf")
+    assert [n for n, _ in tg.train.list_variables(ours)] == [n for n, _ in real_tf.train.list_variables(theirs)]
+    for v in [w] + opt.variables:
+        v.assign(np.zeros(v.shape, v.dtype.as_numpy_dtype))
+    ckpt.restore(ours)
+    for v, real_v in zip([w] + opt.variables, [real_w] + real_opt.variables):
+        np.testing.assert_allclose(v.numpy(), real_v.numpy(), rtol=1e-6)

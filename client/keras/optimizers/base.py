@@ -137,6 +137,16 @@ class Optimizer:
     def _get_variable_index(self, variable):
         return self._trainable_variables_indices[self._var_key(variable)]
 
+    def _trackable_children(self):
+        """tf.train.Checkpoint's children, with tf.keras's names: `_iterations`, `_learning_rate` (when a
+        variable) and `_variables`, whose slots are keyed `_variables/N` after the two (the object graph
+        keeps each variable under its first path), so checkpoint keys match TF's."""
+        items = {"_iterations": self._iterations}
+        if isinstance(self._learning_rate, variables_lib.Variable):
+            items["_learning_rate"] = self._learning_rate
+        items["_variables"] = list(self._variables)
+        return items
+
     @property
     def variables(self):
         return list(self._variables)
