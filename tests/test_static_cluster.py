@@ -44,7 +44,7 @@ class Static(FakeCluster):
         self.on_sleep = []
         self.sleep_s = 0.25
 
-    def _connect(self, address, step_address=""):
+    def _connect(self, address, step_address="", key=None):
         client = AddressClient(self, address)
         self.clients.setdefault(address, []).append(client)
         return client
