@@ -125,7 +125,9 @@ def test_special_values(executor):
         executor, lambda a: [tg.round(a), tg.sigmoid(a), tg.is_nan(a), tg.is_finite(a), tg.log(a)], x)
     np.testing.assert_array_equal(rounded, [-2, -2, -0, 0, 2, 2, 4, -100, 100, np.nan, np.inf, -np.inf])
     np.testing.assert_allclose(sig[:9], 1 / (1 + np.exp(-x[:9].astype(np.float64))), rtol=1e-6, atol=1e-40)
-    assert sig[7] > 0
+    # sigmoid(-100) = 3.7e-44 is a float32 denormal, which CUDA's float32 math flushes to zero (TF's
+    # GPU kernels too); every other device keeps it.
+    assert sig[7] > 0 or (executor == "gpu" and sig[7] == 0)
     assert sig[-2:].tolist() == [1, 0] and np.isnan(sig[-3])
     assert nan.tolist() == [False] * 9 + [True, False, False]
     assert finite.tolist() == [True] * 9 + [False] * 3

@@ -73,10 +73,8 @@ class DeviceContext:
 
     def accept(self, value):
         """`value` in this device's memory: a CPU<->GPU copy when it arrived from the other kind."""
-        if self.xp is np:
-            from tensorgrid.ops.core_ops import to_host
-            return to_host(value)
-        return value if value is None else self.xp.asarray(value)
+        from tensorgrid.ops.core_ops import to_device
+        return to_device(self.xp, value)
 
     def activate(self):
         """A context making this device the calling thread's current CUDA device (CuPy chooses the

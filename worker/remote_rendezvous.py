@@ -38,16 +38,20 @@ class RemoteRendezvous:
 
     def send_buffer(self, key, nbytes):
         """Memory a kernel may write the tensor to be sent under `key` into, so the send copies nothing:
-        a shared-memory segment of a same-host destination (DataPlane.send_buffer); None for a local
-        destination (the tensor changes hands in memory anyway) and where the data plane has none."""
+        a shared-memory segment of a same-host destination (DataPlane.send_buffer); for a device of this
+        worker, what LocalRendezvous.send_buffer offers; None where neither has any."""
         address = self.routes.get(key)
         if address is None:
-            return None
+            return self.local.send_buffer(key, nbytes)  # pinned memory for a GPU of this worker, else None
         return self.plane.send_buffer(address, self.step_id, nbytes)
 
     def unstage(self, key, buffer):
         """Gives back memory from send_buffer that will not be sent (its kernel failed)."""
-        self.plane.unstage(self.routes[key], buffer)
+        address = self.routes.get(key)
+        if address is None:
+            self.local.unstage(key, buffer)
+        else:
+            self.plane.unstage(address, buffer)
 
     def _send_to(self, address, key, value):
         if self.local.aborted:

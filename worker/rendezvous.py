@@ -13,7 +13,10 @@ the route to another worker is still found by the key as partitioned
 (`send_framed`).
 """
 
+import sys
 import threading
+
+import numpy as np
 
 from tensorgrid.framework import errors
 
@@ -54,6 +57,19 @@ class LocalRendezvous:
     def send_framed(self, key, suffix, value):
         """send(key + suffix): a send inside a loop frame."""
         self.send(key + suffix, value)
+
+    def send_buffer(self, key, nbytes):
+        """Memory a CPU kernel may write a tensor sent under `key` into: pinned host memory where the
+        destination is a GPU of this process (its copy to the GPU then runs at DMA speed, with no
+        staging copy), else None (the tensor changes hands in memory anyway)."""
+        if "/device:GPU:" not in parse_key(key)[1] or "cupy" not in sys.modules:
+            return None
+        from tensorgrid.ops.core_ops import pinned_empty
+        return pinned_empty((nbytes,), np.uint8)
+
+    def unstage(self, key, buffer):
+        """Gives back memory from send_buffer that will not be sent: pinned memory returns to CuPy's
+        pool once the array is freed, so nothing is left to do."""
 
     def recv_async(self, key, callback):
         """Calls callback(value, None) once the value is there, or callback(None, error) on abort."""

@@ -109,7 +109,8 @@ def _as_numpy(array):
     if isinstance(array, np.ndarray):
         return array
     if type(array).__module__.startswith("cupy"):
-        return array.get()
+        from tensorgrid.ops.core_ops import to_host
+        return to_host(array)  # one copy, into pinned memory when large
     return np.asarray(array)
 
 

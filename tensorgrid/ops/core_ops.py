@@ -24,7 +24,7 @@ def _infer_const(ctx):
 def _const_kernel(node):
     value = node.attr("value")
     if node.xp is not np:
-        value = node.xp.asarray(value)
+        value = to_device(node.xp, value)
     else:
         value = value.view()
         value.flags.writeable = False  # fetches copy read-only arrays, so users never alias a constant
@@ -109,7 +109,7 @@ def _feed_kernel(node):
             value = step.feeds[key]
         except KeyError:
             raise errors.InvalidArgumentError(None, None, f"no value fed for '{key}'") from None
-        return value if xp is np else xp.asarray(value)  # a host feed for a GPU partition: one copy in
+        return value if xp is np else to_device(xp, value)  # a host feed for a GPU partition: one copy in
     return feed
 
 
@@ -121,10 +121,51 @@ def _fetch_kernel(node):
     return fetch
 
 
+# Host<->GPU copies of at least this many bytes go through page-locked (pinned) host memory from
+# CuPy's pinned pool, which DMA reads and writes at full speed (pageable memory takes about a sixth of
+# it); the pool reuses a block once the array holding it is freed, so steady steps allocate nothing.
+PINNED_MIN_BYTES = 1 << 20
+
+
 def to_host(value):
-    """A numpy value of `value`: device (CuPy) arrays are copied to the host, others pass through."""
+    """A numpy value of `value`: device (CuPy) arrays are copied to the host once (into pinned memory
+    when large), others pass through."""
     if type(value).__module__.startswith("cupy"):
-        return value.get()
+        if value.nbytes < PINNED_MIN_BYTES:
+            return value.get()
+        import cupy
+        out = pinned_empty(value.shape, value.dtype)
+        cupy.ascontiguousarray(value).get(out=out)
+        return out
+    return value
+
+
+def pinned_empty(shape, dtype):
+    """An uninitialized numpy array in pinned host memory (only where CuPy is already in use)."""
+    import cupy
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    mem = cupy.cuda.alloc_pinned_memory(max(count * dtype.itemsize, 1))
+    return np.frombuffer(mem, dtype, count).reshape(shape)
+
+
+def to_device(xp, value):
+    """`value` in the memory of a device whose array module is xp, with one copy at most. Strings,
+    variants and other Python objects stay in host memory on every device (as TF's HostMemory
+    tensors do): a GPU has no kernel that reads them, and the ops that take them run on the host."""
+    if xp is np:
+        return to_host(value)
+    if value is None or type(value).__module__.startswith("cupy"):
+        return value
+    if isinstance(value, (np.ndarray, np.generic)):
+        if value.dtype.kind in "OSUV":
+            return value
+        value = np.ascontiguousarray(value)
+        out = xp.empty(value.shape, value.dtype)
+        out.set(value)  # a synchronous cudaMemcpy: at DMA speed from pinned memory, with no staging copy
+        return out
+    if isinstance(value, (bool, int, float, complex)):
+        return xp.asarray(value)
     return value
 
 

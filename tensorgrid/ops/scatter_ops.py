@@ -129,13 +129,26 @@ def _scatter_kernel(how):
                 updates = _updates_for(node, value, indices, updates, xp)
                 if how == "add":
                     xp.add.at(value, indices, updates)       # repeated indices accumulate
-                elif how == "sub":
+                elif how == "sub" and xp is np:
                     xp.subtract.at(value, indices, updates)
-                else:
+                elif how == "sub":
+                    xp.add.at(value, indices, -updates)      # CuPy's subtract.at takes integers only
+                elif xp is np or indices.size < 2:
                     value[indices] = updates                 # the last of repeated indices wins
+                else:
+                    _assign_last_wins(xp, value, indices, updates)
                 _store(var, value)
         return scatter
     return factory
+
+
+def _assign_last_wins(xp, value, indices, updates):
+    """value[indices] = updates on a GPU, where a CUDA scatter of repeated indices keeps any one of
+    them: each index takes its last update, as on the CPU."""
+    flat = indices.reshape(-1)[::-1]
+    rows = updates.reshape((flat.size,) + value.shape[1:])[::-1]
+    unique, last = xp.unique(flat, return_index=True)
+    value[unique] = rows[last]
 
 
 def _infer_scatter(ctx):

@@ -18,6 +18,7 @@ import numpy as np
 
 from tensorgrid.framework import dtypes, errors
 from tensorgrid.framework.shapes import TensorShape
+from tensorgrid.ops.core_ops import to_host
 from tensorgrid.ops.registry import register
 
 
@@ -197,7 +198,8 @@ def _gather_kernel(node):
     op, xp = _describe(node), node.xp
 
     def gather(state, indices, flow):
-        return _stacked([state.read(int(i), op, xp) for i in np.asarray(indices).reshape(-1)], state, op, xp)
+        rows = np.asarray(to_host(indices)).reshape(-1)
+        return _stacked([state.read(int(i), op, xp) for i in rows], state, op, xp)
     return gather
 
 
@@ -209,7 +211,7 @@ def _scatter_kernel(node):
     op, xp = _describe(node), node.xp
 
     def scatter(state, indices, value, flow):
-        idx = np.asarray(indices).reshape(-1)
+        idx = np.asarray(to_host(indices)).reshape(-1)
         if len(idx) != value.shape[0]:
             raise errors.InvalidArgumentError(
                 None, None, f"{state.where(op)}: {len(idx)} indices but the value has {value.shape[0]} rows")
@@ -252,7 +254,7 @@ def _split_kernel(node):
     op, xp = _describe(node), node.xp
 
     def split(state, value, lengths, flow):
-        lengths = np.asarray(lengths).reshape(-1)
+        lengths = np.asarray(to_host(lengths)).reshape(-1)
         if int(lengths.sum()) != value.shape[0]:
             raise errors.InvalidArgumentError(
                 None, None, f"{state.where(op)}: lengths sum to {int(lengths.sum())} but the value has "
