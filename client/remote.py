@@ -21,7 +21,7 @@ import grpc
 
 from tensorgrid import security, step_channel
 from tensorgrid.framework import errors
-from tensorgrid.proto import config_pb2, convert, master_pb2, master_pb2_grpc
+from tensorgrid.proto import config_pb2, convert, master_pb2
 
 log = logging.getLogger("tensorgrid.client")
 # The master enforces a step's deadline; the client waits this much longer for its answer.
@@ -52,7 +52,7 @@ class _Master:
         self.tls = tls if tls is not None else security.TlsFiles.from_env()
         self.token = _token(config)
         self.channel = security.open_channel(self.address, self.tls)
-        self.stub = master_pb2_grpc.MasterServiceStub(self.channel)
+        self.stub = security.ServiceClient(self.channel, master_pb2, "MasterService")
         self.metadata = security.call_metadata(self.token)
         self.fast = None
 
@@ -72,7 +72,7 @@ class _Master:
 
     def call(self, method, request, timeout=None):
         try:
-            return getattr(self.stub, method)(request, timeout=timeout, metadata=self.metadata)
+            return self.stub(method, request, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as e:
             raise security.error_from_rpc(e, f"cannot reach the master at {self.address}") from None
 

@@ -12,7 +12,7 @@ import grpc
 
 from tensorgrid import security, step_channel
 from tensorgrid.framework import errors
-from tensorgrid.proto import master_pb2, worker_pb2, worker_pb2_grpc
+from tensorgrid.proto import master_pb2, worker_pb2
 from tensorgrid.runtime import master as master_lib
 
 log = logging.getLogger("tensorgrid.master")
@@ -92,7 +92,7 @@ class GrpcWorkerClient:
     def __init__(self, address, step_address="", token=None, tls=None, key=None):
         self.address = address
         self._channel = security.open_channel(address, tls)
-        self._stub = worker_pb2_grpc.WorkerServiceStub(self._channel)
+        self._stub = security.ServiceClient(self._channel, worker_pb2, "WorkerService")
         # `key`: the one the worker registered with, which its control methods require (security.Roles)
         self._metadata = security.call_metadata(token, key)
         self._fast = None
@@ -116,8 +116,7 @@ class GrpcWorkerClient:
         request = worker_pb2.RegisterGraphRequest(session_handle=session, device_address=device_address)
         for dev, gd in graph_defs.items():
             request.partition.add(device=dev, graph=gd)
-        call = self._stub.RegisterGraph.future(request, timeout=CONTROL_TIMEOUT_S, metadata=self._metadata)
-        return _CallFuture(call, lambda r: r.graph_handle)
+        return _CallFuture(self._control("RegisterGraph", request), lambda r: r.graph_handle)
 
     def run_graph(self, handle, step_id, feeds, trace, timeout_ms):
         request = worker_pb2.RunGraphRequest(graph_handle=handle, step_id=step_id, trace=trace,
@@ -129,27 +128,23 @@ class GrpcWorkerClient:
         if self._fast is not None:
             return self._fast.call_async("RunGraph", request, _parse_run_graph)
         timeout = timeout_ms / 1000.0 + RPC_DEADLINE_SLACK_S if timeout_ms else None
-        call = self._stub.RunGraph.future(request, timeout=timeout, metadata=self._metadata)
-        return _CallFuture(call, _run_graph_result)
+        return _CallFuture(self._control("RunGraph", request, timeout), _run_graph_result)
+
+    def _control(self, method, request, timeout=CONTROL_TIMEOUT_S):
+        return self._stub.future(method, request, timeout=timeout, metadata=self._metadata)
 
     def cleanup_step(self, step_id, reason):
-        request = worker_pb2.CleanupStepRequest(step_id=step_id, reason=reason)
-        return self._keep(self._stub.CleanupStep.future(request, timeout=CONTROL_TIMEOUT_S, metadata=self._metadata))
+        return self._keep(self._control("CleanupStep", worker_pb2.CleanupStepRequest(step_id=step_id, reason=reason)))
 
     def deregister_graph(self, handle):
-        request = worker_pb2.DeregisterGraphRequest(graph_handle=handle)
-        return self._keep(self._stub.DeregisterGraph.future(request, timeout=CONTROL_TIMEOUT_S,
-                                                            metadata=self._metadata))
+        return self._keep(self._control("DeregisterGraph", worker_pb2.DeregisterGraphRequest(graph_handle=handle)))
 
     def reset(self, containers=None):
         request = worker_pb2.ResetResourcesRequest(container=containers or [])
-        return _CallFuture(self._stub.ResetResources.future(request,
-                                                            timeout=CONTROL_TIMEOUT_S, metadata=self._metadata),
-                           _ignore)
+        return _CallFuture(self._control("ResetResources", request), _ignore)
 
     def get_status(self):
-        return _CallFuture(self._stub.GetStatus.future(worker_pb2.GetStatusRequest(), timeout=5.0,
-                                                       metadata=self._metadata), _status_dict)
+        return _CallFuture(self._control("GetStatus", worker_pb2.GetStatusRequest(), timeout=5.0), _status_dict)
 
     def close(self):
         self._channel.close()

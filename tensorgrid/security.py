@@ -24,7 +24,13 @@ worker, worker to worker) is made here, so they all apply the same rules:
   --tls-ca for the authority that signs peers; clients read
   TENSORGRID_TLS_CA, TENSORGRID_TLS_CERT and TENSORGRID_TLS_KEY).
 - Messages are capped at MAX_MESSAGE_BYTES both ways (documented in
-  master.proto); tensors that cross workers stream in chunks instead.
+  master.proto); tensors that cross workers stream in chunks instead. A
+  server's gRPC takes no single message over GRPC_RECEIVE_BYTES (grpcio's
+  receive limit is one per server, checked before a message is buffered),
+  and each method's requests are capped by `request_limit`: a request of a
+  method that carries graphs or tensors, when it is larger, travels as a
+  stream of chunks to `<Method>Chunks` (`ServiceClient`), which the server
+  reads one chunk at a time up to that limit.
 - Requests arrive as raw bytes and are parsed by `invoke` (under gRPC
   through `service_handlers`, and under tensorgrid/step_channel.py), so
   garbage gets INVALID_ARGUMENT instead of gRPC's INTERNAL, and a handler's
@@ -81,6 +87,13 @@ MAX_MESSAGE_BYTES = 1 << 30
 # length first (the step channel).
 LARGE_REQUESTS = frozenset({"CreateSession", "ExtendSession", "RunStep", "RegisterGraph", "RunGraph", "SendTensor"})
 SMALL_REQUEST_BYTES = 1 << 20
+# One chunk of a request or tensor streamed over gRPC (a large method's request, SendTensor's TensorChunks).
+STREAM_CHUNK_BYTES = 4 << 20
+# The most a gRPC server buffers for one message: a chunk and its header. grpcio refuses a longer message
+# from its length prefix, before it is read; a request that needs more streams in chunks (ServiceClient).
+GRPC_RECEIVE_BYTES = STREAM_CHUNK_BYTES + (1 << 20)
+# The method a large method's chunked request goes to: RunStep's is RunStepChunks.
+CHUNKS = "Chunks"
 CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -91,7 +104,7 @@ CHANNEL_OPTIONS = (
 )
 SERVER_OPTIONS = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", GRPC_RECEIVE_BYTES),
     ("grpc.so_reuseport", 0),
 )
 
@@ -214,6 +227,12 @@ def request_limit(method):
     return MAX_MESSAGE_BYTES if method in LARGE_REQUESTS else SMALL_REQUEST_BYTES
 
 
+def unchunked(method):
+    """The method (short name) a gRPC method name stands for: RunStepChunks is RunStep."""
+    base = method[:-len(CHUNKS)] if method.endswith(CHUNKS) else method
+    return base if base in LARGE_REQUESTS else method
+
+
 def call_metadata(token, key=None):
     """The metadata every call presents: the token and a worker's key, those that are set."""
     return tuple((k, v) for k, v in ((TOKEN_KEY, token), (KEY_KEY, key)) if v) or None
@@ -236,7 +255,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         role = self._roles.of(token, key)
         method = handler_call_details.method
         service, _, short = method.strip("/").rpartition("/")
-        if self._roles.may_call(role, service, short):
+        if self._roles.may_call(role, service, unchunked(short)):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:
@@ -374,7 +393,8 @@ def error_from_rpc(exc, unavailable_prefix=""):
         elif key == ORIGIN_KEY:
             from_server = True
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in details.lower():
-        details = f"{details} (tensorgrid's gRPC messages are capped at {MAX_MESSAGE_BYTES} bytes)"
+        details = (f"{details} (tensorgrid's gRPC servers take messages of at most {GRPC_RECEIVE_BYTES} bytes; "
+                   f"requests that carry graphs or tensors stream in chunks, up to {MAX_MESSAGE_BYTES} bytes)")
     if code == grpc.StatusCode.UNAVAILABLE and not from_server:
         return in_transit(f"{unavailable_prefix}: {details}" if unavailable_prefix else details)
     cls = errors.error_class_for_code(code)
@@ -400,7 +420,11 @@ def parse_graph_def(graph_def):
 def service_handlers(pb2_module, service_name, impl, steps=(), keyed=()):
     """A generic handler serving `service_name` of `pb2_module` with impl.<Method>(request) -> response.
 
-    Requests are parsed here: undecodable bytes get INVALID_ARGUMENT. A method
+    Requests are parsed here: undecodable bytes get INVALID_ARGUMENT, and a
+    request over its method's `request_limit` RESOURCE_EXHAUSTED. The methods
+    in LARGE_REQUESTS also take their request as a stream of chunks at
+    `<Method>Chunks` (ServiceClient sends one there when it is over
+    STREAM_CHUNK_BYTES), read as it arrives up to that limit. A method
     raising an OpError ends the call with that error's status; any other
     exception is logged and ends it with INTERNAL. Every call runs under a
     fresh request id, which the logs print. The methods named in `steps`
@@ -421,9 +445,14 @@ def service_handlers(pb2_module, service_name, impl, steps=(), keyed=()):
             handlers[method.name] = grpc.stream_unary_rpc_method_handler(
                 _stream_handler(fn, request_cls, method.full_name),
                 response_serializer=response_cls.SerializeToString)
-        else:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary_handler(fn, request_cls, method.full_name, method.name in keyed),
+            continue
+        handle = _unary_handler(fn, request_cls, method.full_name, request_limit(method.name),
+                                method.name in keyed)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            handle, response_serializer=response_cls.SerializeToString)
+        if method.name in LARGE_REQUESTS:
+            handlers[method.name + CHUNKS] = grpc.stream_unary_rpc_method_handler(
+                _chunks_handler(handle, method.full_name, request_limit(method.name)),
                 response_serializer=response_cls.SerializeToString)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
@@ -472,8 +501,15 @@ def invoke(fn, request_cls, name, data):
         request_id.reset(token)
 
 
-def _unary_handler(fn, request_cls, name, keyed=False):
+def _too_large(name, size, limit):
+    return errors.ResourceExhaustedError(
+        None, None, f"{name}: a request of {size} bytes or more, over the {limit} this method takes")
+
+
+def _unary_handler(fn, request_cls, name, limit, keyed=False):
     def handle(data, context):
+        if len(data) > limit:
+            abort_with(context, _too_large(name, len(data), limit))
         reset = None
         if keyed:
             reset = caller_key.set(next((v for k, v in context.invocation_metadata() or () if k == KEY_KEY), ""))
@@ -486,6 +522,59 @@ def _unary_handler(fn, request_cls, name, keyed=False):
                 caller_key.reset(reset)
         abort_with(context, failure)
     return handle
+
+
+def _chunks_handler(handle, name, limit):
+    """A stream handler that joins a request's chunks, read as they arrive up to `limit` bytes, and
+    answers it with `handle` (a unary handler's)."""
+    def join(iterator, context):
+        data = bytearray()
+        try:
+            for chunk in iterator:
+                if len(data) + len(chunk) > limit:
+                    abort_with(context, _too_large(name, len(data) + len(chunk), limit))
+                data += chunk
+        except grpc.RpcError:
+            abort_with(context, errors.CancelledError(None, None, f"{name}: the sender went away"))
+        return handle(bytes(data), context)
+    return join
+
+
+class ServiceClient:
+    """Calls the unary methods of `service_name` (of `pb2_module`) on `channel`, as `stub(method, request)`
+    and `stub.future(method, request)` with grpc's keyword arguments; the response comes parsed.
+
+    A request of a LARGE_REQUESTS method over STREAM_CHUNK_BYTES goes to `<Method>Chunks` as a stream of
+    chunks, since no server takes one message that large (GRPC_RECEIVE_BYTES).
+    """
+
+    def __init__(self, channel, pb2_module, service_name):
+        service = pb2_module.DESCRIPTOR.services_by_name[service_name]
+        self._calls = {}
+        for m in service.methods:
+            if m.client_streaming:
+                continue
+            parse = message_class(m.output_type).FromString
+            path = f"/{service.full_name}/{m.name}"
+            chunked = channel.stream_unary(path + CHUNKS, response_deserializer=parse) \
+                if m.name in LARGE_REQUESTS else None
+            self._calls[m.name] = (channel.unary_unary(path, response_deserializer=parse), chunked)
+
+    def _call(self, method, request):
+        unary, chunked = self._calls[method]
+        data = request.SerializeToString()
+        if chunked is None or len(data) <= STREAM_CHUNK_BYTES:
+            return unary, data
+        view = memoryview(data)
+        return chunked, (bytes(view[i:i + STREAM_CHUNK_BYTES]) for i in range(0, len(view), STREAM_CHUNK_BYTES))
+
+    def __call__(self, method, request, **kwargs):
+        call, arg = self._call(method, request)
+        return call(arg, **kwargs)
+
+    def future(self, method, request, **kwargs):
+        call, arg = self._call(method, request)
+        return call.future(arg, **kwargs)
 
 
 def _stream_handler(fn, request_cls, name):

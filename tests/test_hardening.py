@@ -124,6 +124,57 @@ def test_grpc_refuses_an_unauthenticated_request_before_reading_it(cluster):
     assert _rss(pid) - before < 64 * MiB
 
 
+def _padded(request, size):
+    """`request` serialized, followed by an unknown length-delimited field (number 100) of `size` bytes."""
+    length = bytearray()
+    n = size
+    while True:
+        length.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            break
+    return request.SerializeToString() + b"\xa2\x06" + bytes(length) + b"\0" * size
+
+
+def test_grpc_takes_large_requests_only_on_the_methods_that_carry_tensors(cluster, monkeypatch):
+    """An authenticated caller's 256 MiB Heartbeat (master) or GetStatus (worker) is RESOURCE_EXHAUSTED before
+    it is read, a 2 MiB one is refused too, neither server's RSS grows by more than 32 MiB; a step whose feed
+    and graph are far over one gRPC message (chunked RunStep, CreateSession, RegisterGraph, RunGraph) still
+    runs, and so does the cluster."""
+    import grpc
+    from tensorgrid import security
+    from tensorgrid.proto import master_pb2, worker_pb2
+    from tensorgrid.worker import transport
+    assert transport.GRPC_CHUNK_BYTES <= security.STREAM_CHUNK_BYTES   # SendTensor's chunks fit a message
+    metadata = security.call_metadata(TOKEN)
+    info = cluster.worker_info(0)
+    beat = master_pb2.HeartbeatRequest(job="probe", task=9, incarnation=1)   # a task the master does not know
+    calls = ((cluster.master_address, cluster.master.popen.pid, "/tensorgrid.v1.MasterService/Heartbeat", beat),
+             (info["address"], info["pid"], "/tensorgrid.v1.WorkerService/GetStatus", worker_pb2.GetStatusRequest()))
+    for address, pid, method, request in calls:
+        with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 1 << 30)]) as ch:
+            call = ch.unary_unary(method)
+            call(request.SerializeToString(), timeout=30, metadata=metadata)
+            before = _rss(pid)
+            for size in (256 * MiB, 2 * MiB):
+                with pytest.raises(grpc.RpcError) as e:
+                    call(_padded(request, size), timeout=60, metadata=metadata)
+                assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (method, size, e.value.details())
+            assert _rss(pid) - before < 32 * MiB, method
+            call(request.SerializeToString(), timeout=30, metadata=metadata)
+    monkeypatch.setenv("TENSORGRID_CONTROL", "grpc")
+    g = tg.Graph()
+    with g.as_default():
+        x = tf.placeholder(tg.float32, [None])
+        with tg.device("/job:worker/task:0"):
+            y = x * 2.0 + tf.reduce_sum(tg.constant(np.ones(2 * MiB, np.float32)))
+    feed = np.arange(4 * MiB, dtype=np.float32)
+    with tg.Session(cluster.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+        np.testing.assert_array_equal(sess.run(y, {x: feed}), feed * 2 + 2 * MiB)
+        assert float(sess.run(y, {x: [1.0]})[0]) == 2.0 + 2 * MiB
+    assert [w.health for w in cluster.status().worker] == ["alive"]
+
+
 # ---------------------------------------------------------------- 4: runtime-internal ops; CloseSession cancels
 
 def _grpc(cluster, method, request, token=TOKEN):
