@@ -22,7 +22,7 @@ __all__ = [
     "relu", "relu6", "elu", "leaky_relu", "softplus", "sigmoid", "tanh", "softmax", "log_softmax",
     "bias_add", "dropout", "l2_loss", "moments", "batch_normalization", "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_v2", "sparse_softmax_cross_entropy_with_logits",
-    "sigmoid_cross_entropy_with_logits", "conv2d", "max_pool", "avg_pool", "embedding_lookup",
+    "sigmoid_cross_entropy_with_logits", "conv2d", "conv2d_transpose", "max_pool", "avg_pool", "embedding_lookup",
     "nce_loss", "sampled_softmax_loss", "compute_accidental_hits", "embedding_lookup_sparse",
 ]
 
@@ -332,21 +332,44 @@ def _in_nhwc(data_format, build, x, name):
     return array_ops.transpose(build(array_ops.transpose(x, [0, 2, 3, 1]), None), [0, 3, 1, 2], name=name)
 
 
+def _conv_attrs(strides, padding, dilations, data_format):
+    """The NHWC attrs of a Conv2D-family op (NCHW callers are transposed around it by _in_nhwc)."""
+    return {"strides": _window_attr(strides, "strides", data_format), "padding": _padding(padding),
+            "dilations": _window_attr(1 if dilations is None else dilations, "dilations", data_format),
+            "data_format": "NHWC"}
+
+
 def conv2d(input, filters=None, strides=None, padding=None, data_format="NHWC", dilations=None, name=None,  # noqa: A002
            filter=None, use_cudnn_on_gpu=True):  # noqa: A002 - TF1's argument name
     """2-D convolution of input [batch, h, w, in] with filters [kh, kw, in, out]."""
     filters = _one_of(filters, filter, "filters")
     if filters is None:
         raise ValueError("conv2d needs filters")
-    attrs = {"strides": _window_attr(strides, "strides", data_format), "padding": _padding(padding),
-             "dilations": _window_attr(1 if dilations is None else dilations, "dilations", data_format),
-             "data_format": "NHWC"}
+    attrs = _conv_attrs(strides, padding, dilations, data_format)
     with name_scope(name, "Conv2D") as scope:
         x = convert_to_tensor(input)
         filters = convert_to_tensor(filters, dtype=x.dtype)
         return _in_nhwc(data_format, lambda t, op_name: apply_op("Conv2D", [t, filters], attrs, name=op_name), x,
                         scope)
 
+
+
+def conv2d_transpose(input, filters=None, output_shape=None, strides=None, padding="SAME", data_format="NHWC",  # noqa: A002
+                     dilations=None, name=None, filter=None):  # noqa: A002 - TF1's argument name
+    """The transpose (gradient) of conv2d: input [batch, h, w, in] with filters [kh, kw, out, in] gives
+    output_shape [batch, out_h, out_w, out] (TF's tf.nn.conv2d_transpose, a Conv2DBackpropInput op)."""
+    filters = _one_of(filters, filter, "filters")
+    if filters is None or output_shape is None:
+        raise ValueError("conv2d_transpose needs filters and output_shape")
+    attrs = _conv_attrs(strides, padding, dilations, data_format)
+    with name_scope(name, "conv2d_transpose") as scope:
+        x = convert_to_tensor(input)
+        filters = convert_to_tensor(filters, dtype=x.dtype)
+        sizes = convert_to_tensor(output_shape, dtype="int32")
+        if (data_format or "NHWC") == "NCHW":
+            sizes = array_ops.gather(sizes, [0, 2, 3, 1])
+        return _in_nhwc(data_format, lambda t, op_name: apply_op("Conv2DBackpropInput", [sizes, filters, t], attrs,
+                                                                 name=op_name), x, scope)
 
 def _pool(op_type, default_name, input, value, ksize, strides, padding, data_format, name):  # noqa: A002
     x = _one_of(input, value, "input")

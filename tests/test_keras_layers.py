@@ -67,6 +67,16 @@ ARCHITECTURES = {
                                        k.layers.MaxPooling1D(2), k.layers.LayerNormalization(),
                                        k.layers.GlobalMaxPooling1D(), k.layers.Dense(2)]),
                (2, 12, 3), "float32"),
+    "conv_transpose": (lambda k: k.Sequential([k.Input((5, 5, 3)), k.layers.Conv2DTranspose(4, 3, strides=2,
+                                                                                            padding="same"),
+                                               k.layers.Conv2DTranspose(2, (3, 2), strides=(2, 1), activation="relu"),
+                                               k.layers.Flatten(), k.layers.Dense(2)]),
+                       (2, 5, 5, 3), "float32"),
+    # dynamic_rnn's Masking -> LSTM: rows padded with -1 after a random length, the padded steps skipped
+    "masked_lstm": (lambda k: k.Sequential([k.Input((9, 2)), k.layers.Masking(mask_value=-1.0),
+                                            k.layers.LSTM(5, return_sequences=True), k.layers.GRU(3),
+                                            k.layers.Dense(2)]),
+                    (4, 9, 2), "padded"),
     "reshape": (lambda k: k.Sequential([k.Input((6,)), k.layers.Reshape((2, 3)), k.layers.Permute((2, 1)),
                                         k.layers.Flatten(), k.layers.RepeatVector(2), k.layers.Reshape((-1,)),
                                         k.layers.Dense(3, activation="selu")]),
@@ -78,6 +88,11 @@ def _inputs(shape, dtype, seed=0):
     rng = np.random.default_rng(seed)
     if dtype == "int32":
         return rng.integers(0, 20, shape).astype("int32")
+    if dtype == "padded":
+        x = rng.standard_normal(shape).astype("float32")
+        for row, length in enumerate(rng.integers(2, shape[1], shape[0])):
+            x[row, length:] = -1.0
+        return x
     return rng.standard_normal(shape).astype("float32")
 
 
@@ -92,7 +107,7 @@ def test_forward_matches_keras(K, arch):
     assert [v.path for v in ours.weights] == [v.path for v in theirs.weights]
 
 
-@pytest.mark.parametrize("arch", ["mlp", "cnn_global", "lstm", "gru", "embedding"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn_global", "lstm", "gru", "embedding", "conv_transpose", "masked_lstm"])
 def test_gradients_match_keras(K, arch):
     """The gradient of a loss w.r.t. every weight, tg.GradientTape in a tg.function against tf.GradientTape."""
     import tensorflow as tf

@@ -583,3 +583,31 @@ def test_conv_and_pools_match_tensorflow():
         got = [z.numpy()] + [t.numpy() for t in tape.gradient(z, [a, b])]
         for g_, w_ in zip(got, want):
             np.testing.assert_allclose(g_, w_, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+def test_conv2d_transpose_and_its_gradients_match_tensorflow(fmt):
+    """tg.nn.conv2d_transpose (dcgan's Conv2DTranspose): values and gradients w.r.t. input and filters as
+    tf.nn.conv2d_transpose's, SAME and VALID, strides 1 and 2."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.RandomState(11)
+    cases = [((2, 4, 4, 3), (3, 3, 5, 3), (2, 8, 8, 5), 2, "SAME"),
+             ((1, 3, 5, 2), (2, 3, 4, 2), (1, 6, 11, 4), 2, "VALID"),
+             ((2, 5, 5, 1), (3, 3, 2, 1), (2, 5, 5, 2), 1, "SAME")]
+    for xs, ws, out, stride, padding in cases:
+        x, w = rng.randn(*xs), rng.randn(*ws)
+        if fmt == "NCHW":
+            x, out = x.transpose(0, 3, 1, 2), (out[0], out[3], out[1], out[2])
+        results = []
+        for lib in (tf, tg):
+            xt, wt = lib.constant(x), lib.constant(w)
+            with lib.GradientTape() as tape:
+                tape.watch([xt, wt])
+                y = lib.nn.conv2d_transpose(xt, wt, out, stride, padding, data_format=fmt) if lib is tg or \
+                    fmt == "NHWC" else tf.transpose(tf.nn.conv2d_transpose(
+                        tf.transpose(xt, [0, 2, 3, 1]), wt, (out[0], out[2], out[3], out[1]), stride, padding),
+                        [0, 3, 1, 2])   # TF's CPU kernel is NHWC-only
+                z = lib.reduce_sum(y * y)
+            results.append([y.numpy()] + [t.numpy() for t in tape.gradient(z, [xt, wt])])
+        for theirs, ours in zip(*results):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)

@@ -188,7 +188,13 @@ _LAYER_KWARGS = {"input_shape", "batch_input_shape", "batch_size", "input_dim", 
 
 
 class Layer:
-    """Base class of Keras layers: subclasses define build(input_shape) (optional) and call(inputs, ...)."""
+    """Base class of Keras layers: subclasses define build(input_shape) (optional) and call(inputs, ...).
+
+    Masks (Keras's): a layer's output carries `_keras_mask` when compute_mask gives one (Masking, Embedding
+    with mask_zero, an RNN with return_sequences); a layer whose call takes `mask` gets its input's.
+    """
+
+    supports_masking = False
 
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None,
                  **kwargs):
@@ -440,8 +446,11 @@ class Layer:
             kwargs["training"] = training
         elif "training" in kwargs:
             kwargs.pop("training")
-        if not self._call_has_mask:
-            kwargs.pop("mask", None)
+        previous_mask = kwargs.pop("mask", None)
+        if previous_mask is None and args:
+            previous_mask = getattr(args[0], "_keras_mask", None)
+        if self._call_has_mask and previous_mask is not None:
+            kwargs["mask"] = previous_mask
         if args:
             self._maybe_build(map_structure(lambda t: _shape_tuple(getattr(t, "shape", None)), args[0]))
         else:
@@ -449,6 +458,10 @@ class Layer:
         scope = name_scope(self.name) if not context.executing_eagerly() else _null()
         with backend.training_scope(training), backend.name_path(self.name), scope:
             outputs = self.call(*args, **kwargs)
+        if args and (self.supports_masking or type(self).compute_mask is not Layer.compute_mask):
+            output_mask = self.compute_mask(args[0], previous_mask)
+            if output_mask is not None and hasattr(outputs, "shape"):
+                outputs._keras_mask = output_mask
         if self.activity_regularizer is not None:
             for out in flatten(outputs):
                 self.add_loss(self.activity_regularizer(out) / array_ops.cast(array_ops.shape(out)[0], out.dtype))
@@ -478,6 +491,10 @@ class Layer:
             symbolic = map_structure(lambda t: KerasTensor(_shape_tuple(t.shape), t.dtype), outputs)
         Node(self, args, kwargs, symbolic)
         return symbolic
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of this layer's output: the input's where the layer supports masking, else None."""
+        return mask if self.supports_masking else None
 
     def compute_output_shape(self, input_shape):
         """The output shape(s) for input_shape, found by tracing call() on placeholders of that shape."""

@@ -5,12 +5,12 @@ The 1-D layers run the 2-D ops on a height-1 image, as TensorFlow's Keras does.
 
 import numbers
 
-from tensorgrid.client import array_ops, math_ops, nn_ops
+from tensorgrid.client import array_ops, context, math_ops, nn_ops
 from tensorgrid.client.keras import activations, backend
 from tensorgrid.client.keras.layers.base import Layer
 from tensorgrid.client.keras.layers.core import set_weight_options, weight_options_config
 
-__all__ = ["Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+__all__ = ["Conv1D", "Conv2D", "Conv2DTranspose", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
            "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "GlobalMaxPool1D", "GlobalMaxPool2D"]
@@ -64,13 +64,16 @@ class _Conv(Layer):
         if channels is None:
             raise ValueError(f"The channel dimension of the inputs should be defined. Found None. Full input shape "
                              f"received: {input_shape}")
-        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters),
+        self.kernel = self.add_weight(name="kernel", shape=self._kernel_shape(channels),
                                       initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
                                         regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+
+    def _kernel_shape(self, channels):
+        return self.kernel_size + (channels, self.filters)
 
     def call(self, inputs):
         fmt = "NHWC" if self.data_format == "channels_last" else "NCHW"
@@ -108,6 +111,59 @@ class Conv1D(_Conv):
 
     rank = 1
 
+
+
+def _deconv_length(size, kernel, stride, padding, dilation, output_padding=None):
+    """Keras's deconv_output_length: the spatial size Conv2DTranspose gives."""
+    if size is None:
+        return None
+    kernel = kernel + (kernel - 1) * (dilation - 1)
+    if output_padding is None:
+        return size * stride if padding == "same" else size * stride + max(kernel - stride, 0)
+    pad = kernel // 2 if padding == "same" else 0
+    return (size - 1) * stride + kernel - 2 * pad + output_padding
+
+
+class Conv2DTranspose(_Conv):
+    """Transposed 2-D convolution (Keras's Conv2DTranspose): kernel (kh, kw, filters, in), tf.nn.conv2d_transpose."""
+
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None, data_format=None,
+                 dilation_rate=1, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
+                         dilation_rate=dilation_rate, **kwargs)
+        self.output_padding = None if output_padding is None else _tuple(output_padding, 2, "output_padding")
+
+    def _kernel_shape(self, channels):
+        return self.kernel_size + (self.filters, channels)
+
+    def call(self, inputs):
+        fmt = "NHWC" if self.data_format == "channels_last" else "NCHW"
+        spatial = (1, 2) if fmt == "NHWC" else (2, 3)
+        dynamic = array_ops.shape(inputs)
+        sizes, static_sizes = [], []
+        for k, axis in enumerate(spatial):
+            pad = None if self.output_padding is None else self.output_padding[k]
+            args = (self.kernel_size[k], self.strides[k], self.padding, self.dilation_rate[k], pad)
+            static_sizes.append(_deconv_length(inputs.shape[axis], *args))
+            sizes.append(static_sizes[-1] if static_sizes[-1] is not None else _deconv_length(dynamic[axis], *args))
+        batch = dynamic[0]
+        shape = [batch, sizes[0], sizes[1], self.filters] if fmt == "NHWC" else [batch, self.filters] + sizes
+        y = nn_ops.conv2d_transpose(inputs, self.kernel, array_ops.stack(shape), strides=list(self.strides),
+                                    padding=self.padding.upper(), data_format=fmt, dilations=list(self.dilation_rate))
+        static = [inputs.shape[0]] + static_sizes + [self.filters] if fmt == "NHWC" else \
+            [inputs.shape[0], self.filters] + static_sizes
+        if not context.executing_eagerly():
+            y.set_shape(static)
+        if self.bias is not None:
+            y = nn_ops.bias_add(y, self.bias, data_format=fmt)
+        return self.activation(y)
+
+    def get_config(self):
+        config = super().get_config()
+        config["output_padding"] = None if self.output_padding is None else list(self.output_padding)
+        return config
 
 class _Pooling(Layer):
     rank = 2

@@ -9,7 +9,7 @@ from tensorgrid.client.keras import activations, backend, constraints, initializ
 from tensorgrid.client.keras.layers.base import Layer
 
 __all__ = ["Dense", "Activation", "Dropout", "Flatten", "Reshape", "Permute", "RepeatVector", "Lambda",
-           "Embedding", "Identity"]
+           "Embedding", "Identity", "Masking"]
 
 
 def _serialize(obj):
@@ -124,6 +124,29 @@ class Dropout(Layer):
         config.update(rate=self.rate, seed=self.seed, noise_shape=self.noise_shape)
         return config
 
+
+
+class Masking(Layer):
+    """Masks the timesteps whose features all equal mask_value: zeroes them and gives the (batch, time) mask
+    that the layers after it (an RNN) skip them by."""
+
+    supports_masking = True
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_value = mask_value
+
+    def compute_mask(self, inputs, mask=None):
+        return math_ops.reduce_any(math_ops.not_equal(inputs, self.mask_value), axis=-1)
+
+    def call(self, inputs):
+        keep = math_ops.reduce_any(math_ops.not_equal(inputs, self.mask_value), axis=-1, keepdims=True)
+        return inputs * array_ops.cast(keep, inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["mask_value"] = self.mask_value
+        return config
 
 class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""

@@ -186,7 +186,10 @@ def _dropout_mask(like, rate, seed):
 
 
 class RNN(Layer):
-    """Runs a cell over the time axis of (batch, time, features) inputs."""
+    """Runs a cell over the time axis of (batch, time, features) inputs; a (batch, time) mask (a Masking
+    layer's) makes the masked steps keep the previous output and states, as Keras's RNN does."""
+
+    supports_masking = True
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  unroll=False, zero_output_for_mask=False, **kwargs):
@@ -223,27 +226,40 @@ class RNN(Layer):
         if training and getattr(cell, "recurrent_dropout", 0) > 0:
             rec_mask = _dropout_mask(states[0], cell.recurrent_dropout, cell.seed)
 
-        def step(x, states):
+        def step(x, states, keep=None, previous=None):
+            """One timestep; where keep (batch, 1) is False, the previous output and states carry over
+            (Keras's masked steps)."""
+            old = states
             if in_mask is not None:
                 x = x * in_mask
             if rec_mask is not None:
                 states = [states[0] * rec_mask] + list(states[1:])
             out, new_states = cell.call(x, states, training=training)
-            return out, list(new_states)
+            new_states = list(new_states)
+            if keep is not None:
+                out = math_ops.where(keep, out, previous)
+                new_states = [math_ops.where(keep, n, o) for n, o in zip(new_states, old)]
+            return out, new_states
         time_major = array_ops.transpose(inputs, [1, 0] + list(range(2, inputs.shape.rank)))
+        mask_major = None
+        if mask is not None:
+            mask_major = array_ops.expand_dims(array_ops.transpose(array_ops.cast(mask, "bool"), [1, 0]), -1)
         steps = inputs.shape[1]
         if self.unroll or context.executing_eagerly():   # eagerly, the Python loop is the loop
             if steps is None:
                 raise ValueError("Cannot unroll a RNN if the time dimension is undefined.")
             outputs = []
+            previous = None if mask is None else array_ops.zeros(
+                array_ops.stack([array_ops.shape(inputs)[0], self.cell.units]), inputs.dtype)
             order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
             for t in order:
-                out, states = step(time_major[t], states)
-                outputs.append(out)
+                keep = None if mask_major is None else mask_major[t]
+                previous, states = step(time_major[t], states, keep, previous)
+                outputs.append(previous)
             sequence = array_ops.stack(outputs, axis=1)
             last = outputs[-1]
         else:
-            sequence, last, states = self._loop(step, time_major, states, steps)
+            sequence, last, states = self._loop(step, time_major, states, steps, mask_major)
         if self.return_sequences:
             result = sequence
         else:
@@ -252,24 +268,37 @@ class RNN(Layer):
             return [result] + list(states)
         return result
 
-    def _loop(self, step, time_major, states, static_steps):
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
+
+    def _loop(self, step, time_major, states, static_steps, mask_major=None):
         n = array_ops.shape(time_major)[0]
         element = TensorShape(time_major.shape.as_list()[1:])
         batch = time_major.shape[1]
         inputs_ta = TensorArray(time_major.dtype, size=n, element_shape=element).unstack(time_major)
         out_ta = TensorArray(time_major.dtype, size=n, element_shape=[batch, self.cell.units])
+        masked = mask_major is not None
+        if masked:
+            mask_ta = TensorArray("bool", size=n, element_shape=[batch, 1]).unstack(mask_major)
+            states = [array_ops.zeros(array_ops.stack([array_ops.shape(time_major)[1], self.cell.units]),
+                                      time_major.dtype)] + list(states)
 
         def body(t, out_ta, *states):
             index = n - 1 - t if self.go_backwards else t
             x = inputs_ta.read(index)
             x.set_shape(element)
-            out, new_states = step(x, list(states))
+            if masked:
+                keep = mask_ta.read(index)
+                out, new_states = step(x, list(states[1:]), keep, states[0])
+                new_states = [out] + new_states
+            else:
+                out, new_states = step(x, list(states))
             return (t + 1, out_ta.write(t, out), *new_states)
         t0 = array_ops.constant(0, dtypes.int32, name="time")
         invariants = (t0.shape, TensorShape(None)) + tuple(TensorShape([None, s.shape[1]]) for s in states)
         result = control_flow.while_loop(lambda t, *_: math_ops.less(t, n), body, (t0, out_ta, *states),
                                          shape_invariants=invariants, maximum_iterations=n)
-        out_ta, states = result[1], list(result[2:])
+        out_ta, states = result[1], list(result[2 + int(masked):])
         sequence = array_ops.transpose(out_ta.stack(), [1, 0, 2])
         sequence.set_shape(TensorShape([batch, static_steps, self.cell.units]))
         for s in states:
