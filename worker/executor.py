@@ -350,13 +350,13 @@ class Executable:
             if err is not None:
                 raise err
             remaining -= 1
+            start = _now_us() if trace is not None else 0
             if (self.device.xp is not np or type(value).__module__.startswith("cupy")) and self.recv_keys[r]:
                 value = self.device.accept(value)
             vals[self.recv_slot[r]] = value
-            if trace is not None:
-                now = _now_us()
+            if trace is not None:  # a receive's time is its host<->GPU copy, if any
                 n = self.nodes[self.recv_ids[r]]
-                trace.append(NodeStats(n.name, n.op, now, now, *_describe_outputs(value)))
+                trace.append(NodeStats(n.name, n.op, start, _now_us(), *_describe_outputs(value)))
             ready = []
             for gi in self.groups_of_recv[r]:
                 missing[gi] -= 1

@@ -160,7 +160,9 @@ def to_device(xp, value):
     if isinstance(value, (np.ndarray, np.generic)):
         if value.dtype.kind in "OSUV":
             return value
-        value = np.ascontiguousarray(value)
+        value = np.asarray(value)
+        if not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value)
         out = xp.empty(value.shape, value.dtype)
         out.set(value)  # a synchronous cudaMemcpy: at DMA speed from pinned memory, with no staging copy
         return out
