@@ -77,7 +77,9 @@ class LocalBackend:
         with self._lock:
             self._running[step.step_id] = step
         try:
-            if len(items) == 1:
+            if not items:    # nothing to compute (a function of no outputs, or all of them fed)
+                pass
+            elif len(items) == 1:
                 dev, exe = items[0]
                 exe.run(step, traces[dev] if trace else None)
             else:

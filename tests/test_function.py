@@ -105,3 +105,13 @@ def test_eager_errors_are_tensorgrid_errors():
     with pytest.raises((tg.errors.InvalidArgumentError, ValueError)):
         tg.matmul(tg.constant(np.ones((2, 3))), tg.constant(np.ones((4, 5))))
     assert context.executing_eagerly()
+
+
+def test_function_of_no_outputs_runs_as_in_tf():
+    """multigpu_training's average_gradients of empty gradient lists: a tg.function with nothing to
+    compute returns [] (its step has no partitions to run), as TF's does."""
+    @tg.function
+    def average(tower_grads):
+        return [tg.reduce_mean(tg.stack(g), 0) for g in zip(*tower_grads)]
+    assert average([[], []]) == []
+    np.testing.assert_array_equal(average([[tg.ones([2])], [tg.zeros([2])]])[0].numpy(), [0.5, 0.5])

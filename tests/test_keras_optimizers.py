@@ -239,6 +239,9 @@ def test_bad_arguments_are_keras_errors():
         opt.apply_gradients([(GRADS[0][1], b)])
     with pytest.raises(ValueError, match="No gradients provided for any variable"):
         opt.apply_gradients([(None, a)])
+    # multigpu_training's first step: an unbuilt model's empty trainable_variables (a ValueError in Keras 3 too)
+    with pytest.raises(ValueError, match="got no"):
+        opt.apply_gradients(zip([], []))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         two = optimizers.SGD()

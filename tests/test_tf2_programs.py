@@ -51,6 +51,13 @@ def test_local_mnist_has_mnists_shapes():
     assert x_test.shape == (300, 28, 28) and y_test.dtype == np.uint8 and set(np.unique(y_train)) == set(range(10))
 
 
+def test_local_cifar10_has_cifar10s_shapes():
+    import cifar10
+    (x_train, y_train), (x_test, y_test) = cifar10.load_data()
+    assert x_train.shape[1:] == (32, 32, 3) and x_train.dtype == np.uint8 and x_train.max() > 200
+    assert y_train.shape == (len(x_train), 1) and x_test.shape == (300, 32, 32, 3) and y_test.dtype == np.uint8
+
+
 def _run(program, cwd, *args, target=None):
     cmd = [sys.executable, os.path.join(EXAMPLES, "run.py"), os.path.join(EXAMPLES, program), *args]
     if target:

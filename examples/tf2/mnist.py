@@ -18,8 +18,12 @@ import input_data  # noqa: E402
 def load_data(path="mnist.npz"):
     """((x_train, y_train), (x_test, y_test)), MNIST-shaped (`path` is ignored: nothing is downloaded)."""
     images, labels = input_data._mnist_like()
-    images = np.round(images.reshape(-1, 28, 28) * 255).astype(np.uint8)
-    labels = labels.astype(np.uint8)
+    return split(np.round(images.reshape(-1, 28, 28) * 255).astype(np.uint8), labels.astype(np.uint8))
+
+
+def split(images, labels):
+    """((x_train, y_train), (x_test, y_test)): the last 300 for testing, the training set capped by
+    TENSORGRID_EXAMPLE_TRAIN_SIZE."""
     train, test = slice(0, len(images) - 300), slice(len(images) - 300, None)
     x_train, y_train = images[train], labels[train]
     cap = os.environ.get("TENSORGRID_EXAMPLE_TRAIN_SIZE")

@@ -4,12 +4,13 @@
                                [--replace "range(20000)=>range(30)" ...] [--tensorflow]
 
 `import tensorflow as tf` becomes `import tensorgrid as tf`, `from tensorflow import X` takes X from
-tensorgrid and `from tensorflow.X import Y` from tensorgrid.client.X (tf.keras's package), and Keras's MNIST loader (`from tensorflow.keras.datasets
-import mnist`) becomes this folder's local `mnist`, MNIST-shaped data made from scikit-learn's digits (no
-download). A notebook runs as one script of its code cells, in order, IPython lines (`%matplotlib`,
+tensorgrid and `from tensorflow.X import Y` from tensorgrid.client.X (tf.keras's package), and Keras's MNIST and
+CIFAR-10 loaders (`from tensorflow.keras.datasets import mnist` / `cifar10`) become this folder's local `mnist` /
+`cifar10`, data of their shapes made from scikit-learn's digits (no download). A notebook runs as one script of
+its code cells, in order, IPython lines (`%matplotlib`,
 `!pip`) left out. `--set` / `--replace` shorten a run as in examples/tf1/run.py; `--target` is the
 cluster every Session (and tg.function-free graph code) runs on, as TENSORGRID_MASTER; `--tensorflow`
-runs the same program on TensorFlow itself (only the MNIST import changed), for comparison. The lines
+runs the same program on TensorFlow itself (only the dataset imports changed), for comparison. The lines
 changed are printed first.
 """
 
@@ -32,10 +33,10 @@ def _tf1_run():
     return module
 
 
-_MNIST = (re.compile(r"^(\s*)from tensorflow(?:\.python)?\.keras\.datasets import mnist\s*(#.*)?$"),
-          r"\1import mnist")
+_DATASETS = [(re.compile(rf"^(\s*)from tensorflow(?:\.python)?\.keras\.datasets import {name}\s*(#.*)?$"),
+              rf"\1import {name}") for name in ("mnist", "cifar10")]
 _IMPORTS = [
-    _MNIST,
+    *_DATASETS,
     (re.compile(r"^(\s*)import tensorflow as tf\s*(#.*)?$"), r"\1import tensorgrid as tf"),
     (re.compile(r"^(\s*)import tensorflow\s*(#.*)?$"), r"\1import tensorgrid as tensorflow"),
     (re.compile(r"^(\s*)from tensorflow import (.*)$"), r"\1from tensorgrid import \2"),
@@ -59,9 +60,9 @@ def notebook_source(text):
 
 
 def rewrite(source, settings=(), replacements=(), tensorflow=False):
-    """(new source, [(line number, old, new)]): the TF2 imports (only the MNIST one with tensorflow=True),
+    """(new source, [(line number, old, new)]): the TF2 imports (only the dataset ones with tensorflow=True),
     `--set` assignments and `--replace` texts changed."""
-    return _tf1_run().rewrite(source, settings, replacements, imports=[_MNIST] if tensorflow else _IMPORTS)
+    return _tf1_run().rewrite(source, settings, replacements, imports=_DATASETS if tensorflow else _IMPORTS)
 
 
 def main(argv=None):

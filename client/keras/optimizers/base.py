@@ -201,8 +201,9 @@ class Optimizer:
     def apply_gradients(self, grads_and_vars):
         """Applies (gradient, variable) pairs; returns `iterations` (tf.keras's return value)."""
         pairs = list(grads_and_vars)
-        if not pairs:
-            return self._iterations
+        if not pairs:   # Keras 3 fails here too (its `zip(*grads_and_vars)` unpacks nothing)
+            raise ValueError("apply_gradients() got no (gradient, variable) pairs: the list of variables is empty "
+                             "(a model's trainable_variables are empty until the model is first called)")
         grads, trainable_variables = zip(*pairs)
         self.apply(list(grads), list(trainable_variables))
         return self._iterations
