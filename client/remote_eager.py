@@ -55,6 +55,16 @@ class RemoteContext:
                 spec = device_spec.merge(spec, d)
         return spec
 
+    def variable_device(self):
+        """The device an eager variable made now goes to: an enclosing tg.device scope's, else the current
+        strategy's choice (ParameterServerStrategy: the next ps task, round-robin), else the default."""
+        if not any(isinstance(d, str) and d for d in context.eager_device_stack()):
+            from tensorgrid.client.distribute import distribute_lib
+            chosen = distribute_lib.get_strategy().extended._variable_device()
+            if chosen:
+                return chosen
+        return self.device()
+
     def close(self):
         self.backend.close()
 

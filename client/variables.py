@@ -232,7 +232,7 @@ class Variable(TensorOps):
     def _init_remote(self, initial):
         """The variable on the connected cluster, on the device of the enclosing tg.device scope."""
         rc = self._remote
-        self._remote_device = rc.device()
+        self._remote_device = rc.variable_device()
 
         def build():
             with rc.graph.device(self._remote_device or None):

@@ -207,6 +207,10 @@ class StrategyExtended:
     def _variable_created(self, variable):
         """Called for every variable made in this strategy's scope."""
 
+    def _variable_device(self):
+        """The device of an eager variable made now on a connected cluster ("" leaves it to tg.device)."""
+        return ""
+
     def batch_reduce_to(self, reduce_op, value_destination_pairs, options=None):
         return self._batch_all_reduce(_reduce_op(reduce_op), [v for v, _ in value_destination_pairs])
 

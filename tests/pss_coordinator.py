@@ -1,0 +1,149 @@
+"""The coordinator of a ParameterServerStrategy cluster (TF2's custom training loop with a ClusterCoordinator).
+
+    python tests/pss_coordinator.py CLUSTER_JSON OUT_JSON [--kill-pid PID --kill-after K [--expect-back]]
+
+The cluster has a chief (this process), ps and worker tasks; every other task only serves. Two phases:
+1. synchronous use: each batch's train step is scheduled and fetched before the next one, so the
+   weights follow sequential gradient descent (mwms_train's model and data, `reference()` in NumPy),
+   whichever worker runs a step;
+2. asynchronous use: CLOSURES closures scheduled at once, each reading a batch from a per-worker
+   dataset and applying an update that does not depend on the weights (so their order does not
+   matter) and counting itself on a ps variable. With --kill-pid the process PID (a worker) is
+   killed with SIGKILL once K closures have been fetched; every closure must still complete.
+3. with --expect-back, closures are scheduled until the restarted worker 1 runs one;
+4. closures read past the end of a per-worker dataset of 3 elements: join() raises.
+TG_USE_TF=1 runs it with TensorFlow.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+if os.environ.get("TG_USE_TF"):
+    import tensorflow as tf
+else:
+    import tensorgrid as tf
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "distribute"))
+from mwms_train import GLOBAL_BATCH, LR, SIZES, STEPS, initial_weights, make_data  # noqa: E402
+
+CLOSURES = 40
+ASYNC_X = np.array([1.0, 2.0, 0.5, -1.0, 0.0, 1.5, -2.0, 0.25], np.float32)   # every per-worker batch row
+
+
+def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False):
+    # module globals: TF's autograph loses free variables of a function nested in a function here
+    global strategy, weights, shift, count
+    spec = tf.train.ClusterSpec(cluster)
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(spec, task_type="chief", task_id=0,
+                                                                    rpc_layer="grpc")
+    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    with strategy.scope():
+        weights = [tf.Variable(w) for w in initial_weights()]
+        shift = tf.Variable(np.zeros(SIZES[0], np.float32))
+        count = tf.Variable(0, dtype=tf.int64)
+
+    @tf.function
+    def train_step(xb, yb):
+        def replica_fn(xb, yb):
+            w1, b1, w2, b2 = weights
+            with tf.GradientTape() as tape:
+                pred = tf.matmul(tf.nn.relu(tf.matmul(xb, w1) + b1), w2) + b2
+                loss = tf.reduce_sum(tf.square(pred - yb)) / GLOBAL_BATCH
+            for w, g in zip(weights, tape.gradient(loss, weights)):
+                w.assign_sub(LR * g)
+            return loss
+        return strategy.run(replica_fn, args=(xb, yb))
+
+    x, y = make_data()
+    losses = []
+    for s in range(STEPS):
+        rv = coordinator.schedule(train_step, args=(x[s * GLOBAL_BATCH:(s + 1) * GLOBAL_BATCH],
+                                                      y[s * GLOBAL_BATCH:(s + 1) * GLOBAL_BATCH]))
+        losses.append(float(rv.fetch()))
+
+    def dataset_fn():
+        return tf.data.Dataset.from_tensors(tf.constant(np.tile(ASYNC_X, (2, 1)))).repeat()
+
+    iterator = iter(coordinator.create_per_worker_dataset(dataset_fn))
+
+    @tf.function
+    def async_step(it):
+        xb = next(it)
+        # work enough for a closure to be in flight when a worker is killed
+        m = tf.matmul(tf.ones([120, 120]), tf.ones([120, 120]))
+        for _ in range(3):
+            m = tf.matmul(m, tf.ones([120, 120])) / 120.0
+        shift.assign_sub(0.25 * tf.reduce_sum(xb, axis=0) + 0.0 * tf.reduce_sum(m))
+        count.assign_add(1)
+        return tf.reduce_sum(xb)
+
+    started = time.monotonic()
+    values = [coordinator.schedule(async_step, args=(iterator,)) for _ in range(CLOSURES)]
+    if kill_pid:
+        while sum(v._is_done() if hasattr(v, "_is_done") else 0 for v in values) < kill_after:
+            time.sleep(0.01)
+        os.kill(kill_pid, signal.SIGKILL)
+        print(f"killed {kill_pid}", flush=True)
+    coordinator.join()
+    fetched = [float(v.fetch()) for v in values]
+    elapsed = time.monotonic() - started
+    back_after = None
+    if expect_back:
+        # the killed worker, restarted by whoever started it, takes closures again (tensorgrid only:
+        # PerWorkerValues of Python values)
+        which = tf.function(lambda worker: worker)
+        ids = tf.distribute.experimental.coordinator.PerWorkerValues([0, 1])
+        deadline = time.monotonic() + 120
+        while back_after is None and time.monotonic() < deadline:
+            if 1 in [coordinator.schedule(which, args=(ids,)).fetch() for _ in range(4)]:
+                back_after = time.monotonic() - started
+            time.sleep(0.05)
+    # a per-worker dataset that ends: the closure past its end fails, and join() raises its error
+    finite = iter(coordinator.create_per_worker_dataset(lambda: tf.data.Dataset.range(3)))
+
+    @tf.function
+    def take(it):
+        return next(it)
+
+    ended = [coordinator.schedule(take, args=(finite,)) for _ in range(12)]
+    try:
+        coordinator.join()
+        join_error = None
+    except Exception as e:  # noqa: BLE001 - which class it is is the result
+        join_error = type(e).__name__
+    taken = sorted(int(v.fetch()) for v in ended if _succeeded(v))
+    result = {"losses": losses, "weights": [w.numpy().tolist() for w in weights],
+              "devices": [w.device for w in weights + [shift, count]],
+              "shift": shift.numpy().tolist(), "count": int(count.numpy()), "fetched": fetched,
+              "async_s": elapsed, "done": bool(coordinator.done()),
+              "back_after": back_after, "join_error": join_error, "taken": taken}
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+    print(f"coordinator: done, loss {losses[0]:.4f} -> {losses[-1]:.4f}, {CLOSURES} closures in {elapsed:.2f} s",
+          flush=True)
+
+
+def _succeeded(remote_value):
+    try:
+        remote_value.fetch()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def async_shift(n_closures):
+    """The shift after n closures, in whatever order they ran: each subtracts 0.25 * (2 * ASYNC_X)."""
+    return -0.5 * n_closures * ASYNC_X
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    pid = int(args[args.index("--kill-pid") + 1]) if "--kill-pid" in args else None
+    after = int(args[args.index("--kill-after") + 1]) if "--kill-after" in args else 0
+    main(json.loads(args[0]), args[1], pid, after, "--expect-back" in args)
