@@ -17,10 +17,11 @@ tf = tg.compat.v1
 # ---------------------------------------------------------------- 2: steps do not starve heartbeats
 
 def test_many_long_grpc_steps_do_not_starve_heartbeats(monkeypatch):
-    """70 steps blocked in a dequeue over gRPC (more than the old 64-thread pool): heartbeats still arrive,
-    the worker stays alive, and one more step (the enqueue) releases them all."""
+    """100 steps blocked in a dequeue over gRPC (more than the old 64-thread pool): for longer than the
+    heartbeat timeout every status shows the worker alive with a fresh heartbeat (they have threads the steps
+    never take, security.CONTROL_THREADS), and one more step (the enqueue) releases them all."""
     monkeypatch.setenv("TENSORGRID_CONTROL", "grpc")
-    n = 70
+    n = 100
     with LocalCluster(num_workers=1, heartbeat_timeout=2.0, heartbeat_interval=0.2,
                       env={"TENSORGRID_CONTROL": "grpc"}) as cluster:
         g = tg.Graph()
@@ -31,11 +32,16 @@ def test_many_long_grpc_steps_do_not_starve_heartbeats(monkeypatch):
         with tg.Session(cluster.target, graph=g) as sess, \
                 concurrent.futures.ThreadPoolExecutor(n) as pool:
             waiting = [pool.submit(sess.run, deq) for _ in range(n)]
-            poll(lambda: cluster.status().active_steps == n, 20, f"{n} steps in flight")
+            poll(lambda: cluster.status().active_steps == n, 30, f"{n} steps in flight")
             # longer than the heartbeat timeout: a starved master would declare the worker dead meanwhile
-            time.sleep(3.0)
-            status = cluster.status()
-            assert [w.health for w in status.worker] == ["alive"], status
+            ages, until = [], time.monotonic() + 3.0
+            while time.monotonic() < until:
+                status = cluster.status()
+                assert [w.health for w in status.worker] == ["alive"], status
+                assert status.active_steps == n
+                ages.append(status.worker[0].last_heartbeat_age_s)
+                time.sleep(0.1)
+            assert max(ages) < 1.0, ages   # beats every 0.2 s all along, not just within the 2 s timeout
             sess.run(enq)
             got = sorted(float(f.result(timeout=60)) for f in waiting)
         assert got == list(range(n))
@@ -58,11 +64,11 @@ def _rss(pid):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
-def _grows(pid, before, limit, seconds=1.5):
-    """Whether pid's RSS rises more than `limit` bytes over `before` within `seconds`."""
+def _grows(pid, before, limit, seconds=1.5, read=_rss):
+    """Whether pid's RSS (or what `read` reads of it) rises more than `limit` over `before` within `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if _rss(pid) - before > limit:
+        if read(pid) - before > limit:
             return True
         time.sleep(0.05)
     return False
@@ -91,6 +97,88 @@ def test_a_step_channel_header_alone_commits_no_memory(cluster):
     finally:
         for conn in conns:
             conn.close()
+        client.close()
+
+
+def _threads(pid):
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def test_step_channel_connections_without_a_credential_take_a_bounded_number_of_threads(cluster):
+    """300 connections that never send their HELLO make the master start at most MAX_HANDSHAKES threads
+    (before: one each, without end), a client's steps still run meanwhile, and once they are gone the step
+    channel takes connections again."""
+    import socket
+    from tensorgrid import step_channel
+    pid, port = cluster.master.popen.pid, cluster.master.info["step_port"]
+    g = tg.Graph()
+    with g.as_default(), tg.device("/job:worker/task:0"):
+        y = tg.constant(3.0) * 2.0
+    before = _threads(pid)
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(300)]
+    try:
+        assert not _grows(pid, before, step_channel.MAX_HANDSHAKES + 8, 2.0, read=_threads)
+        poll(lambda: sum(1 for s in idle if _closed_by_peer(s)) >= 300 - step_channel.MAX_HANDSHAKES, 20,
+             "the connections past the handshake bound closed")
+        with tg.Session(cluster.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+            assert float(sess.run(y)) == 6.0
+    finally:
+        for s in idle:
+            s.close()
+    _answers_again(port)
+
+
+def test_the_step_channel_accepts_again_after_running_out_of_descriptors():
+    """A master out of file descriptors for a moment (here its limit lowered to what it has open, plus 16,
+    and 40 connections) keeps its step channel's port: once descriptors are free, calls work again
+    (before: the accept loop ended at the first EMFILE, and the port never answered again)."""
+    import os
+    import resource
+    import socket
+    with LocalCluster(num_workers=1, token=TOKEN) as c:
+        pid, port = c.master.popen.pid, c.master.info["step_port"]
+        limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        cap = len(os.listdir(f"/proc/{pid}/fd")) + 16
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (cap, limits[1]))
+        try:
+            conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+            poll(lambda: len(os.listdir(f"/proc/{pid}/fd")) >= cap, 20, "the master out of descriptors")
+            for sock in conns:
+                sock.close()
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+        _answers_again(port)
+
+
+def _closed_by_peer(sock):
+    """Whether the server closed `sock` unread (it reads EOF; one the server serves has its CHALLENGE)."""
+    import socket
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _answers_again(port):
+    """Waits for the master's step channel on `port` to take a connection, and calls ListDevices on it."""
+    from tensorgrid import step_channel
+    from tensorgrid.proto import master_pb2
+    client = step_channel.StepChannelClient(f"127.0.0.1:{port}", master_pb2, "MasterService", TOKEN)
+
+    def probes():
+        try:
+            client.probe()
+            return True
+        except errors.UnavailableError:
+            return False
+    try:
+        poll(probes, 20, "the step channel taking connections again")
+        assert client.call("ListDevices", master_pb2.ListDevicesRequest())
+    finally:
         client.close()
 
 
