@@ -26,13 +26,22 @@ class ClusterError(RuntimeError):
     """A cluster process did not start, or died while starting."""
 
 
-def _die_with_parent():
-    """Child side of Popen: get SIGTERM when the parent goes away (Linux), so no process outlives a crash."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+# A child's first program on Linux: sets PR_SET_PDEATHSIG, exits if its parent is already gone, then execs
+# the command (same pid). Not a preexec_fn: that makes Popen fork(), whose gRPC fork handlers restart gRPC's
+# threads in the child, and those abort it (SIGABRT) once close_fds closes their epoll set before the exec.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"   # 1: PR_SET_PDEATHSIG
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os.kill(os.getpid(), signal.SIGTERM)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n")
+
+
+def die_with_parent(argv):
+    """`argv` as a command whose process gets SIGTERM when the calling thread ends (Linux; elsewhere argv)."""
+    if sys.platform != "linux":
+        return list(argv)
+    return [sys.executable, "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
 
 
 def free_ports(n):
@@ -58,8 +67,8 @@ class _Proc:
         self.info = None
         out = open(log_path, "ab") if log_path else None
         try:
-            self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL,
-                                          stderr=out, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            self.popen = subprocess.Popen(die_with_parent(argv), env=env, stdin=subprocess.DEVNULL,
+                                          stdout=out or subprocess.DEVNULL, stderr=out)
         finally:
             if out is not None:
                 out.close()

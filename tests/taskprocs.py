@@ -16,7 +16,7 @@ import time
 import pytest
 
 import tensorgrid
-from tensorgrid.runtime.cluster import _die_with_parent, free_ports  # noqa: F401 - tests import it from here
+from tensorgrid.runtime.cluster import die_with_parent, free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -44,8 +44,8 @@ class Task:
         full_env["PYTHONUNBUFFERED"] = "1"
         full_env.update(env or {})
         with open(self.log_path, "ab") as out:
-            self.popen = subprocess.Popen(argv, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            self.popen = subprocess.Popen(die_with_parent(argv), env=full_env, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=out)
 
     def log(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:

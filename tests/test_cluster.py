@@ -2,6 +2,10 @@
 
 import concurrent.futures
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -357,3 +361,48 @@ def test_a_tensor_over_2_gib_crosses_workers(cluster):
             total = tg.reduce_sum(tg.cast(big[::4096], tg.int64)) + tg.cast(tg.size(big, out_type=tg.int64), tg.int64)
         with tg.Session(cluster.target, graph=g) as sess:
             assert sess.run(total) == 3 * len(range(0, n, 4096)) + n
+
+
+# ---------------------------------------------------------------- starting processes
+
+def _gone(pid):
+    """True once process `pid` has exited (a zombie nobody reaps counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_children_started_while_grpc_serves_run_and_die_with_their_parent(tmp_path):
+    """A parent that serves gRPC (its poller threads running) starts children: each runs its command (gRPC's
+    fork handlers, which would restart those threads in the child before exec, do not run), and a child
+    still gets SIGTERM when its parent dies."""
+    parent = subprocess.Popen([sys.executable, "-c", """if True:
+        import concurrent.futures, subprocess, sys, grpc
+        from tensorgrid.runtime.cluster import die_with_parent
+        server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+        server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        codes = [subprocess.call(die_with_parent([sys.executable, "-c", "pass"])) for _ in range(40)]
+        child = subprocess.Popen(die_with_parent([sys.executable, "-c", "import time; print('up', flush=True); "
+                                                  "time.sleep(120)"]), stdout=subprocess.PIPE)
+        assert child.stdout.readline() == b"up\\n"
+        print(codes, child.pid, flush=True)
+        sys.stdin.read()
+        """], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(tg.__file__)))})
+    try:
+        line = parent.stdout.readline().decode()
+        assert line, f"the parent exited with {parent.wait()}"
+        codes, child = line.rsplit(" ", 1)
+        assert codes == str([0] * 40), codes  # -6: SIGABRT in gRPC before exec
+        assert not _gone(int(child))
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while not _gone(int(child)):
+        assert time.monotonic() < deadline, "the child outlived its parent by 30 s"
+        time.sleep(0.05)
