@@ -15,7 +15,7 @@ from tensorgrid.client import indexed_slices
 from tensorgrid.framework import dtypes
 from tensorgrid.ops import registry
 
-__all__ = ["gradients", "UnconnectedGradients"]
+__all__ = ["gradients", "UnconnectedGradients", "tuple_of"]
 
 
 class UnconnectedGradients(enum.Enum):
@@ -43,6 +43,26 @@ def gradient_scope(g, colocate):
             stack.enter_context(g.name_scope(op.name + "_grad"))
             yield
     return scope
+
+
+def tuple_of(grads, extra_ops=()):
+    """`grads` (tensors, IndexedSlices or None) each passed through an identity placed with it that
+    waits for all of them and for `extra_ops`, as TF's tf.tuple: none is used before all are made.
+    Fewer than two, and no extra ops, are returned as they are."""
+    from tensorgrid.client import array_ops, scopes
+    present = [g for g in grads if g is not None]
+    if len(present) + len(extra_ops) < 2:
+        return grads
+    slices = indexed_slices.IndexedSlices
+    parts = [t for g in present for t in ([g.values, g.indices] if isinstance(g, slices) else [g])]
+
+    def identity(g):
+        if isinstance(g, indexed_slices.IndexedSlices):
+            return indexed_slices.IndexedSlices(identity(g.values), identity(g.indices), g.dense_shape)
+        with scopes.colocate_with(g.op):  # gating moves no tensor to another device
+            return array_ops.identity(g, name="control_dependency")
+    with scopes.name_scope("tuple"), scopes.control_dependencies(list(extra_ops) + [t.op for t in parts]):
+        return [None if g is None else identity(g) for g in grads]
 
 
 def _as_list(x):
@@ -79,12 +99,14 @@ def _differentiable(t):
     return t.dtype.is_floating or t.dtype is dtypes.resource
 
 
-def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None):
+def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None, gate=None):
     """The reverse-mode core shared by tg.gradients and GradientTape.
 
     ops_in_reverse: op records, last-run first, each with .type, .inputs,
     .outputs; seeds: {key(tensor): [grad, ...]}; scope(op) a context manager
-    each gradient function runs in. Returns [grad or None for each x in xs].
+    each gradient function runs in; gate(in_grads), where given, rewrites the
+    gradients an op gives its inputs (tg.gradients' gate_gradients). Returns
+    [grad or None for each x in xs].
     """
     grads = {k: list(v) for k, v in seeds.items()}
     stop = {key(s) for s in stop}
@@ -104,6 +126,8 @@ def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None):
             out_grads = [zeros_like(t) if g is None and t.dtype.is_floating else g
                          for g, t in zip(out_grads, op.outputs)]
             in_grads = _as_list(grad_fn(op, *out_grads))
+            if gate is not None:
+                in_grads = gate(in_grads)
         if len(in_grads) != len(op.inputs):
             raise ValueError(f"gradient of {op.type} returned {len(in_grads)} values for {len(op.inputs)} inputs")
         for t, g in zip(op.inputs, in_grads):
@@ -156,7 +180,8 @@ def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_op
             gy = array_ops.ones_like(y, name="grad_ys") if gy is None else graph_lib.convert_to_tensor(gy, dtype=y.dtype)
             seeds.setdefault(y, []).append(gy)
         grads = backprop(order, seeds, xs_t, lambda t: t, array_ops.zeros_like, stops,
-                         gradient_scope(g, colocate_gradients_with_ops))
+                         gradient_scope(g, colocate_gradients_with_ops),
+                         tuple_of if gate_gradients else None)
         if unconnected is UnconnectedGradients.ZERO:
             grads = [unconnected_value(x) if gr is None else gr for gr, x in zip(grads, xs)]
         return grads

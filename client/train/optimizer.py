@@ -8,9 +8,13 @@ or, for a gradient that is an IndexedSlices (gather, embedding_lookup), by
 `_resource_apply_sparse` after repeated rows are summed, as TF1 does: only
 those rows change (TF1's sparse Adam excepted: it decays every row of its
 slots and moves every row of the variable by them). Each runs under `colocate_with(var)`, where the variable lives, as do the
-slots (per-variable accumulators such as `v/Adam`). With gating on (the
-default), every gradient and the loss are computed before any variable
-changes, so no update can race a read of the same step. Gradient ops are
+slots (per-variable accumulators such as `v/Adam`). Gating is TF's: GATE_OP
+(the default) makes the gradients each op gives its inputs wait for one
+another (so an op's whole gradient is made before any of it is applied),
+GATE_GRAPH makes every gradient wait for all of them, GATE_NONE gates
+nothing. No update can race a read of the same step either way: an update
+writes a variable's array in place only when nothing else holds it
+(scatter_ops.writable_value), so a read's value never changes under it. Gradient ops are
 colocated with their forward ops unless colocate_gradients_with_ops=False
 (tg.gradients' default; TF1's optimizers default to False). `use_locking` is
 accepted for TF1 programs: every assign already holds its variable's lock.
@@ -73,9 +77,10 @@ class Optimizer:
             raise ValueError("No variables to optimize.")
         _check_float(loss, var_list)
         grads = gradients_lib.gradients(loss, var_list, grad_ys=grad_loss, aggregation_method=aggregation_method,
-                                        colocate_gradients_with_ops=colocate_gradients_with_ops)
-        if gate_gradients != self.GATE_NONE:
-            grads = _gated(grads, loss)
+                                        colocate_gradients_with_ops=colocate_gradients_with_ops,
+                                        gate_gradients=gate_gradients == self.GATE_OP)
+        if gate_gradients == self.GATE_GRAPH:
+            grads = gradients_lib.tuple_of(grads)
         return list(zip(grads, var_list))
 
     def _eager_gradients(self, loss, var_list, grad_loss):
@@ -220,24 +225,6 @@ def _deduplicate_indexed_slices(values, indices):
     unique_indices, positions = array_ops.unique(indices)
     summed = array_ops.unsorted_segment_sum(values, positions, array_ops.shape(unique_indices)[0])
     return summed, unique_indices
-
-
-def _gated(grads, loss):
-    """The gradients, each made to wait for every other gradient and for the loss."""
-    present = [g for g in grads if g is not None]
-    if not present:
-        return grads
-    parts = [t for g in present for t in ([g.values, g.indices] if isinstance(g, IndexedSlices) else [g])]
-    with scopes.control_dependencies([loss.op] + [t.op for t in parts]):
-        return [None if g is None else _identity(g) for g in grads]
-
-
-def _identity(g):
-    """g passed through an identity placed with it, so gating moves no tensor to another device (as TF's tuple)."""
-    if isinstance(g, IndexedSlices):
-        return IndexedSlices(_identity(g.values), _identity(g.indices), g.dense_shape)
-    with scopes.colocate_with(g.op):
-        return array_ops.identity(g)
 
 
 def _colocate(var):
