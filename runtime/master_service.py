@@ -126,7 +126,12 @@ class GrpcWorkerClient:
             for name, tensor in feeds:
                 add(name=name, tensor=tensor)
         if self._fast is not None:
-            return self._fast.call_async("RunGraph", request, _parse_run_graph)
+            call = self._fast.call_async("RunGraph", request, _parse_run_graph)
+            # no connection opened (the worker's step channel is full of handshakes, say): nothing was sent,
+            # and gRPC, the protocol of record, decides whether the worker is there
+            if not (call.done() and getattr(call.exception(), "not_sent", False)):
+                return call
+            log.info("RunGraph on %s goes by gRPC: %s", self.address, call.exception().message)
         timeout = timeout_ms / 1000.0 + RPC_DEADLINE_SLACK_S if timeout_ms else None
         return _CallFuture(self._control("RunGraph", request, timeout), _run_graph_result)
 

@@ -1,6 +1,7 @@
 """Issue 11's defects, one test each, over real processes where the defect needs them."""
 
 import concurrent.futures
+import contextlib
 import time
 
 import numpy as np
@@ -105,28 +106,56 @@ def _threads(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
 
 
+def _six():
+    """A graph whose `y` is 6.0, computed on the worker."""
+    g = tg.Graph()
+    with g.as_default(), tg.device("/job:worker/task:0"):
+        y = tg.constant(3.0) * 2.0
+    return g, y
+
+
+@contextlib.contextmanager
+def _flooded(address, n, pid=None):
+    """`n` connections to the step channel at host:port that never send their HELLO, open while the block runs,
+    with the server's threads (process `pid`, when given) at most MAX_HANDSHAKES + 8 above where they were."""
+    import socket
+    from tensorgrid import step_channel
+    host, port = address.rsplit(":", 1)
+    before = _threads(pid) if pid else 0
+    flood = [socket.create_connection((host, int(port)), timeout=10) for _ in range(n)]
+    try:
+        if pid:
+            assert not _grows(pid, before, step_channel.MAX_HANDSHAKES + 8, 2.0, read=_threads)
+        poll(lambda: sum(1 for s in flood if _closed_by_peer(s)) >= n - step_channel.MAX_HANDSHAKES, 20,
+             "the connections past the handshake bound closed")
+        yield
+    finally:
+        for s in flood:
+            s.close()
+
+
 def test_step_channel_connections_without_a_credential_take_a_bounded_number_of_threads(cluster):
     """300 connections that never send their HELLO make the master start at most MAX_HANDSHAKES threads
     (before: one each, without end), a client's steps still run meanwhile, and once they are gone the step
     channel takes connections again."""
-    import socket
-    from tensorgrid import step_channel
-    pid, port = cluster.master.popen.pid, cluster.master.info["step_port"]
-    g = tg.Graph()
-    with g.as_default(), tg.device("/job:worker/task:0"):
-        y = tg.constant(3.0) * 2.0
-    before = _threads(pid)
-    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(300)]
-    try:
-        assert not _grows(pid, before, step_channel.MAX_HANDSHAKES + 8, 2.0, read=_threads)
-        poll(lambda: sum(1 for s in idle if _closed_by_peer(s)) >= 300 - step_channel.MAX_HANDSHAKES, 20,
-             "the connections past the handshake bound closed")
-        with tg.Session(cluster.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
-            assert float(sess.run(y)) == 6.0
-    finally:
-        for s in idle:
-            s.close()
+    port = cluster.master.info["step_port"]
+    g, y = _six()
+    with _flooded(f"127.0.0.1:{port}", 300, cluster.master.popen.pid), \
+            tg.Session(cluster.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+        assert float(sess.run(y)) == 6.0
     _answers_again(port)
+
+
+def test_a_worker_whose_step_channel_is_flooded_is_not_declared_dead():
+    """Connections without a credential fill a worker's step channel (its MAX_HANDSHAKES, the rest closed), so
+    the master's first RunGraph finds no connection there: the step goes by gRPC and runs, and the worker
+    stays alive (a connection that never opened is no sign of a dead worker)."""
+    with LocalCluster(num_workers=1, token=TOKEN) as c:
+        g, y = _six()
+        with _flooded(c.worker_info(0)["step_address"], 200), \
+                tg.Session(c.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+            assert float(sess.run(y)) == 6.0
+        assert [w.health for w in c.status().worker] == ["alive"]
 
 
 def test_the_step_channel_accepts_again_after_running_out_of_descriptors():
