@@ -9,6 +9,7 @@ a process's output, never for a fixed time.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +70,20 @@ class Task:
     def wait_for_output(self, text, timeout=60.0):
         """Waits until `text` is in the log."""
         return self.wait_until(lambda log: text in log, f"output {text!r}", timeout)
+
+    def wait_serving(self, address, timeout=180.0):
+        """Waits until host:port takes TCP connections (the task serves there); a task that dies first fails
+        at once with its log, rather than a step waiting for it without end (a master waits for a task
+        that was never up, as TensorFlow's does)."""
+        host, _, port = address.rpartition(":")
+
+        def listening(_log):
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=1.0).close()
+            except OSError:
+                return False
+            return True
+        return self.wait_until(listening, f"a server at {address}", timeout)
 
     def wait(self, timeout=120.0):
         """Waits for the process to end; returns its exit status (AssertionError with its log if it hangs)."""

@@ -45,8 +45,9 @@ def _model(cluster, big=0):
 
 
 def _start(tasks, client, cluster):
-    for i in range(len(cluster["ps"])):
-        tasks.serve(cluster, "ps", i)
+    ps = [tasks.serve(cluster, "ps", i) for i in range(len(cluster["ps"]))]
+    for task, address in zip(ps, cluster["ps"]):
+        task.wait_serving(address)
     return client(cluster)
 
 
@@ -127,7 +128,7 @@ def test_a_ps_task_killed_mid_save_leaves_no_checkpoint_under_the_prefix(tasks, 
     with pytest.raises(ValueError, match="not a valid checkpoint"):
         saver.restore(None, first[:-1] + "2")
 
-    tasks.serve(cluster, "ps", 1)                   # ps 1 again, with no variables
+    tasks.serve(cluster, "ps", 1).wait_serving(cluster["ps"][1])      # ps 1 again, with no variables
     g, vs, saver = _model(cluster, big)
     with g.as_default(), tf.Session(target) as sess:
         deadline = time.monotonic() + 60
