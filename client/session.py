@@ -18,6 +18,7 @@ from tensorgrid.client import graph as graph_lib
 from tensorgrid.client import nest
 from tensorgrid.client import sparse_tensor
 from tensorgrid.framework import dtypes, errors, strings
+from tensorgrid.observability import stages
 
 
 class _FetchMapper:
@@ -139,6 +140,8 @@ class BaseSession:
         """Runs the step that computes `fetches`, feeding `feed_dict`; returns values in the fetches' shape."""
         if self._closed:
             raise RuntimeError("Attempted to use a closed Session.")
+        if stages.ON:
+            stages.mark("c.start")
         mapper = _FetchMapper(self._graph, fetches)
         feeds = {}
         for key, value in (feed_dict or {}).items():
@@ -180,6 +183,8 @@ class BaseSession:
                 values.append(None)
             else:
                 values.append(_to_result(results[el.name]))
+        if stages.ON:
+            stages.mark("c.end")
         return mapper.build(values)
 
     def _fill_metadata(self, run_metadata, stats):

@@ -9,8 +9,11 @@ A worker client offers, each returning a future with `.result(timeout)`:
     register_graph(session, {device: GraphDef}, {device: data address}) -> graph handle
     run_graph(handle, step_id, feeds [(name, tensor)], trace, timeout_ms) -> RunGraphResult
     cleanup_step(step_id, reason), deregister_graph(handle), reset(), get_status() -> dict
-and close(). Tensors are opaque to the master: whatever the client took from
-RunStep (TensorProtos, for the gRPC one) goes to the workers untouched.
+and close(). A future whose `driven` is true is read by the thread that waits
+for it: the step's thread calls `type(fut).drive_all(futures, stop_event,
+timeout)` (step_channel.AsyncCall), which runs their callbacks there. Tensors
+are opaque to the master: whatever the client took from RunStep (TensorProtos,
+for the gRPC one) goes to the workers untouched.
 
 Per step signature (graph version, feeds, fetches, targets, and the set of
 devices the cluster has) the master plans once (runtime/plan.plan_step over
@@ -32,7 +35,7 @@ import time
 
 from tensorgrid import security
 from tensorgrid.framework import device_spec, errors
-from tensorgrid.observability import step_observer
+from tensorgrid.observability import stages, step_observer
 from tensorgrid.ops import registry
 from tensorgrid.proto import config_pb2, convert
 from tensorgrid.runtime import ir
@@ -571,6 +574,8 @@ class Master:
         try:
             for wkey in entry.workers:
                 rec = records[wkey]
+                if stages.ON:
+                    stages.mark(f"m.send:{wkey[1]}")
                 wfeeds = [(n, feed_of[n]) for n in entry.feeds_for.get(wkey, ())]
                 remaining = 0 if deadline is None else max(1, int((deadline - self._clock()) * 1000))
                 try:
@@ -581,6 +586,8 @@ class Master:
                 step.futures[wkey] = fut
                 fut.add_done_callback(lambda f, k=wkey: self._on_done(step, k, f))
             results = self._wait(step, deadline)
+            if stages.ON:
+                stages.mark("m.woken")
         finally:
             with self._lock:
                 self._steps.pop(step.step_id, None)
@@ -692,6 +699,8 @@ class Master:
         return records
 
     def _on_done(self, step, key, fut):
+        if stages.ON:
+            stages.mark(f"m.done:{key[1]}")
         self.observer.run_graph_done(step.records[key].name, self._clock() - step.started)
         if not fut.cancelled():
             err = fut.exception()
@@ -735,6 +744,10 @@ class Master:
     def _wait(self, step, deadline):
         """The RunGraph results of every worker, or the step's root error."""
         timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        driven = [f for f in step.futures.values() if getattr(f, "driven", False)]
+        if driven:
+            type(driven[0]).drive_all(driven, step.done, timeout)
+            timeout = None if deadline is None else max(0.0, deadline - self._clock())
         if not step.done.wait(timeout):
             self._fail(step, errors.DeadlineExceededError(
                 None, None, f"step {step.step_id} ran past its deadline"), None)

@@ -126,7 +126,8 @@ class GrpcWorkerClient:
             for name, tensor in feeds:
                 add(name=name, tensor=tensor)
         if self._fast is not None:
-            call = self._fast.call_async("RunGraph", request, _parse_run_graph)
+            # read by the master's step thread itself (Master._wait), not handed over by the poller thread
+            call = self._fast.call_async("RunGraph", request, _parse_run_graph, driven=True)
             # no connection opened (the worker's step channel is full of handshakes, say): nothing was sent,
             # and gRPC, the protocol of record, decides whether the worker is there
             if not (call.done() and getattr(call.exception(), "not_sent", False)):

@@ -267,6 +267,8 @@ def _wait_for(stop):
 def _exit_now(code):
     """Exits once the servers are stopped, without waiting on threads a kernel may still hold (a py_func
     sleeping, say): a server process must end when told to."""
+    from tensorgrid.observability import stages
+    stages.write()  # os._exit skips atexit
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from tensorgrid.framework import errors
+from tensorgrid.observability import stages
 from tensorgrid.ops import registry
 from tensorgrid.runtime.ir import functions_of, split_input
 from tensorgrid.worker.transport import SHM_MIN_BYTES
@@ -339,6 +340,8 @@ class Executable:
             if key is not None:
                 step.rendezvous.recv_async(key, lambda v, e, r=r: arrivals.put((r, v, e)))
         remaining = len(self.recv_keys)
+        if stages.ON:
+            stages.mark("w.wait")
         while remaining:
             timeout = None if step.deadline is None else max(0.0, step.deadline - time.monotonic())
             try:
@@ -347,6 +350,8 @@ class Executable:
                 raise errors.DeadlineExceededError(
                     None, None, f"step {step.step_id} timed out on {self.device.name} "
                     f"waiting for a tensor from another device or a kernel of its own") from None
+            if stages.ON:
+                stages.mark("w.woke")
             if err is not None:
                 raise err
             remaining -= 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from tensorgrid.framework import errors
 from tensorgrid.framework.device_spec import DeviceSpec
+from tensorgrid.observability import stages
 from tensorgrid.worker.rendezvous import LocalRendezvous, parse_key
 
 
@@ -56,8 +57,12 @@ class RemoteRendezvous:
     def _send_to(self, address, key, value):
         if self.local.aborted:
             return  # a staged output buffer goes back at the step's end (DataPlane.release_step)
+        if stages.ON:
+            stages.mark("w.send")
         try:
             self.plane.send(address, self.step_id, key, _CONTROL_TOKEN if value is None else value)
+            if stages.ON:
+                stages.mark("w.sent")
         except errors.OpError as e:
             raise type(e)(None, None, f"cannot send tensor to {_task_of(key)} at {address}: {e.message}") from None
         except (OSError, ValueError) as e:

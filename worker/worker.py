@@ -24,7 +24,7 @@ import threading
 import time
 
 from tensorgrid.framework import device_spec, errors
-from tensorgrid.observability import worker_metrics
+from tensorgrid.observability import stages, worker_metrics
 from tensorgrid.runtime import local as local_lib
 from tensorgrid.runtime import partition as partition_lib
 from tensorgrid.worker import executor as executor_lib
@@ -232,6 +232,8 @@ class Worker:
             raise errors.NotFoundError(None, None, f"graph handle {handle!r} is not registered on {self.task_name} "
                                        "(the worker restarted or the session was closed)")
         started = time.monotonic()
+        if stages.ON:
+            stages.mark("w.run")
         state = self._begin(step_id)
         rendezvous = state.rendezvous
         rendezvous.routes = reg.routes
@@ -254,6 +256,8 @@ class Worker:
         finally:
             self._end(step_id, failure)
             self.metrics.run_graph_done(time.monotonic() - started, failure)
+        if stages.ON:
+            stages.mark("w.done")
         return StepResult(step.fetches, traces, reg.graph_defs if trace else None)
 
     def _run_parallel(self, step, items, traces):
@@ -355,6 +359,8 @@ class Worker:
 
     def deliver(self, step_id, key, value):
         """A tensor another worker sent for step `step_id`; kept until the step's RunGraph reads it."""
+        if stages.ON:
+            stages.mark("w.arrived")
         with self._lock:
             state = self._steps.get(step_id)
             if state is None:
