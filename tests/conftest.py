@@ -1,7 +1,8 @@
 """Shared fixtures: the executors every op test runs on, parametrized, not copied."""
 
 import contextlib
-
+import faulthandler
+import os
 import tempfile
 
 import numpy as np
@@ -72,6 +73,42 @@ def pytest_sessionfinish(session, exitstatus):
     for cluster in (_cluster, _gpu_cluster):
         if cluster is not None:
             cluster.stop()
+
+
+# pytest-timeout's signal method cannot end a test whose main thread is stuck in C code (its SIGALRM
+# handler never runs), so the run would stall for good. faulthandler's watchdog is a C thread: a test
+# still running STALL_GRACE_S after its timeout dumps every thread's stack and ends the run (status 1).
+STALL_GRACE_S = 60.0
+_STDERR = pytest.StashKey[int]()
+
+
+def pytest_configure(config):
+    config.stash[_STDERR] = os.dup(2)   # the run's stderr: capturing is suspended while plugins configure
+
+
+def _timeout(item):
+    """The test's pytest-timeout limit in seconds (its timeout mark, else --timeout, else the ini); 0: none."""
+    if not item.config.pluginmanager.hasplugin("timeout"):
+        return 0.0
+    mark = item.get_closest_marker("timeout")
+    if mark is not None:
+        value = mark.args[0] if mark.args else mark.kwargs.get("timeout")
+    else:
+        value = item.config.getoption("timeout", None) or item.config.getini("timeout")
+    return float(value or 0)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    limit = _timeout(item)
+    # -o faulthandler_timeout=N takes the one watchdog for its own dumps
+    if limit <= 0 or float(item.config.getini("faulthandler_timeout") or 0) > 0:
+        return (yield)
+    faulthandler.dump_traceback_later(limit + STALL_GRACE_S, exit=True, file=item.config.stash[_STDERR])
+    try:
+        return (yield)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _to_numpy(out):
