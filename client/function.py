@@ -209,12 +209,27 @@ class ConcreteFunction:
                 from tensorgrid.client.remote import RemoteBackend
                 self._backend = RemoteBackend(remote.target, self.graph, remote.config)
             else:
-                self._backend = LocalBackend(resources=eager.resources())
+                self._backend = LocalBackend(config=_local_devices(self.graph), resources=eager.resources())
         return self._backend.run(self.graph, feeds, fetches, targets)[0]
 
     @property
     def structured_outputs(self):
         return nest.rebuild(self._structure, self.outputs)
+
+
+def _local_devices(graph):
+    """A config with as many virtual CPU devices as the graph's ops name (/cpu:1: two), or None for one."""
+    from tensorgrid.framework.device_spec import DeviceSpec
+    highest = 0
+    for op in graph.get_operations():
+        if op.device:
+            spec = DeviceSpec.from_string(op.device)
+            if (spec.device_type or "").upper() == "CPU" and spec.device_index:
+                highest = max(highest, int(spec.device_index))
+    if not highest:
+        return None
+    from tensorgrid.proto import config_pb2
+    return config_pb2.ConfigProto(device_count={"CPU": highest + 1})
 
 
 class Function:

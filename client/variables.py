@@ -122,6 +122,14 @@ CREATED_HOOKS = []
 class Variable(TensorOps):
     """A mutable tensor that keeps its value across steps (a resource variable)."""
 
+    def __new__(cls, *args, **kwargs):
+        if cls is Variable:     # a strategy may make its own kind (MirroredStrategy: one per device)
+            from tensorgrid.client.distribute import distribute_lib
+            made = distribute_lib.create_variable(cls, args, kwargs)
+            if made is not None:
+                return made
+        return super().__new__(cls)
+
     def __init__(self, initial_value=None, trainable=None, *, name=None, dtype=None, validate_shape=True,
                  collections=None, shape=None, use_resource=None):
         """`use_resource` is accepted for TF1 programs: every tensorgrid variable is a resource variable.
@@ -322,7 +330,8 @@ class Variable(TensorOps):
     @property
     def device(self):
         if self._graph is None:
-            return self._handle.device
+            # the device a strategy made it for (a MirroredVariable's component), else its handle's
+            return getattr(self, "_local_device", None) or self._handle.device
         return self._handle.op.device
 
     @property

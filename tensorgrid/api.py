@@ -61,11 +61,14 @@ from tensorgrid.client.keras import optimizers, losses  # noqa: E402,F401
 from tensorgrid.client.keras import initializers  # noqa: E402,F401
 
 from tensorgrid.client import remote_eager as _remote_eager  # noqa: E402
+from tensorgrid.client import devices as _devices  # noqa: E402
 
-# tg.config: TF2's names for running eager code and tg.functions on a cluster (client/remote_eager.py)
+# tg.config: TF2's names for running eager code and tg.functions on a cluster (client/remote_eager.py),
+# and for the devices of this process (client/devices.py)
 config = _types.SimpleNamespace(
     experimental_connect_to_host=_remote_eager.experimental_connect_to_host,
     experimental_connect_to_cluster=_remote_eager.experimental_connect_to_cluster,
+    **{name: getattr(_devices, name) for name in _devices.__all__},
 )
 
 debugging = _types.SimpleNamespace(

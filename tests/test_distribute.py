@@ -130,10 +130,86 @@ def test_mirrored_strategy_runs_one_replica_on_this_processs_cpu():
         out = strategy.run(lambda: tg.distribute.get_replica_context().all_reduce("sum", tg.constant(2.0)))
     assert float(out) == 2.0
     assert strategy.experimental_local_results(out) == (out,)
-    with pytest.raises(errors.UnimplementedError, match="one process per replica"):
-        tg.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with pytest.raises(errors.InvalidArgumentError, match="not a device of this process"):
         tg.distribute.MirroredStrategy(["/gpu:0"])
+    with pytest.raises(ValueError, match="duplicated devices"):
+        tg.distribute.MirroredStrategy(["/cpu:0", "/cpu:0"])
+
+
+# ---- MirroredStrategy over several devices of this process ----------------------------------------------
+
+MIRRORED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mirrored_program.py")
+
+
+def test_mirrored_strategy_on_two_cpus_mirrors_variables_and_all_reduces_between_replicas():
+    strategy = tg.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        v = tg.Variable([1.0, 2.0], name="v")
+    parts = strategy.experimental_local_results(v)
+    assert [p.name for p in parts] == ["v:0", "v/replica_1:0"]
+    assert [p.device for p in parts] == [f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in range(2)]
+
+    def fn(x):
+        ctx = tg.distribute.get_replica_context()
+        k = tg.cast(ctx.replica_id_in_sync_group, tg.float32)
+        v.assign_add(k)            # replica k updates its own component
+        return ctx.all_reduce("sum", x * (k + 1.0)), ctx.all_reduce(tg.distribute.ReduceOp.MEAN, k)
+
+    summed, mean = strategy.run(fn, args=(tg.constant([3.0, 4.0]),))
+    assert isinstance(summed, tg.distribute.distribute_lib.PerReplica)
+    for part in summed.values:
+        np.testing.assert_array_equal(part.numpy(), [9.0, 12.0])
+    assert [float(m) for m in mean.values] == [0.5, 0.5]
+    np.testing.assert_array_equal([p.numpy() for p in parts], [[1.0, 2.0], [2.0, 3.0]])
+    v.assign([5.0, 6.0])           # cross-replica: every component
+    np.testing.assert_array_equal([p.numpy() for p in parts], [[5.0, 6.0], [5.0, 6.0]])
+    np.testing.assert_array_equal(strategy.reduce("sum", summed, axis=None).numpy(), [18.0, 24.0])
+    assert float(strategy.reduce("mean", summed, axis=0)) == 10.5
+
+    @tg.function
+    def traced(x):
+        per_replica = strategy.run(lambda x: tg.distribute.get_replica_context().all_reduce("sum", x * v), args=(x,))
+        return strategy.reduce("sum", per_replica, axis=None)
+    dist = list(strategy.experimental_distribute_dataset(tg.data.Dataset.from_tensor_slices(
+        np.arange(8, dtype=np.float32).reshape(4, 2)).batch(4)))
+    assert len(dist) == 1 and [p.shape.as_list() for p in dist[0].values] == [[2, 2], [2, 2]]
+    scaled = np.arange(8).reshape(4, 2) * [5, 6]    # each replica's rows times v, summed over replicas, twice
+    np.testing.assert_array_equal(traced(dist[0]).numpy(), 2 * (scaled[:2] + scaled[2:]))
+    devices = {op.device for op in traced.get_concrete_function(dist[0]).graph.get_operations()}
+    assert {f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in range(2)} <= devices
+
+    def uneven():
+        ctx = tg.distribute.get_replica_context()
+        if ctx._replica_id == 0:
+            ctx.all_reduce("sum", tg.constant(1.0))
+        return tg.constant(0.0)
+    with pytest.raises(errors.InvalidArgumentError, match=r"replicas \[0\] reached all-reduce #1 that replicas \[1\]"):
+        strategy.run(uneven)
+
+
+@pytest.mark.parametrize("optimizer,replicas", [("manual", 2), ("keras", 2), ("v1", 3)])
+def test_mirrored_training_on_cpu_devices_gives_the_weights_of_full_batch_gradient_descent(tmp_path, optimizer,
+                                                                                           replicas):
+    import mirrored_program
+    mirrored_program.main(tmp_path / "out.json", optimizer, replicas)
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["replicas"] == replicas
+    assert result["devices"][0] == [f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in range(replicas)]
+    _assert_weights(result, mwms_train.reference())
+    for parts in result["components"]:
+        assert all(p == parts[0] for p in parts)
+
+
+@pytest.mark.slow
+def test_tensorflow_mirrored_strategy_on_logical_cpus_gives_the_same_weights(tasks, tmp_path):  # noqa: F811
+    pytest.importorskip("tensorflow")
+    run = tasks.script("tf", MIRRORED, tmp_path / "out.json", "--optimizer=keras",
+                       env={"TG_USE_TF": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert run.wait(240) == 0, run.log()[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["devices"][0] == [f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in range(2)]
+    _assert_weights(result, mwms_train.reference())
 
 
 def test_parameter_server_strategy_places_variables_round_robin_on_the_ps_tasks():

@@ -381,11 +381,17 @@ def _cast_count(value, n):
     return array_ops.cast(n, value.dtype)
 
 
-class PerReplica:
-    """Values of several replicas of one process (MirroredStrategy's)."""
+class PerReplica(tuple):
+    """Values of several replicas of one process (MirroredStrategy's), one per replica.
 
-    def __init__(self, values):
-        self.values = tuple(values)
+    A tuple, so that a tg.function takes it as an argument (a placeholder per replica) and returns it."""
+
+    def __new__(cls, values):
+        return super().__new__(cls, values)
+
+    @property
+    def values(self):
+        return tuple(self)
 
     def __repr__(self):
         return "PerReplica:{" + ", ".join(f"{i}: {v!r}" for i, v in enumerate(self.values)) + "}"
@@ -399,6 +405,14 @@ def _default_strategy():
     if _DEFAULT is None:
         _DEFAULT = Strategy()
     return _DEFAULT
+
+
+def create_variable(cls, args, kwargs):
+    """The variable the current strategy makes for `cls(*args, **kwargs)` (MirroredStrategy: a
+    MirroredVariable), or None for an ordinary one."""
+    strategy = get_strategy()
+    create = getattr(strategy, "_create_variable", None)
+    return create(cls, args, kwargs) if create is not None else None
 
 
 def _on_variable_created(variable):

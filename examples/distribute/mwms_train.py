@@ -12,6 +12,7 @@ equal one process's full-batch gradient descent. Worker 0 writes the final weigh
 as JSON to the path given (every worker with --all-write).
 """
 
+import functools
 import json
 import os
 import sys
@@ -51,31 +52,15 @@ def main(out_path, optimizer_kind="manual"):
         if rank:
             start = [w + 1.0 for w in start]
         weights = [tf.Variable(w) for w in start]
-        opt = {"v1": lambda: tf.compat.v1.train.GradientDescentOptimizer(LR),
-               "keras": lambda: tf.keras.optimizers.SGD(LR)}.get(optimizer_kind, lambda: None)()
+        opt = make_optimizer(optimizer_kind)
 
     x, y = make_data()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     dist = strategy.experimental_distribute_dataset(dataset)
 
-    def replica_step(xb, yb):
-        w1, b1, w2, b2 = weights
-        with tf.GradientTape() as tape:
-            pred = tf.matmul(tf.nn.relu(tf.matmul(xb, w1) + b1), w2) + b2
-            loss = tf.reduce_sum(tf.square(pred - yb)) / GLOBAL_BATCH
-        grads = tape.gradient(loss, weights)
-        if opt is None:
-            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            for w, g in zip(weights, grads):
-                w.assign_sub(LR * g)
-        else:
-            # a TF1 or Keras optimizer's apply_gradients sums the replicas' gradients itself
-            opt.apply_gradients(zip(grads, weights))
-        return loss
-
     @tf.function
     def train_step(xb, yb):
-        per_replica = strategy.run(replica_step, args=(xb, yb))
+        per_replica = strategy.run(functools.partial(replica_step, weights, opt), args=(xb, yb))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     losses = [float(train_step(xb, yb)) for xb, yb in dist]
@@ -84,6 +69,30 @@ def main(out_path, optimizer_kind="manual"):
             json.dump({"losses": losses, "weights": [w.numpy().tolist() for w in weights],
                        "replicas": strategy.num_replicas_in_sync}, f)
     print(f"worker {rank}: done, loss {losses[0]:.4f} -> {losses[-1]:.4f}", flush=True)
+
+
+def make_optimizer(kind):
+    """None (gradients all-reduced and applied by hand), a TF1 ("v1") or a Keras ("keras") SGD."""
+    return {"v1": lambda: tf.compat.v1.train.GradientDescentOptimizer(LR),
+            "keras": lambda: tf.keras.optimizers.SGD(LR)}.get(kind, lambda: None)()
+
+
+def replica_step(weights, opt, xb, yb):
+    """One replica's step: its loss scaled by the global batch, the gradients summed over the replicas
+    (by hand with opt None, else by the optimizer's apply_gradients), then applied."""
+    w1, b1, w2, b2 = weights
+    with tf.GradientTape() as tape:
+        pred = tf.matmul(tf.nn.relu(tf.matmul(xb, w1) + b1), w2) + b2
+        loss = tf.reduce_sum(tf.square(pred - yb)) / GLOBAL_BATCH
+    grads = tape.gradient(loss, weights)
+    if opt is None:
+        grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        for w, g in zip(weights, grads):
+            w.assign_sub(LR * g)
+    else:
+        # a TF1 or Keras optimizer's apply_gradients sums the replicas' gradients itself
+        opt.apply_gradients(zip(grads, weights))
+    return loss
 
 
 def reference():
