@@ -339,6 +339,31 @@ def test_segments_unlinked_once_mapped_and_destroyed_on_close(planes):
 
 
 @needs_shm
+def test_a_segment_is_destroyed_once_and_a_closed_pool_makes_no_more(monkeypatch):
+    start = set(_segment_files())
+    pool = shm.SegmentPool(shm.shm_dir())
+    seg = pool.acquire(10)
+    assert len(set(_segment_files()) - start) == 1
+    seg.destroy()
+    other = os.open(os.devnull, os.O_RDONLY)     # most likely the number the segment's descriptor had
+    try:
+        pool.close()                             # destroys its busy segment again: that must close nothing
+        os.fstat(other)
+    finally:
+        os.close(other)
+    assert set(_segment_files()) == start
+    with pytest.raises(ConnectionResetError):
+        pool.acquire(10)
+    # a close() between acquire's check and its new segment becoming busy: that segment goes too
+    pool = shm.SegmentPool(shm.shm_dir())
+    reserve = shm.Segment.reserve
+    monkeypatch.setattr(shm.Segment, "reserve", lambda seg, n: (pool.close(), reserve(seg, n)))
+    with pytest.raises(ConnectionResetError):
+        pool.acquire(10)
+    assert pool.counts() == (0, 0, 0) and set(_segment_files()) == start
+
+
+@needs_shm
 def test_idle_segments_beyond_the_limit_are_dropped(planes, monkeypatch):
     monkeypatch.setattr(shm, "IDLE_LIMIT_BYTES", 0)
     sender, receiver, address, inbox = _pair(planes, "shm")

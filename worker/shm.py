@@ -52,6 +52,10 @@ def lend(buffer, on_free, *args):
     return window
 
 
+def _closed_error():
+    return ConnectionResetError("the connection to the peer was closed")
+
+
 def _valid_name(name):
     return name.startswith(PREFIX) and "/" not in name and name not in (".", "..")
 
@@ -84,12 +88,16 @@ class Segment:
             self.reserved = nbytes
 
     def destroy(self):
-        """Unlinks the file (if the receiver has not yet) and unmaps it."""
+        """Unlinks the file (if the receiver has not yet) and unmaps it; a second call does nothing (its
+        descriptor number may belong to someone else by then)."""
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
         try:
             os.unlink(self._path)
         except FileNotFoundError:
             pass
-        os.close(self._fd)
+        os.close(fd)
         self.array = None
         try:
             self._mmap.close()
@@ -112,15 +120,18 @@ class SegmentPool:
         self._idle_bytes = 0
         self._busy = {}
         self._lock = threading.Lock()
+        self._closed = False
         self.dropped = []
 
     def acquire(self, nbytes):
         """A segment whose first nbytes are allocated and unused by the peer, marked busy.
 
-        Raises OSError when /dev/shm has no room for them (or no room for one more file).
+        Raises OSError when /dev/shm has no room for them (or no room for one more file), and
+        ConnectionResetError once the pool is closed.
         """
         size = size_class(nbytes)
         with self._lock:
+            self._check_open()
             idle = self._idle.get(size)
             seg = idle.pop(0) if idle else None  # the most recently used: its pages are the likeliest cached
             if seg is not None:
@@ -134,12 +145,23 @@ class SegmentPool:
             seg.reserve(nbytes)
         except OSError:
             with self._lock:
-                self._idle.setdefault(size, []).insert(0, seg)
-                self._idle_bytes += size
+                keep = not self._closed
+                if keep:
+                    self._idle.setdefault(size, []).insert(0, seg)
+                    self._idle_bytes += size
+            if not keep:
+                seg.destroy()
             raise
         with self._lock:
-            self._busy[seg.ident] = seg
-        return seg
+            if not self._closed:
+                self._busy[seg.ident] = seg
+                return seg
+        seg.destroy()   # a close() since the check above destroyed every segment it knew, but not this one
+        raise _closed_error()
+
+    def _check_open(self):
+        if self._closed:
+            raise _closed_error()
 
     def release(self, ident):
         """The peer no longer uses segment `ident`: it becomes idle (or is destroyed beyond the idle limit).
@@ -170,8 +192,10 @@ class SegmentPool:
             seg.destroy()
 
     def close(self):
-        """Destroys every segment, busy or idle (the peer keeps its own mappings of busy ones)."""
+        """Destroys every segment, busy or idle (the peer keeps its own mappings of busy ones); acquire()
+        fails from now on."""
         with self._lock:
+            self._closed = True
             segs = list(self._busy.values()) + [s for idle in self._idle.values() for s in idle]
             self._busy.clear()
             self._idle.clear()

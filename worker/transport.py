@@ -461,6 +461,8 @@ class _Outbound:
             self._drain_releases(lane.sock, pool)
         try:
             seg = pool.acquire(n)
+        except ConnectionResetError:
+            raise           # closed meanwhile: the send fails as on a broken connection
         except OSError as e:
             if not self._warned_full:
                 self._warned_full = True
