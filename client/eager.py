@@ -95,7 +95,10 @@ class EagerTensor(TensorOps):
             yield self[i]
 
     def __repr__(self):
-        return f"<tg.Tensor: shape={tuple(np.shape(self._value))}, dtype={self.dtype.name}, numpy={self._value!r}>"
+        return f"<tg.Tensor: shape={self.shape}, dtype={self.dtype.name}, numpy={numpy_text(self.numpy(), True)}>"
+
+    def __str__(self):
+        return f"tg.Tensor({numpy_text(self.numpy(), False)}, shape={self.shape}, dtype={self.dtype.name})"
 
     def __eq__(self, other):
         from tensorgrid.client import math_ops
@@ -107,6 +110,16 @@ class EagerTensor(TensorOps):
 
     __hash__ = object.__hash__
 
+
+
+def numpy_text(value, is_repr):
+    """TF's numpy_text: a value's repr (or str), on a line of its own where it spans lines; a scalar's repr
+    is the Python value's (0.10000000149011612 for float32 0.1)."""
+    if np.ndim(value) == 0:
+        text = repr(np.asarray(value).item()) if is_repr else str(value)
+    else:
+        text = repr(value) if is_repr else str(value)
+    return "\n" + text if "\n" in text else text
 
 def to_eager(value, dtype=None):
     if hasattr(value, "_as_tensor"):

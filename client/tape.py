@@ -222,15 +222,19 @@ class GradientTape:
         keys = [self._local(s._grad_source()) if hasattr(s, "_grad_source") else s for s in sources]
         seeds = {}
         for t, og in zip(targets, output_gradients):
-            og = array_ops.ones_like(t) if og is None else graph_lib.convert_to_tensor(og, dtype=t.dtype)
+            if og is None:
+                og = array_ops.ones_like(t)
+            elif t.dtype.name != "resource":    # a Variable target's seed has the variable's dtype already
+                og = graph_lib.convert_to_tensor(og, dtype=t.dtype)
             seeds.setdefault(id(t), []).append(og)
         if self._graph is None:
             ops, watched, scope = list(reversed(self._records)), self._watched, None
         else:
             (ops, watched), scope = self._graph_ops_in_reverse(), gradient_scope(self._graph, colocate=True)
         grads = backprop(ops, seeds, keys, id, array_ops.zeros_like, scope=scope)
-        # a source the tape never watched gets None, even where a recorded op read it
-        return [g if id(k) in watched else None for g, k in zip(grads, keys)]
+        # a source the tape never watched gets None, even where a recorded op read it; a source that is itself
+        # a target (a Variable given as both, as TF's tape compares their handles) gets its seed
+        return [g if id(k) in watched or id(k) in seeds else None for g, k in zip(grads, keys)]
 
     def _check_use(self):
         if self._used and not self._persistent:
@@ -252,16 +256,23 @@ class GradientTape:
         self._check_use()
         self._context_check("gradient")
         unconnected = UnconnectedGradients(unconnected_gradients)
-        targets, flat_sources = [], []
-        nest.flatten(target, graph_lib.convert_to_tensor, targets)
+        raw, flat_sources = [], []
+        nest.flatten(target, lambda x: x, raw)
         spec = nest.flatten(sources, _source_leaf, flat_sources)
+        # a Variable target is keyed by the tensor its sources are keyed by, so a Variable that is both target
+        # and source gets ones (TF's tape compares their handles: `tape.gradient(v, v)` is 1)
+        targets = [self._local(t._grad_source()) if hasattr(t, "_grad_source") else graph_lib.convert_to_tensor(t)
+                   for t in raw]
         if output_gradients is None:
-            outs = [None] * len(targets)
+            from tensorgrid.client import array_ops
+            outs = [array_ops.ones(t.shape, t.dtype) if hasattr(t, "_grad_source") else None for t in raw]
         else:
             outs = []
             nest.flatten(output_gradients, lambda x: x, outs)
             if len(outs) != len(targets):
                 raise ValueError(f"output_gradients has {len(outs)} entries for {len(targets)} targets")
+            outs = [graph_lib.convert_to_tensor(o, dtype=t.dtype) if o is not None and hasattr(t, "_grad_source")
+                    else o for o, t in zip(outs, raw)]
         with _Pause(self):
             grads = self._backprop(targets, flat_sources, outs)
             if unconnected is UnconnectedGradients.ZERO:

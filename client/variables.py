@@ -437,6 +437,21 @@ class Variable(TensorOps):
     def __iter__(self):
         raise TypeError("'Variable' object is not iterable.")
 
+    def __eq__(self, other):
+        # TF2: eagerly, == of a variable compares element-wise; in a graph it is identity
+        if other is not None and self._eager() and context.executing_eagerly():
+            from tensorgrid.client import math_ops
+            return math_ops.equal(self, other)
+        return self is other
+
+    def __ne__(self, other):
+        if other is not None and self._eager() and context.executing_eagerly():
+            from tensorgrid.client import math_ops
+            return math_ops.not_equal(self, other)
+        return self is not other
+
+    __hash__ = object.__hash__
+
     # ---- writing -----------------------------------------------------------------------
     def _update(self, op_type, value, name, read_value):
         if self._eager() and self._remote is not None and context.executing_eagerly():
@@ -444,6 +459,10 @@ class Variable(TensorOps):
             return self if read_value else None
         handle = self._current_handle()
         value = convert_to_tensor(value, dtype=self._dtype)
+        if op_type == "AssignVariableOp" and self._eager() and context.executing_eagerly() and \
+                not self._shape.is_compatible_with(value.shape):   # TF's eager assign: a ValueError
+            raise ValueError(f"Cannot assign value to variable ' {self.name}': Shape mismatch.The variable shape "
+                             f"{self._shape}, and the assigned value shape {value.shape} are incompatible.")
         with self._colocated(handle):
             out = apply_op(op_type, [handle, value], {"dtype": self._dtype}, name=name)
         if self._eager() and context.executing_eagerly():
@@ -513,7 +532,9 @@ class Variable(TensorOps):
 
     def __repr__(self):
         if self._eager() and context.executing_eagerly():
-            return f"<tg.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name}, numpy={self.numpy()!r}>"
+            from tensorgrid.client.eager import numpy_text
+            return (f"<tg.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name}, "
+                    f"numpy={numpy_text(self.numpy(), True)}>")
         return f"<tg.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name}>"
 
 

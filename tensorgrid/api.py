@@ -31,7 +31,7 @@ from tensorgrid.framework import errors  # noqa: F401
 from tensorgrid.framework import dtypes as _dtypes_module
 from tensorgrid.framework.dtypes import (  # noqa: F401
     DType, as_dtype, float16, float32, float64, int8, int16, int32, int64, uint8, bool_ as bool,
-    string, resource, variant, half, double)
+    complex64, complex128, string, resource, variant, half, double)
 from tensorgrid.framework.shapes import TensorShape, Dimension  # noqa: F401
 from tensorgrid.framework.tensor_spec import TensorSpec  # noqa: F401
 from tensorgrid.framework.device_spec import DeviceSpec  # noqa: F401

@@ -124,8 +124,12 @@ def test_explicit_dtype_casts():
     assert_same_bits(convert.tensor_proto_to_ndarray(tp), np.array([1, 2, 3], np.float16))
     assert convert.ndarray_to_tensor_proto(3, "int64").dtype == types_pb2.DT_INT64
     assert wire_round_trip(["x", "y"], dtypes.string).tolist() == [b"x", b"y"]
+    z = np.array([5 + 4j, 6 + 1j], np.complex128)   # the variable guide's complex variable travels bit for bit
+    assert convert.ndarray_to_tensor_proto(z).dtype == 18    # DT_COMPLEX128
+    assert_same_bits(convert.tensor_proto_to_ndarray(convert.ndarray_to_tensor_proto(z, dtypes.complex64)),
+                     z.astype(np.complex64))
     with pytest.raises(TypeError):
-        convert.ndarray_to_tensor_proto(np.zeros(2, np.complex64))
+        convert.ndarray_to_tensor_proto(np.zeros(2, np.uint16))
 
 
 def test_arrays_are_read_only_views_unless_asked():

@@ -139,3 +139,51 @@ def test_keras_optimizer_in_a_checkpoint_has_tfs_keys_and_restores(tmp_path):
     ckpt.restore(ours)
     for v, real_v in zip([w] + opt.variables, [real_w] + real_opt.variables):
         np.testing.assert_allclose(v.numpy(), real_v.numpy(), rtol=1e-6)
+
+
+def test_eager_tensor_str_and_repr_are_tfs():
+    """helloworld's `print(hello)`: str() and repr() of eager tensors as TF formats them (tf. -> tg.),
+    scalars, strings, multi-line arrays."""
+    import tensorflow as real_tf
+
+    import tensorgrid as tg
+    for value in ["hello world", 3, 0.1, True, [1, 2], [[1.0, 2.0], [3.0, 4.0]], [b"a", b"b"]]:
+        ours, theirs = tg.constant(value), real_tf.constant(value)
+        assert str(ours) == str(theirs).replace("tf.", "tg.", 1)
+        assert repr(ours) == repr(theirs).replace("tf.", "tg.", 1)
+
+
+def test_variables_print_compare_and_fail_as_in_tf():
+    """The variable guide's cells: a complex variable, str() of a DType, a variable's multi-line repr,
+    element-wise == of two variables eagerly, the ValueError of an assign that would resize."""
+    import tensorflow as real_tf
+
+    import tensorgrid as tg
+    out = {}
+    for lib in (real_tf, tg):
+        m = lib.constant([[1.0, 2.0], [3.0, 4.0]])
+        a, b = lib.Variable(m, name="Mark"), lib.Variable(m + 1, name="Mark")
+        c = lib.Variable([5 + 4j, 6 + 1j])
+        with pytest.raises(ValueError, match="Shape mismatch") as failed:
+            lib.Variable([2.0, 3.0]).assign([1.0, 2.0, 3.0])
+        out[lib] = [str(a.dtype), repr(a), str(a == b), str(a != b), c.dtype.name, str(c.numpy()),
+                    str(failed.value).split(":", 1)[1]]
+    assert [s.replace("tf.", "tg.") for s in out[real_tf]] == out[tg]
+
+
+def test_tape_gradient_of_a_variable_target_is_tfs():
+    """The autodiff guide's `result = v0` under a tape: a Variable that is both target and source has
+    gradient ones, an untouched one None, a mixed list of targets sums; same values as TF."""
+    import tensorflow as real_tf
+
+    import tensorgrid as tg
+    out = {}
+    for lib in (real_tf, tg):
+        v0, v1, w = lib.Variable(2.0), lib.Variable(2.0), lib.Variable([1.0, 2.0])
+        with lib.GradientTape(persistent=True) as tape:
+            result = v0
+            y = w * 3
+        dv0, dv1 = tape.gradient(result, [v0, v1])
+        out[lib] = [dv0.numpy(), dv1, tape.gradient([y, w], w).numpy().tolist(),
+                    tape.gradient(w, w, output_gradients=lib.constant([2.0, 5.0])).numpy().tolist()]
+    assert out[tg] == out[real_tf]

@@ -357,8 +357,10 @@ def test_eager_variable():
     assert "numpy=" in repr(v)
     w = tg.Variable(lambda: tg.ones([2, 2]), name="w")
     np.testing.assert_array_equal(w.numpy(), np.ones((2, 2)))
-    with pytest.raises(errors.InvalidArgumentError):
+    with pytest.raises(ValueError, match="Shape mismatch"):    # TF's eager assign raises ValueError
         w.assign(np.ones(3, np.float32))
+    with pytest.raises(errors.InvalidArgumentError):    # and its assign_add the op's error
+        w.assign_add(np.ones(3, np.float32))
 
 
 def test_eager_variables_do_not_share_storage():

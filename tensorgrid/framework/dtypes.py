@@ -22,6 +22,10 @@ class DType:
         return self in (int8, int16, int32, int64, uint8)
 
     @property
+    def is_complex(self):
+        return self in (complex64, complex128)
+
+    @property
     def is_bool(self):
         return self is bool_
 
@@ -35,7 +39,7 @@ class DType:
 
     @property
     def real_dtype(self):
-        return self
+        return {"complex64": float32, "complex128": float64}.get(self.name, self)
 
     @property
     def min(self):
@@ -47,6 +51,9 @@ class DType:
 
     def __repr__(self):
         return f"tg.{self.name}"
+
+    def __str__(self):
+        return f"<dtype: '{self.name}'>"     # TF's str() of a DType
 
     def __eq__(self, other):
         if isinstance(other, DType):
@@ -72,6 +79,8 @@ int32 = DType("int32", np.int32, 3)
 int64 = DType("int64", np.int64, 9)
 uint8 = DType("uint8", np.uint8, 4)
 bool_ = DType("bool", np.bool_, 10)
+complex64 = DType("complex64", np.complex64, 8)
+complex128 = DType("complex128", np.complex128, 18)
 string = DType("string", np.object_, 7)
 resource = DType("resource", np.object_, 20)
 variant = DType("variant", np.object_, 21)  # TensorArray lists, datasets, iterators: one device's Python objects
@@ -79,7 +88,8 @@ variant = DType("variant", np.object_, 21)  # TensorArray lists, datasets, itera
 half = float16
 double = float64
 
-ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_, string, resource, variant)
+ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_, complex64, complex128, string, resource,
+       variant)
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "bool_": bool_, "str": string})
 _BY_ENUM = {d.as_datatype_enum: d for d in ALL}
@@ -102,6 +112,8 @@ def as_dtype(value):
         return int32
     if value is bool:
         return bool_
+    if value is complex:
+        return complex128
     if value is str or value is bytes:
         return string
     if hasattr(value, "as_numpy_dtype"):
