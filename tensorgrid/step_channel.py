@@ -19,6 +19,13 @@ Wire format, integers little-endian:
                                            then the serialized request
               server -> client  REPLY      code u8 (gRPC status code, 0 = OK), node-name length u16, length u64,
                                            then the serialized response (OK) or the UTF-8 message, then the node name
+Method LOCAL_NAME (0xFFFF, no request bytes) is no service method: its reply
+is the name of the Unix socket (Linux's abstract namespace) the server also
+takes connections on, empty when none (a server that predates it answers
+INVALID_ARGUMENT). A client asks once, on its first TCP connection, and
+dials that socket from then on when it can reach it: only the server's host
+(and there its network namespace) can, so a same-host client skips the TCP
+stack, about half a loopback round trip's cost. The handshake is the same.
 The HMAC may be of the cluster token, on a master with one of the client
 token, and on a worker of the cluster token followed by the key the worker
 gave its master (security.Roles); a connection gets PERMISSION_DENIED for
@@ -42,13 +49,14 @@ import select
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
 
 from tensorgrid import security
 from tensorgrid.framework import errors
 from tensorgrid.observability import stages
-from tensorgrid.worker.wire import peer_closed, recv_exact, token_bytes, token_mac
+from tensorgrid.worker.wire import dial_local, peer_closed, recv_exact, token_bytes, token_mac
 
 log = logging.getLogger("tensorgrid.rpc")
 
@@ -61,6 +69,7 @@ WELCOME = struct.Struct("<B")
 REQUEST = struct.Struct("<HQ")
 REPLY = struct.Struct("<BHQ")
 OK, BAD_TOKEN, BAD_VERSION = 0, 1, 2
+LOCAL_NAME = 0xFFFF
 CONNECT_TIMEOUT_S = 5.0
 # Connections a server has accepted that have not yet proved a credential (each waits on a thread for its
 # HELLO, up to CONNECT_TIMEOUT_S); one more is closed unread, so no one without the token can make a server
@@ -81,7 +90,24 @@ def enabled(tls=None):
 
 
 def _tune(sock):
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _listen_local():
+    """(name, listener) of a fresh abstract Unix socket for same-host clients; (None, None) off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None, None
+    name = f"tensorgrid-step-{os.getpid()}-{secrets.token_hex(16)}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind("\0" + name)
+        listener.listen(128)
+    except OSError as e:
+        listener.close()
+        log.info("step channel: no Unix socket for same-host clients (%s)", e)
+        return None, None
+    return name, listener
 
 
 # ---------------------------------------------------------------- server
@@ -109,21 +135,23 @@ class StepChannelServer:
             raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
         self._listener.listen(128)
         self.port = self._listener.getsockname()[1]
+        self._local_name, self._local_listener = _listen_local()
         self._lock = threading.Lock()
         self._conns = set()
         self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._closed = False
-        self._thread = None
 
     def start(self):
-        self._thread = threading.Thread(target=self._accept_loop, name="tg-step-accept", daemon=True)
-        self._thread.start()
+        for listener in (self._listener, self._local_listener):
+            if listener is not None:
+                threading.Thread(target=self._accept_loop, args=(listener,), name="tg-step-accept",
+                                 daemon=True).start()
         return self
 
-    def _accept_loop(self):
+    def _accept_loop(self, listener):
         while True:
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError as e:
                 if self._closed:
                     return
@@ -207,6 +235,8 @@ class StepChannelServer:
             sock.close()
 
     def _call(self, method, data):
+        if method == LOCAL_NAME:
+            return None, (self._local_name or "").encode("ascii")
         entry = self._methods[method] if method < len(self._methods) else None
         if entry is None:
             return errors.InvalidArgumentError(None, None, f"step channel: no unary method {method}"), None
@@ -229,11 +259,14 @@ class StepChannelServer:
         with self._lock:
             self._closed = True
             conns = list(self._conns)
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._listener.close()
+        for listener in (self._listener, self._local_listener):
+            if listener is None:
+                continue
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            listener.close()
         for sock in conns:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -297,13 +330,50 @@ class StepChannelClient:
         self._idle = []
         self._lock = threading.Lock()
         self._closed = False
+        # the server's Unix socket: None until asked (LOCAL_NAME), "" when it has none this side can reach
+        self._local = None
 
     def _dial(self):
+        """A connection that passed the handshake: over the server's Unix socket when this host reaches it."""
+        local = self._local
+        if local:
+            try:
+                return self._handshake(dial_local(local, CONNECT_TIMEOUT_S))
+            except (OSError, errors.OpError):
+                self._local = ""    # gone (the server restarted with another name): TCP from now on
         host, _, port = self.address.rpartition(":")
         try:
             sock = socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S)
         except OSError as e:
             raise _not_sent(f"cannot connect to {self.address}: {e.strerror or e}") from None
+        conn = self._handshake(sock)
+        if self._local is None:
+            return self._upgrade(conn)
+        return conn
+
+    def _upgrade(self, conn):
+        """Asks the server over `conn` for its Unix socket; a connection there instead when it is reachable."""
+        self._local = ""
+        try:
+            conn.sock.settimeout(CONNECT_TIMEOUT_S)
+            conn.send(LOCAL_NAME, b"")
+            err, name = conn.read_reply()
+            conn.sock.settimeout(None)
+        except (OSError, EOFError, struct.error):
+            conn.close()
+            raise _not_sent(f"connection to {self.address} failed while asking for its Unix socket") from None
+        if err is not None or not name or len(name) > 107:
+            return conn
+        try:
+            local = self._handshake(dial_local(name.decode("ascii", "replace"), CONNECT_TIMEOUT_S))
+        except (OSError, errors.OpError):
+            return conn     # another host, or another network namespace: TCP it is
+        self._local = name.decode("ascii", "replace")
+        conn.close()
+        return local
+
+    def _handshake(self, sock):
+        """Proves the token on a fresh socket; returns its _Connection (closes it and raises if refused)."""
         try:
             _tune(sock)
             magic, version, flags, nonce = CHALLENGE.unpack(recv_exact(sock, CHALLENGE.size))
@@ -327,6 +397,11 @@ class StepChannelClient:
         except errors.OpError:
             sock.close()
             raise
+
+    @property
+    def local(self):
+        """Whether new connections go over the server's Unix socket (the server shares this host)."""
+        return bool(self._local)
 
     def probe(self):
         """Opens one connection now (raises UnavailableError or UnauthenticatedError) and keeps it for later."""

@@ -1,5 +1,6 @@
 """The step channel's calls whose waiter reads the reply itself (AsyncCall.drive_all), over real sockets."""
 
+import socket
 import threading
 import time
 
@@ -83,3 +84,53 @@ def test_a_server_that_goes_away_fails_a_driven_call_at_once_as_in_transit(serve
     err = call.exception(timeout=0)
     assert isinstance(err, errors.UnavailableError) and getattr(err, "in_transit", False), err
     assert client.address in err.message
+
+
+def test_a_same_host_client_moves_to_the_servers_unix_socket(served):
+    impl, server, client = served
+    assert isinstance(client.call("CleanupStep", worker_pb2.CleanupStepRequest(step_id=5)), bytes)
+    assert client.local
+    conn = client._checkout()
+    try:
+        assert conn.sock.family == socket.AF_UNIX
+    finally:
+        client._checkin(conn)
+    # the token is checked there as on TCP
+    guarded = step_channel.StepChannelServer(worker_pb2, "WorkerService", impl, token="s3cret").start()
+    try:
+        wrong = step_channel.StepChannelClient(f"127.0.0.1:{guarded.port}", worker_pb2, "WorkerService", "nope")
+        with pytest.raises(errors.UnauthenticatedError):
+            wrong.probe()
+        right = step_channel.StepChannelClient(f"127.0.0.1:{guarded.port}", worker_pb2, "WorkerService", "s3cret")
+        right.call("CleanupStep", worker_pb2.CleanupStepRequest(step_id=6))
+        assert right.local
+        right.close()
+    finally:
+        guarded.close()
+
+
+def test_without_a_unix_socket_the_client_stays_on_tcp(monkeypatch):
+    monkeypatch.setattr(step_channel, "_listen_local", lambda: (None, None))
+    server = step_channel.StepChannelServer(worker_pb2, "WorkerService", _Worker()).start()
+    client = step_channel.StepChannelClient(f"127.0.0.1:{server.port}", worker_pb2, "WorkerService")
+    try:
+        client.call("CleanupStep", worker_pb2.CleanupStepRequest(step_id=7))
+        assert not client.local
+        conn = client._checkout()
+        assert conn.sock.family == socket.AF_INET
+        client._checkin(conn)
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_client_whose_unix_socket_went_away_falls_back_to_tcp(served):
+    _, server, client = served
+    client.call("CleanupStep", worker_pb2.CleanupStepRequest(step_id=8))
+    assert client.local
+    client._local = "tensorgrid-step-nobody-listens-here"
+    for conn in client._idle:
+        conn.close()
+    client._idle.clear()
+    client.call("CleanupStep", worker_pb2.CleanupStepRequest(step_id=9))
+    assert not client.local

@@ -136,18 +136,6 @@ def _dial(host, port):
     raise last if last is not None else OSError(f"no address for {host}")
 
 
-def _dial_local(name):
-    """A connection to the Unix socket `name` of Linux's abstract namespace; OSError when nothing listens there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(CONNECT_TIMEOUT_S)
-        sock.connect("\0" + name)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def _send_parts(sock, parts):
     """Writes every buffer of `parts`, in order, in as few syscalls as the kernel allows."""
     views = [memoryview(p) for p in parts if len(p)]
@@ -372,7 +360,7 @@ class _Outbound:
         if not name:
             return None, False
         try:
-            sock = _dial_local(name)
+            sock = wire.dial_local(name, CONNECT_TIMEOUT_S)
         except OSError:
             return None, False  # not in this host's network namespace: the peer is elsewhere
         self.local_name = name
@@ -380,7 +368,8 @@ class _Outbound:
 
     def _connect(self, lane, probe):
         try:
-            sock = _dial(self.host, self.port) if self.local_name is None else _dial_local(self.local_name)
+            sock = (_dial(self.host, self.port) if self.local_name is None
+                    else wire.dial_local(self.local_name, CONNECT_TIMEOUT_S))
         except OSError as e:
             raise errors.UnavailableError(
                 None, None, f"data plane peer {self.address} is unreachable: {e.strerror or e}") from None

@@ -189,3 +189,15 @@ def peer_closed(sock):
         return False
     except OSError:
         return True
+
+
+def dial_local(name, timeout):
+    """A connection to the Unix socket `name` of Linux's abstract namespace; OSError when nothing listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect("\0" + name)
+    except OSError:
+        sock.close()
+        raise
+    return sock
