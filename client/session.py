@@ -66,6 +66,8 @@ def _to_result(value):
 
 def _convert_feed(tensor, value):
     dt = tensor.dtype
+    if type(value) is np.ndarray and value.dtype.kind not in "OSU" and value.dtype == dt.as_numpy_dtype:
+        return _check_feed_shape(tensor, value)     # already of the tensor's dtype: only its shape to check
     if isinstance(value, (graph_lib.Tensor, graph_lib.Operation)):
         raise TypeError(f"The value of a feed cannot be a tg.Tensor object; feed {tensor.name} with a numpy array")
     if getattr(value, "_is_eager_tensor", False):
@@ -85,6 +87,10 @@ def _convert_feed(tensor, value):
         raise errors.InvalidArgumentError(
             None, tensor.name, f"cannot feed a value of dtype {raw.dtype} to bool tensor '{tensor.name}'")
     arr = np.asarray(raw, dtype=dt.as_numpy_dtype) if dt is not dtypes.string else _string_feed(tensor, raw)
+    return _check_feed_shape(tensor, arr)
+
+
+def _check_feed_shape(tensor, arr):
     if not tensor.shape.is_compatible_with(arr.shape):
         raise ValueError(f"Cannot feed value of shape {arr.shape} for Tensor '{tensor.name}', "
                          f"which has shape '{tensor.shape}'")
@@ -113,6 +119,7 @@ class BaseSession:
             target = os.environ.get("TENSORGRID_MASTER", "")
         self._target = target
         self._closed = False
+        self._last_fetch = None     # (fetches, graph version, _fetch_plan's answer)
         self._default_ctx = None
         if target:
             from tensorgrid.client import remote
@@ -142,7 +149,7 @@ class BaseSession:
             raise RuntimeError("Attempted to use a closed Session.")
         if stages.ON:
             stages.mark("c.start")
-        mapper = _FetchMapper(self._graph, fetches)
+        mapper, tensor_fetches, targets = self._fetch_plan(fetches)
         feeds = {}
         for key, value in (feed_dict or {}).items():
             if isinstance(key, tuple) or isinstance(key, list):
@@ -157,18 +164,6 @@ class BaseSession:
                 except (KeyError, ValueError) as e:
                     raise TypeError(f"Cannot interpret feed_dict key {key!r} as a Tensor: {e}") from None
                 feeds[t.name] = _convert_feed(t, value)
-        tensor_fetches, targets = [], []
-        for el in mapper.leaves:
-            if isinstance(el, graph_lib.Operation):
-                if el.name not in targets:
-                    targets.append(el.name)
-            elif el.name not in tensor_fetches:
-                if el.dtype is dtypes.resource:
-                    raise TypeError(f"cannot fetch resource handle {el.name}; fetch a read of the variable")
-                if el.dtype is dtypes.variant:
-                    raise TypeError(f"cannot fetch {el.name}: a variant tensor (a TensorArray's list, a dataset) "
-                                    "lives on its device; fetch a tensor made from it")
-                tensor_fetches.append(el.name)
         trace = options is not None and getattr(options, "trace_level", 0) >= 1
         timeout_ms = getattr(options, "timeout_in_ms", 0) if options is not None else 0
         if not timeout_ms and self._config is not None:
@@ -186,6 +181,30 @@ class BaseSession:
         if stages.ON:
             stages.mark("c.end")
         return mapper.build(values)
+
+    def _fetch_plan(self, fetches):
+        """(mapper, tensor names fetched, op names run) of `fetches`; kept for the last fetch that is one
+        Tensor, Operation or name, while the graph is unchanged (a loop of runs resolves it once)."""
+        cached = self._last_fetch
+        if cached is not None and cached[0] is fetches and cached[1] == self._graph.version:
+            return cached[2]
+        mapper = _FetchMapper(self._graph, fetches)
+        tensor_fetches, targets = [], []
+        for el in mapper.leaves:
+            if isinstance(el, graph_lib.Operation):
+                if el.name not in targets:
+                    targets.append(el.name)
+            elif el.name not in tensor_fetches:
+                if el.dtype is dtypes.resource:
+                    raise TypeError(f"cannot fetch resource handle {el.name}; fetch a read of the variable")
+                if el.dtype is dtypes.variant:
+                    raise TypeError(f"cannot fetch {el.name}: a variant tensor (a TensorArray's list, a dataset) "
+                                    "lives on its device; fetch a tensor made from it")
+                tensor_fetches.append(el.name)
+        plan = (mapper, tensor_fetches, targets)
+        if isinstance(fetches, (graph_lib.Tensor, graph_lib.Operation, str)):   # immutable: safe to key by identity
+            self._last_fetch = (fetches, self._graph.version, plan)
+        return plan
 
     def _fill_metadata(self, run_metadata, stats):
         from tensorgrid.proto import convert

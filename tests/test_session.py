@@ -211,3 +211,24 @@ def test_tensorgrid_master_is_the_default_target_and_empty_string_is_in_process(
     with pytest.raises(errors.UnavailableError):
         with tf.Session() as sess:
             sess.run(a)
+
+
+def test_a_fetch_run_again_and_again_follows_the_graph_and_checks_every_feed(graph):
+    x = tf.placeholder(tf.float32, [2], name="x")
+    y = x * 2.0
+    v = tf.Variable(1.0, name="v")
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        for k in range(3):  # the same Tensor fetched each time, fed arrays of its dtype (no conversion)
+            np.testing.assert_array_equal(sess.run(y, {x: np.array([k, 1], np.float32)}), [2 * k, 2])
+        np.testing.assert_array_equal(sess.run(y, {x: [1, 2]}), [2, 4])    # a list, converted
+        with pytest.raises(ValueError, match=r"Cannot feed value of shape \(3,\) for Tensor 'x:0'"):
+            sess.run(y, {x: np.zeros(3, np.float32)})
+        with pytest.raises(errors.InvalidArgumentError, match="cannot feed a value of type"):
+            sess.run(y, {x: np.array(["a", "b"])})
+        # a variable's handle fetched as TF1 fetches it: its read, which is looked up again when the graph grew
+        handle = v.handle if hasattr(v, "handle") else v
+        first = sess.run(handle)
+        tf.assign_add(v, 1.0, name="bump")
+        sess.run("bump")
+        assert sess.run(handle) == first + 1.0
