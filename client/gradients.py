@@ -117,7 +117,9 @@ def backprop(ops_in_reverse, seeds, xs, key, zeros_like, stop=(), scope=None, ga
         grad_fn = getattr(op, "grad_fn", None)     # a recorded tg.function call brings its own
         if grad_fn is None:
             grad_fn = registry.get(op.type).grad
-            if grad_fn is None:
+            if grad_fn is None:     # worded as TF's: a graph op by its name, an eager (tape) record by its type
+                if scope is None and not hasattr(op, "graph"):
+                    raise LookupError(f"gradient registry has no entry for: {op.type}")
                 raise LookupError(f"No gradient defined for operation '{getattr(op, 'name', op.type)}' "
                                   f"(op type: {op.type})")
             if grad_fn is registry.NO_GRADIENT:

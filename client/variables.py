@@ -128,6 +128,7 @@ class Variable(TensorOps):
             made = distribute_lib.create_variable(cls, args, kwargs)
             if made is not None:
                 return made
+            cls = ResourceVariable      # TF2's tf.Variable(...) is a ResourceVariable
         return super().__new__(cls)
 
     def __init__(self, initial_value=None, trainable=None, *, name=None, dtype=None, validate_shape=True,
@@ -537,6 +538,11 @@ class Variable(TensorOps):
                     f"numpy={numpy_text(self.numpy(), True)}>")
         return f"<tg.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name}>"
 
+
+
+class ResourceVariable(Variable):
+    """The kind `tg.Variable(...)` makes, named as TF2's (`type(tf.Variable(1.0)).__name__`); every tensorgrid
+    variable is a resource variable, so it adds nothing to Variable."""
 
 def assign(ref, value, validate_shape=None, use_locking=None, name=None):
     """TF1's tf.assign: `ref.assign(value)`."""

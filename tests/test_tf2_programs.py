@@ -173,7 +173,8 @@ def test_variables_print_compare_and_fail_as_in_tf():
 
 def test_tape_gradient_of_a_variable_target_is_tfs():
     """The autodiff guide's `result = v0` under a tape: a Variable that is both target and source has
-    gradient ones, an untouched one None, a mixed list of targets sums; same values as TF."""
+    gradient ones, an untouched one None, a mixed list of targets sums; same values as TF, and the guide's
+    printed `type(x).__name__` (ResourceVariable) and LookupError text of an op with no gradient."""
     import tensorflow as real_tf
 
     import tensorgrid as tg
@@ -184,6 +185,13 @@ def test_tape_gradient_of_a_variable_target_is_tfs():
             result = v0
             y = w * 3
         dv0, dv1 = tape.gradient(result, [v0, v1])
+        image = lib.Variable([[[0.5, 0.0, 0.0]]])
+        with lib.GradientTape() as tape2:
+            new_image = lib.image.adjust_contrast(image, 0.1)
+        with pytest.raises(LookupError) as missing:
+            tape2.gradient(new_image, image)
         out[lib] = [dv0.numpy(), dv1, tape.gradient([y, w], w).numpy().tolist(),
-                    tape.gradient(w, w, output_gradients=lib.constant([2.0, 5.0])).numpy().tolist()]
+                    tape.gradient(w, w, output_gradients=lib.constant([2.0, 5.0])).numpy().tolist(),
+                    type(v0).__name__, str(missing.value)]
     assert out[tg] == out[real_tf]
+    assert isinstance(tg.Variable(1.0), tg.Variable)
