@@ -36,10 +36,11 @@ connection on a thread of its own, so a call runs there from start to end.
 A request longer than its method allows (security.request_limit: a heartbeat
 gets 1 MiB, RunStep and RunGraph 1 GiB) ends the connection unread; a long
 one is read as it arrives, so a declared length alone commits no memory.
-At most MAX_HANDSHAKES connections wait for their HELLO at once (a thread
-each); the server closes one more unread, and the client uses gRPC for that
-call. A failed accept (out of descriptors) or thread start is logged and the
-server accepts again; it never gives up its port while it runs.
+At most wire.MAX_HANDSHAKES connections wait for their HELLO at once (a
+thread each); one more shuts the oldest down (wire.Handshakes). A failed
+accept (out of descriptors) or thread start is logged and the server accepts
+again; it never gives up its port while it runs. A client whose connection
+fails before anything was sent uses gRPC for the call.
 """
 
 import logging
@@ -56,6 +57,7 @@ import time
 from tensorgrid import security
 from tensorgrid.framework import errors
 from tensorgrid.observability import stages
+from tensorgrid.worker import wire
 from tensorgrid.worker.wire import dial_local, peer_closed, recv_exact, token_bytes, token_mac
 
 log = logging.getLogger("tensorgrid.rpc")
@@ -71,13 +73,6 @@ REPLY = struct.Struct("<BHQ")
 OK, BAD_TOKEN, BAD_VERSION = 0, 1, 2
 LOCAL_NAME = 0xFFFF
 CONNECT_TIMEOUT_S = 5.0
-# Connections a server has accepted that have not yet proved a credential (each waits on a thread for its
-# HELLO, up to CONNECT_TIMEOUT_S); one more is closed unread, so no one without the token can make a server
-# start threads without end. A client that meets a full server uses gRPC for that call.
-MAX_HANDSHAKES = 64
-# How long the accept loop waits after accept() or a thread start failed (out of descriptors, of threads)
-# before it accepts again, instead of giving up on the port.
-ACCEPT_BACKOFF_S = 0.1
 # Idle connections a client keeps per server; more are opened under load and closed after.
 MAX_IDLE = 16
 # How often a thread reading its own calls' replies (AsyncCall.drive_all) looks at its stop event.
@@ -138,7 +133,7 @@ class StepChannelServer:
         self._local_name, self._local_listener = _listen_local()
         self._lock = threading.Lock()
         self._conns = set()
-        self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
+        self._handshakes = wire.Handshakes()
         self._closed = False
 
     def start(self):
@@ -150,33 +145,20 @@ class StepChannelServer:
 
     def _accept_loop(self, listener):
         while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError as e:
-                if self._closed:
-                    return
-                log.warning("step channel: accept failed (%s); accepting again in %.1f s", e, ACCEPT_BACKOFF_S)
-                time.sleep(ACCEPT_BACKOFF_S)
-                continue
-            if not self._handshakes.acquire(blocking=False):
-                log.warning("step channel: %d connections are already proving a credential; closed one more",
-                            MAX_HANDSHAKES)
-                sock.close()
-                continue
+            sock = wire.accept(listener, lambda: self._closed)
+            if sock is None:
+                return
             with self._lock:
                 if self._closed:
                     sock.close()
                     return
                 self._conns.add(sock)
-            try:
-                threading.Thread(target=self._serve, args=(sock,), name="tg-step-conn", daemon=True).start()
-            except RuntimeError as e:   # no thread to be had: refuse this connection, keep the port
-                log.warning("step channel: cannot serve a connection (%s)", e)
-                self._handshakes.release()
+            self._handshakes.begin(sock)
+            if not wire.start(threading.Thread(target=self._serve, args=(sock,), name="tg-step-conn", daemon=True)):
+                self._handshakes.end(sock)
                 with self._lock:
                     self._conns.discard(sock)
                 sock.close()
-                time.sleep(ACCEPT_BACKOFF_S)
 
     def _handshake(self, sock):
         """The connection's role (security.CLUSTER or CLIENT; CLUSTER when no token is set), None if refused."""
@@ -202,7 +184,7 @@ class StepChannelServer:
                 _tune(sock)
                 role = self._handshake(sock)
             finally:
-                self._handshakes.release()
+                self._handshakes.end(sock)
             if role is None:
                 return
             # what this connection's role reaches, decided once per connection: no per-call checks

@@ -106,12 +106,14 @@ def _threads(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
 
 
-def _six():
-    """A graph whose `y` is 6.0, computed on the worker."""
+def _six(sess_target):
+    """6.0, computed on the worker of the cluster at `sess_target` (from a feed, so nothing folds it away)."""
     g = tg.Graph()
     with g.as_default(), tg.device("/job:worker/task:0"):
-        y = tg.constant(3.0) * 2.0
-    return g, y
+        x = tf.placeholder(tg.float32, [])
+        y = x * 2.0
+    with tg.Session(sess_target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+        return float(sess.run(y, {x: 3.0}))
 
 
 @contextlib.contextmanager
@@ -119,14 +121,14 @@ def _flooded(address, n, pid=None):
     """`n` connections to the step channel at host:port that never send their HELLO, open while the block runs,
     with the server's threads (process `pid`, when given) at most MAX_HANDSHAKES + 8 above where they were."""
     import socket
-    from tensorgrid import step_channel
+    from tensorgrid.worker import wire
     host, port = address.rsplit(":", 1)
     before = _threads(pid) if pid else 0
     flood = [socket.create_connection((host, int(port)), timeout=10) for _ in range(n)]
     try:
         if pid:
-            assert not _grows(pid, before, step_channel.MAX_HANDSHAKES + 8, 2.0, read=_threads)
-        poll(lambda: sum(1 for s in flood if _closed_by_peer(s)) >= n - step_channel.MAX_HANDSHAKES, 20,
+            assert not _grows(pid, before, wire.MAX_HANDSHAKES + 8, 2.0, read=_threads)
+        poll(lambda: sum(1 for s in flood if _closed_by_peer(s)) >= n - wire.MAX_HANDSHAKES, 20,
              "the connections past the handshake bound closed")
         yield
     finally:
@@ -136,26 +138,61 @@ def _flooded(address, n, pid=None):
 
 def test_step_channel_connections_without_a_credential_take_a_bounded_number_of_threads(cluster):
     """300 connections that never send their HELLO make the master start at most MAX_HANDSHAKES threads
-    (before: one each, without end), a client's steps still run meanwhile, and once they are gone the step
-    channel takes connections again."""
+    (before: one each, without end); meanwhile a client's steps run and a new step-channel connection gets in
+    at once; once they are gone the step channel takes connections as before."""
     port = cluster.master.info["step_port"]
-    g, y = _six()
-    with _flooded(f"127.0.0.1:{port}", 300, cluster.master.popen.pid), \
-            tg.Session(cluster.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
-        assert float(sess.run(y)) == 6.0
+    with _flooded(f"127.0.0.1:{port}", 300, cluster.master.popen.pid):
+        assert _six(cluster.target) == 6.0
+        _answers_again(port, 0)   # a client that answers its CHALLENGE gets in at once, evicting the oldest
     _answers_again(port)
 
 
-def test_a_worker_whose_step_channel_is_flooded_is_not_declared_dead():
-    """Connections without a credential fill a worker's step channel (its MAX_HANDSHAKES, the rest closed), so
-    the master's first RunGraph finds no connection there: the step goes by gRPC and runs, and the worker
-    stays alive (a connection that never opened is no sign of a dead worker)."""
+def test_a_flooded_step_channel_still_takes_a_peer_that_answers_at_once():
+    """Connections without a credential that fill a worker's step channel (MAX_HANDSHAKES and more) do not
+    keep the master out: the newest connection evicts the oldest unproven one, the master's RunGraph goes
+    through, and the worker stays alive."""
     with LocalCluster(num_workers=1, token=TOKEN) as c:
-        g, y = _six()
-        with _flooded(c.worker_info(0)["step_address"], 200), \
-                tg.Session(c.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
-            assert float(sess.run(y)) == 6.0
+        with _flooded(c.worker_info(0)["step_address"], 200):
+            assert _six(c.target) == 6.0
         assert [w.health for w in c.status().worker] == ["alive"]
+
+
+def test_data_plane_connections_without_a_credential_take_a_bounded_number_of_threads():
+    """300 connections that never send their HELLO to a worker's data plane make it start at most
+    MAX_HANDSHAKES threads (before: one each, for up to 10 s), and a peer that opens its first connection to
+    it meanwhile gets in: a tensor crosses from the other worker."""
+    with LocalCluster(num_workers=2, token=TOKEN) as c:
+        g = tg.Graph()
+        with g.as_default():
+            x = tf.placeholder(tg.float32, [3])
+            with tg.device("/job:worker/task:0"):
+                y = x * 2.0
+            with tg.device("/job:worker/task:1"):
+                z = y + 1.0
+        info = c.worker_info(1)
+        with _flooded(info["data_address"], 300, info["pid"]), \
+                tg.Session(c.target, graph=g, config=tg.ConfigProto(token=TOKEN)) as sess:
+            np.testing.assert_array_equal(sess.run(z, {x: [1.0, 2.0, 3.0]}), [3.0, 5.0, 7.0])
+
+
+def test_a_run_graph_that_opens_no_step_channel_connection_goes_by_grpc():
+    """A master whose connection to a worker's step channel does not open (nothing listens there) sends the
+    RunGraph by gRPC, so the worker's own answer comes back (here: no such graph), not an UnavailableError
+    in transit, which would have the worker declared dead."""
+    import socket
+    from tensorgrid.runtime import master_service
+    with LocalCluster(num_workers=1, token=TOKEN, env={"TENSORGRID_WORKER_KEY": "the-key"}) as c:
+        with socket.socket() as nobody:
+            nobody.bind(("127.0.0.1", 0))
+            nowhere = f"127.0.0.1:{nobody.getsockname()[1]}"
+        client = master_service.GrpcWorkerClient(c.worker_info(0)["address"], nowhere, TOKEN, key="the-key")
+        try:
+            with pytest.raises(errors.OpError) as e:
+                client.run_graph("no-such-graph", 1, [], False, 10_000).result(timeout=30)
+        finally:
+            client.close()
+        assert not getattr(e.value, "in_transit", False), e.value
+        assert "no-such-graph" in e.value.message
 
 
 def test_the_step_channel_accepts_again_after_running_out_of_descriptors():
@@ -182,19 +219,21 @@ def test_the_step_channel_accepts_again_after_running_out_of_descriptors():
 
 
 def _closed_by_peer(sock):
-    """Whether the server closed `sock` unread (it reads EOF; one the server serves has its CHALLENGE)."""
-    import socket
+    """Whether the server closed `sock`: it reads EOF after what the server sent (a CHALLENGE, or nothing)."""
     sock.setblocking(False)
     try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
+        while sock.recv(4096):
+            pass
+        return True
     except BlockingIOError:
         return False
     except OSError:
         return True
 
 
-def _answers_again(port):
-    """Waits for the master's step channel on `port` to take a connection, and calls ListDevices on it."""
+def _answers_again(port, wait_s=20):
+    """Waits up to wait_s for the master's step channel on `port` to take a connection (0: it must at once),
+    and calls ListDevices on it."""
     from tensorgrid import step_channel
     from tensorgrid.proto import master_pb2
     client = step_channel.StepChannelClient(f"127.0.0.1:{port}", master_pb2, "MasterService", TOKEN)
@@ -204,9 +243,11 @@ def _answers_again(port):
             client.probe()
             return True
         except errors.UnavailableError:
+            if not wait_s:
+                raise
             return False
     try:
-        poll(probes, 20, "the step channel taking connections again")
+        poll(probes, wait_s, "the step channel taking connections again")
         assert client.call("ListDevices", master_pb2.ListDevicesRequest())
     finally:
         client.close()

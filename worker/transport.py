@@ -593,8 +593,11 @@ class _Inbound:
     def serve(self):
         plane = self.plane
         try:
-            if not self._handshake():
-                return
+            try:
+                if not self._handshake():
+                    return
+            finally:
+                plane._handshakes.end(self.sock)
             reader = _Reader(self.sock)
             while True:
                 self._on_message(reader, reader.record(wire.HEADER))
@@ -751,6 +754,7 @@ class DataPlane:
         self._closed = False
         self._out = {}
         self._inbound = set()
+        self._handshakes = wire.Handshakes()   # inbound connections not yet past their HELLO
         self._partials = {}
         self._partials_lock = threading.Lock()
         self._pool = _BufferPool()
@@ -931,22 +935,30 @@ class DataPlane:
 
     def _accept_loop(self):
         while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
+            sock = wire.accept(self._listener, lambda: self._closed)
+            if sock is None:
                 return
-            if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if _is_loopback(sock.getpeername()):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOOPBACK_BUFFER_BYTES)
+            try:
+                if sock.family != socket.AF_UNIX:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    if _is_loopback(sock.getpeername()):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOOPBACK_BUFFER_BYTES)
+            except OSError:     # gone already
+                sock.close()
+                continue
             conn = _Inbound(self, sock)
             with self._lock:
                 if self._closed:
                     sock.close()
                     return
                 self._inbound.add(conn)
+            self._handshakes.begin(sock)
             conn.thread = threading.Thread(target=conn.serve, name="tg-dataplane-in", daemon=True)
-            conn.thread.start()
+            if not wire.start(conn.thread):
+                conn.thread = None
+                self._handshakes.end(sock)
+                self._connection_ended(conn)
+                sock.close()
 
     def _connection_ended(self, conn):
         with self._lock:

@@ -18,15 +18,21 @@ uses. A connection is one of the `lanes` of a group: lane 0 carries every
 message kind, the other lanes only DATA stripes of large tensors.
 """
 
+import collections
 import hashlib
 import hmac
+import logging
 import socket
 import struct
 import sys
+import threading
+import time
 
 import numpy as np
 
 from tensorgrid.framework import dtypes
+
+log = logging.getLogger("tensorgrid.wire")
 
 MAGIC = b"TGDP"
 VERSION = 1
@@ -201,3 +207,64 @@ def dial_local(name, timeout):
         sock.close()
         raise
     return sock
+
+
+# ---------------------------------------------------------------- accepting connections (data plane, step channel)
+
+# Connections a raw-socket server lets prove their credential at once, each on a thread waiting for its HELLO.
+MAX_HANDSHAKES = 64
+# How long a server waits after accept() or a thread start failed (out of descriptors, of threads) before it
+# accepts again, instead of giving up on its port.
+ACCEPT_BACKOFF_S = 0.1
+
+
+class Handshakes:
+    """The connections a server accepted that are still proving their credential, at most `limit`.
+
+    One more evicts the oldest (shut down, so its thread ends at once): connections that never send their
+    HELLO hold a bounded number of threads, and cannot keep out a peer that answers its CHALLENGE at once.
+    """
+
+    def __init__(self, limit=MAX_HANDSHAKES):
+        self._limit = limit
+        self._pending = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def begin(self, sock):
+        with self._lock:
+            self._pending[sock] = None
+            oldest = self._pending.popitem(last=False)[0] if len(self._pending) > self._limit else None
+        if oldest is not None:
+            log.warning("%d connections are proving a credential; dropped the oldest", self._limit)
+            try:
+                oldest.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def end(self, sock):
+        with self._lock:
+            self._pending.pop(sock, None)
+
+
+def accept(listener, closed):
+    """The next connection on `listener`, or None once closed() says the server is closed. A failed accept
+    (out of descriptors) is logged and retried after ACCEPT_BACKOFF_S: it costs a connection, not the port."""
+    while True:
+        try:
+            return listener.accept()[0]
+        except OSError as e:
+            if closed():
+                return None
+            log.warning("accept failed (%s); accepting again in %.1f s", e, ACCEPT_BACKOFF_S)
+            time.sleep(ACCEPT_BACKOFF_S)
+
+
+def start(thread):
+    """Starts `thread`; False (logged, after ACCEPT_BACKOFF_S) when the process has no thread to give."""
+    try:
+        thread.start()
+        return True
+    except RuntimeError as e:
+        log.warning("cannot start %s (%s)", thread.name, e)
+        time.sleep(ACCEPT_BACKOFF_S)
+        return False
