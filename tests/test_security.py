@@ -398,3 +398,47 @@ def test_tls_refuses_the_raw_tcp_mode(certs, monkeypatch):
                              *_tls_args(certs)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "tcp" in result.stderr and "unencrypted" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_grpc_steps_past_the_bound_are_resource_exhausted_and_control_calls_still_run(monkeypatch):
+    """A real gRPC server made as the master's is (security.rpc_pool, service_handlers with RunStep as the
+    step method), its bound lowered to 4: 4 RunSteps blocked, a fifth is RESOURCE_EXHAUSTED at once, a
+    Heartbeat is answered meanwhile, and once they finish RunStep runs again."""
+    import threading
+    monkeypatch.setattr(security, "MAX_GRPC_STEPS", 4)
+    release, running = threading.Event(), threading.Semaphore(0)
+
+    class Servicer:
+        def __getattr__(self, name):
+            return lambda request: None
+
+        def RunStep(self, request):
+            running.release()
+            release.wait(30)
+            return master_pb2.RunStepResponse(step_id=7)
+
+        def Heartbeat(self, request):
+            return master_pb2.HeartbeatResponse(known=True)
+
+    server = security.new_server(security.rpc_pool("test-rpc"))
+    port = security.bind(server, "127.0.0.1:0")
+    server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", Servicer(),
+                                                               ("RunStep",)),))
+    server.start()
+    try:
+        with security.open_channel(f"127.0.0.1:{port}") as ch:
+            stub = security.ServiceClient(ch, master_pb2, "MasterService")
+            blocked = [stub.future("RunStep", master_pb2.RunStepRequest(), timeout=30) for _ in range(4)]
+            for _ in range(4):
+                assert running.acquire(timeout=10)
+            with pytest.raises(grpc.RpcError) as e:
+                stub("RunStep", master_pb2.RunStepRequest(), timeout=10)
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "4 steps are already running" in e.value.details()
+            assert stub("Heartbeat", master_pb2.HeartbeatRequest(), timeout=5).known
+            release.set()
+            assert [f.result(timeout=30).step_id for f in blocked] == [7] * 4
+            assert stub("RunStep", master_pb2.RunStepRequest(), timeout=10).step_id == 7
+    finally:
+        release.set()
+        server.stop(None)
