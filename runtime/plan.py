@@ -1,10 +1,11 @@
-"""A step plan: prune, place, partition and (optionally) fuse elementwise chains, the same stages
-for the in-process session and for the cluster master. Pure: graph and policy in, partitions out."""
+"""A step plan: prune, place, rewrite in-graph all-reduces, partition and (optionally) fuse elementwise
+chains, the same stages for the in-process session and for the cluster master. Pure: graph and policy
+in, partitions out."""
 
 import dataclasses
 
 from tensorgrid.runtime import partition as partition_lib
-from tensorgrid.runtime import fusion, placement, prune
+from tensorgrid.runtime import fusion, in_graph_collectives, placement, prune
 from tensorgrid.runtime.ir import split_input
 
 
@@ -29,6 +30,7 @@ def plan_step(graph, feeds, fetches, targets, devices, default_device=None, allo
     pruned = prune.prune(graph, feeds, fetches, targets)
     pruned.validate(known_ops)
     placed = placement.place(pruned, devices, default_device, allow_soft_placement)
+    placed = in_graph_collectives.rewrite(placed)   # all-reduces this step holds every member of
     parts = partition_lib.partition(placed)
     if fuse:
         parts = {dev: fusion.fuse_elementwise(part) for dev, part in parts.items()}

@@ -188,3 +188,104 @@ def test_collective_ops_in_a_tf1_graph_carry_tf_names_and_attrs():
     with tg.compat.v1.Session(graph=g) as sess:
         out = sess.run([y, z], {x: [1.0, 2.0, 3.0]})
     assert out[0].tolist() == [1.0, 2.0, 3.0] and out[1].tolist() == [1.0, 2.0, 3.0]
+
+
+# ---- in-graph all-reduces: every member in one step, planned by one master ------------------------------------
+
+def _in_graph_reduces(tf, devices):
+    """A TF1 graph with an all-reduce (mean) and a CollectiveReduceV2 (max) across `devices`; its fetches."""
+    means, maxes = [], []
+    for i, device in enumerate(devices):
+        with tf.device(device):
+            x = tf.constant([1.0, 2.0, 4.0]) * float(i + 1)
+            means.append(tf.raw_ops.CollectiveReduce(input=x, group_size=len(devices), group_key=1, instance_key=7,
+                                                     merge_op="Add", final_op="Div", subdiv_offsets=[0]))
+            maxes.append(tf.raw_ops.CollectiveReduceV2(input=x - 3.0, group_size=len(devices), group_key=1,
+                                                       instance_key=8, merge_op="Max", final_op="Id",
+                                                       ordering_token=[]))
+    return means + maxes
+
+
+def test_the_in_graph_pass_merges_an_instance_whose_members_are_all_in_the_graph():
+    from literal_graphs import DEVS, const
+    from tensorgrid.runtime import in_graph_collectives
+    from tensorgrid.runtime.ir import GraphIR, Node
+
+    def member(name, x, device, instance, size=2, merge="Add"):
+        return Node(name, "CollectiveReduce", [f"{x}:0"], [], device,
+                    {"group_size": size, "group_key": 1, "instance_key": instance, "merge_op": merge, "final_op": "Id"})
+    graph = GraphIR([const("a", [1.0], DEVS[1]), const("b", [2.0], DEVS[0]),
+                     member("r1", "a", DEVS[1], 5), member("r0", "b", DEVS[0], 5),
+                     member("alone", "a", DEVS[1], 6)])      # its other member is another process's
+    out = in_graph_collectives.rewrite(graph)
+    merge = out["r0/_in_graph_all_reduce"]   # named after the first member by rank
+    assert (merge.op, merge.device, merge.inputs) == ("_CollectiveMerge", DEVS[0], ["b:0", "a:0"])  # rank order
+    assert [(out[n].op, out[n].device, out[n].inputs) for n in ("r0", "r1")] == [
+        ("Identity", DEVS[0], [f"{merge.name}:0"]), ("Identity", DEVS[1], [f"{merge.name}:0"])]
+    assert out["alone"].op == "CollectiveReduce"
+    assert in_graph_collectives.rewrite(GraphIR([const("a", [1.0]), member("x", "a", DEVS[0], 1, size=1)]))["x"].op \
+        == "Identity"
+    too_many = GraphIR([const("a", [1.0])] + [member(f"m{i}", "a", DEVS[i], 3) for i in range(3)])
+    with pytest.raises(errors.InvalidArgumentError, match=r"instance_key 3\) of nodes m0, m1, m2: 3 members in one "
+                                                          r"step, but group_size is 2"):
+        in_graph_collectives.rewrite(too_many)
+    mixed = GraphIR([const("a", [1.0]), member("p", "a", DEVS[0], 4), member("q", "a", DEVS[1], 4, merge="Max")])
+    with pytest.raises(errors.InvalidArgumentError, match="disagree on merge_op"):
+        in_graph_collectives.rewrite(mixed)
+
+
+def test_an_in_graph_all_reduce_over_two_local_devices_equals_tensorflows():
+    tf = pytest.importorskip("tensorflow")
+    config = {"device_count": {"CPU": 2}}
+    results = []
+    for lib in (tg, tf):
+        g = lib.Graph()
+        with g.as_default():
+            fetches = _in_graph_reduces(lib, ["/cpu:0", "/cpu:1"])
+        with lib.compat.v1.Session(graph=g, config=lib.compat.v1.ConfigProto(**config)) as sess:
+            results.append(sess.run(fetches))
+    x = np.array([1.0, 2.0, 4.0], np.float32)
+    expected = [(x + 2 * x) / 2] * 2 + [2 * x - 3.0] * 2
+    for got_tg, got_tf, want in zip(*results, expected):
+        np.testing.assert_array_equal(got_tg, want)
+        np.testing.assert_array_equal(got_tf, want)
+
+
+def test_an_in_graph_all_reduce_between_worker_tasks_runs_in_one_cluster_step(tasks):  # noqa: F811
+    from taskprocs import cluster_of
+    cluster = cluster_of(worker=3)
+    for i in range(3):
+        tasks.serve(cluster, "worker", i).wait_serving(cluster["worker"][i])
+    g = tg.Graph()
+    with g.as_default():
+        fetches = _in_graph_reduces(tg, [f"/job:worker/task:{i}" for i in range(3)])
+        # one in-graph replicated SGD step: each task's gradient of its share, averaged by the all-reduce
+        with tg.device("/job:worker/task:0"):
+            w = tg.Variable([0.5, -1.0], name="w")
+        grads = []
+        for i in range(3):
+            with tg.device(f"/job:worker/task:{i}"):
+                xi = tg.constant([[1.0 + i, 2.0]])
+                with tg.GradientTape() as tape:
+                    loss = tg.reduce_sum(tg.square(tg.matmul(xi, tg.reshape(w, [2, 1])) - float(i)))
+                grads.append(tg.raw_ops.CollectiveReduce(input=tape.gradient(loss, w), group_size=3, group_key=2,
+                                                         instance_key=1, merge_op="Add", final_op="Div",
+                                                         subdiv_offsets=[0]))
+        with tg.device("/job:worker/task:0"):
+            # every member must be in the step (a step pruned to one member would wait for a process group)
+            train = tg.group(w.assign_sub(0.1 * grads[0]), *grads[1:])
+        init = tg.compat.v1.global_variables_initializer()
+    with tg.compat.v1.Session(f"grpc://{cluster['worker'][0]}", graph=g) as sess:
+        out = sess.run(fetches)
+        sess.run(init)
+        for _ in range(3):
+            sess.run(train)
+        final = sess.run(w)
+    x = np.array([1.0, 2.0, 4.0], np.float32)
+    for got, want in zip(out, [(x + 2 * x + 3 * x) / 3] * 3 + [3 * x - 3.0] * 3):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    wn = np.array([0.5, -1.0])
+    for _ in range(3):
+        g_mean = np.mean([2 * (np.array([1.0 + i, 2.0]) @ wn - i) * np.array([1.0 + i, 2.0]) for i in range(3)], 0)
+        wn = wn - 0.1 * g_mean
+    np.testing.assert_allclose(final, wn, rtol=1e-5)

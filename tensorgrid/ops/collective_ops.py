@@ -143,5 +143,22 @@ register("CollectiveBcastSend", _same, _member_kernel(True, _broadcast_send), **
 register("CollectiveBcastRecv", _received_v1, _recv_kernel(True), **_COMMON,
          doc="TF1's CollectiveBcastRecv.")
 
+def _merge_kernel(node):
+    """An in-graph all-reduce (runtime/in_graph_collectives.py): its members' inputs merged in rank order."""
+    from tensorgrid.worker import collectives
+    merge = collectives.MERGE_OPS[node.attr("merge_op", "Add")]
+    final = node.attr("final_op", "Id")
+
+    def run(*values):
+        out = np.array(values[0], copy=True)
+        for v in values[1:]:
+            out = merge(out, v).astype(out.dtype)
+        return collectives._divide(out, len(values)) if final == "Div" else out
+    return run
+
+
+register("_CollectiveMerge", _same, _merge_kernel, cpu_only=True,
+         doc="The members' inputs of an all-reduce that one step holds whole, merged (merge_op, then final_op).")
+
 not_differentiable("CollectiveReduceV2", "CollectiveGatherV2", "CollectiveBcastSendV2", "CollectiveBcastRecvV2",
                    "CollectiveReduce", "CollectiveGather", "CollectiveBcastSend", "CollectiveBcastRecv")
