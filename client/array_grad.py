@@ -186,6 +186,22 @@ def _scatter_nd_grad(op, grad):
     return [None, ao.gather_nd(grad, op.inputs[0]), None]
 
 
+@registry.register_gradient("TensorScatterAdd")
+def _tensor_scatter_add_grad(op, grad):
+    return [grad, None, ao.gather_nd(grad, op.inputs[1])]
+
+
+@registry.register_gradient("TensorScatterSub")
+def _tensor_scatter_sub_grad(op, grad):
+    return [grad, None, math_ops.negative(ao.gather_nd(grad, op.inputs[1]))]
+
+
+@registry.register_gradient("TensorScatterUpdate")
+def _tensor_scatter_update_grad(op, grad):
+    indices, updates = op.inputs[1], op.inputs[2]
+    return [ao.tensor_scatter_nd_update(grad, indices, ao.zeros_like(updates)), None, ao.gather_nd(grad, indices)]
+
+
 @registry.register_gradient("UnsortedSegmentSum")
 def _unsorted_segment_sum_grad(op, grad):
     ids = op.inputs[1]

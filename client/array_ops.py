@@ -23,6 +23,8 @@ __all__ = ["constant", "placeholder", "placeholder_with_default", "identity", "s
            "one_hot", "eye",
            "reshape", "transpose", "expand_dims", "squeeze", "concat", "stack", "unstack", "split",
            "slice", "strided_slice", "slice_helper", "newaxis", "gather", "gather_nd", "scatter_nd",
+           "tensor_scatter_nd_update", "tensor_scatter_nd_add", "tensor_scatter_nd_sub", "tensor_scatter_nd_min",
+           "tensor_scatter_nd_max",
            "unsorted_segment_sum", "unique", "dynamic_partition", "dynamic_stitch", "tile", "pad", "broadcast_to", "shape", "size", "rank",
            "cast", "to_float", "to_double", "to_int32", "to_int64", "clip_by_value",
            "reverse", "reverse_v2", "reverse_sequence", "sequence_mask", "boolean_mask", "invert_permutation"]
@@ -466,6 +468,37 @@ def dynamic_stitch(indices, data, name=None):
 def scatter_nd(indices, updates, shape, name=None):
     """Zeros of `shape` with `updates` added at `indices` (duplicate indices sum)."""
     return apply_op("ScatterNd", [_int_tensor(indices), updates, _int_tensor(shape)], name=name or "ScatterNd")
+
+
+def _tensor_scatter(op_type, tensor, indices, updates, name):
+    tensor = convert_to_tensor(tensor)
+    updates = convert_to_tensor(updates, dtype=tensor.dtype)
+    return apply_op(op_type, [tensor, _int_tensor(indices), updates], name=name or op_type)
+
+
+def tensor_scatter_nd_update(tensor, indices, updates, name=None):
+    """A copy of `tensor` with the slices at `indices` replaced by `updates`."""
+    return _tensor_scatter("TensorScatterUpdate", tensor, indices, updates, name)
+
+
+def tensor_scatter_nd_add(tensor, indices, updates, name=None):
+    """A copy of `tensor` with `updates` added at `indices` (duplicates add)."""
+    return _tensor_scatter("TensorScatterAdd", tensor, indices, updates, name)
+
+
+def tensor_scatter_nd_sub(tensor, indices, updates, name=None):
+    """A copy of `tensor` with `updates` subtracted at `indices`."""
+    return _tensor_scatter("TensorScatterSub", tensor, indices, updates, name)
+
+
+def tensor_scatter_nd_min(tensor, indices, updates, name=None):
+    """A copy of `tensor` with the element-wise minimum of it and `updates` at `indices`."""
+    return _tensor_scatter("TensorScatterMin", tensor, indices, updates, name)
+
+
+def tensor_scatter_nd_max(tensor, indices, updates, name=None):
+    """A copy of `tensor` with the element-wise maximum of it and `updates` at `indices`."""
+    return _tensor_scatter("TensorScatterMax", tensor, indices, updates, name)
 
 
 def unsorted_segment_sum(data, segment_ids, num_segments, name=None):

@@ -195,3 +195,31 @@ def test_tape_gradient_of_a_variable_target_is_tfs():
                     type(v0).__name__, str(missing.value)]
     assert out[tg] == out[real_tf]
     assert isinstance(tg.Variable(1.0), tg.Variable)
+
+
+def test_tensor_scatter_nd_ops_and_sparse_tensor_print_as_in_tf():
+    """The tensor-slicing guide's cells: tf.tensor_scatter_nd_update/add/sub/min/max (values, and
+    gradients of update/add/sub w.r.t. tensor and updates) and print() of a SparseTensor, as TF's."""
+    import tensorflow as real_tf
+
+    import tensorgrid as tg
+    t = np.array([[2.0, 7.0, 0.0], [9.0, 0.0, 1.0], [0.0, 3.0, 8.0]], np.float32)
+    indices = [[0, 2], [1, 1], [2, 0], [0, 2]]     # a repeated index: add/sub/min/max combine both
+    updates = np.array([6.0, -5.0, 4.0, 1.0], np.float32)
+    out = {}
+    for lib in (real_tf, tg):
+        row = [lib.tensor_scatter_nd_update(t, indices[:3], updates[:3]).numpy()]
+        for name in ("add", "sub", "min", "max"):
+            row.append(getattr(lib, f"tensor_scatter_nd_{name}")(t, indices, updates).numpy())
+        for name in ("update", "add", "sub"):
+            tv, uv = lib.Variable(t), lib.Variable(updates[:3])
+            with lib.GradientTape() as tape:
+                y = getattr(lib, f"tensor_scatter_nd_{name}")(tv, indices[:3], uv)
+                loss = lib.reduce_sum(y * lib.constant(np.arange(9, dtype=np.float32).reshape(3, 3)))
+            row += [g.numpy() for g in tape.gradient(loss, [tv, uv])]
+        sparse = lib.SparseTensor(indices=[[0, 2], [2, 1]], values=[2, 11], dense_shape=[4, 5])
+        row.append(str(sparse).replace("tf.", "tg."))
+        out[lib] = row
+    for ours, theirs in zip(out[tg][:-1], out[real_tf][:-1]):
+        np.testing.assert_array_equal(ours, theirs)
+    assert out[tg][-1] == out[real_tf][-1]

@@ -858,12 +858,17 @@ def _infer_scatter_nd(ctx):
     _require_integer(ctx, 2, "shape")
     indices, updates = ctx.input_shapes[0], ctx.input_shapes[1]
     shape = _shape_from_input(ctx, 2)
+    _check_scatter_updates(ctx, indices, updates, shape, "output")
+    return [(ctx.input_dtypes[1], shape)]
+
+
+def _check_scatter_updates(ctx, indices, updates, shape, what):
+    """updates must be indices.shape[:-1] + shape[indices.shape[-1]:], where the shapes are known."""
     if None not in (indices, updates, shape) and indices and indices[-1] is not None:
         want = _scatter_updates_shape(indices, shape)
         if len(want) != len(updates) or any(a is not None and b is not None and a != b for a, b in zip(want, updates)):
             raise ctx.error(f"updates of shape {list(updates)} do not fit indices of shape {list(indices)} and "
-                            f"output shape {list(shape)}: expected {list(want)}")
-    return [(ctx.input_dtypes[1], shape)]
+                            f"{what} shape {list(shape)}: expected {list(want)}")
 
 
 def _scatter_nd_kernel(node):
@@ -885,6 +890,43 @@ def _scatter_nd_kernel(node):
 
 register("ScatterNd", _infer_scatter_nd, _scatter_nd_kernel,
          doc="Zeros of `shape` with `updates` added at `indices` (duplicates sum).")
+
+
+def _infer_tensor_scatter(ctx):
+    _require_integer(ctx, 1, "indices")
+    tensor, indices, updates = ctx.input_shapes
+    if ctx.input_dtypes[0] != ctx.input_dtypes[2]:
+        raise ctx.error(f"updates ({ctx.input_dtypes[2].name}) must have the tensor's dtype "
+                        f"({ctx.input_dtypes[0].name})")
+    _check_scatter_updates(ctx, indices, updates, tensor, "tensor")
+    return [(ctx.input_dtypes[0], tensor)]
+
+
+def _tensor_scatter_kernel(combine):
+    def make(node):
+        xp = node.xp
+
+        def tensor_scatter(tensor, indices, updates):
+            out = xp.array(tensor, copy=True)
+            want = _scatter_updates_shape(indices.shape, out.shape)
+            if updates.shape != want:
+                raise _invalid(f"updates of shape {list(updates.shape)} do not fit indices of shape "
+                               f"{list(indices.shape)} and tensor shape {list(out.shape)}: expected {list(want)}")
+            index = _nd_index(indices, out.shape, xp)
+            if combine is None:
+                out[index] = updates        # a repeated index: one of its updates (TF leaves which unspecified)
+            else:
+                getattr(xp, combine).at(out, index, updates)
+            return out
+        return tensor_scatter
+    return make
+
+
+for _op, _combine, _what in (("TensorScatterUpdate", None, "replaced by"), ("TensorScatterAdd", "add", "plus"),
+                             ("TensorScatterSub", "subtract", "minus"), ("TensorScatterMin", "minimum", "the minimum with"),
+                             ("TensorScatterMax", "maximum", "the maximum with")):
+    register(_op, _infer_tensor_scatter, _tensor_scatter_kernel(_combine),
+             doc=f"A copy of `tensor` whose slices at `indices` are {_what} `updates` (tf.tensor_scatter_nd_*).")
 
 
 def _infer_segment_sum(ctx):
