@@ -1,6 +1,6 @@
 """The coordinator of a ParameterServerStrategy cluster (TF2's custom training loop with a ClusterCoordinator).
 
-    python tests/pss_coordinator.py CLUSTER_JSON OUT_JSON [--kill-pid PID --kill-after K [--expect-back]]
+    python tests/pss_coordinator.py CLUSTER_JSON OUT_JSON [--kill-pid PID --kill-after K [--expect-back | --ps-dies]]
 
 The cluster has a chief (this process), ps and worker tasks; every other task only serves. Two phases:
 1. synchronous use: each batch's train step is scheduled and fetched before the next one, so the
@@ -10,6 +10,7 @@ The cluster has a chief (this process), ps and worker tasks; every other task on
    dataset and applying an update that does not depend on the weights (so their order does not
    matter) and counting itself on a ps variable. With --kill-pid the process PID (a worker) is
    killed with SIGKILL once K closures have been fetched; every closure must still complete.
+   With --ps-dies the process killed is a ps task: join() must raise, and the script writes what.
 3. with --expect-back, closures are scheduled until the restarted worker 1 runs one;
 4. closures read past the end of a per-worker dataset of 3 elements: join() raises.
 TG_USE_TF=1 runs it with TensorFlow.
@@ -35,7 +36,7 @@ CLOSURES = 40
 ASYNC_X = np.array([1.0, 2.0, 0.5, -1.0, 0.0, 1.5, -2.0, 0.25], np.float32)   # every per-worker batch row
 
 
-def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False):
+def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False, ps_dies=False):
     # module globals: TF's autograph loses free variables of a function nested in a function here
     global strategy, weights, shift, count
     spec = tf.train.ClusterSpec(cluster)
@@ -89,7 +90,19 @@ def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False):
         while sum(v._is_done() if hasattr(v, "_is_done") else 0 for v in values) < kill_after:
             time.sleep(0.01)
         os.kill(kill_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
         print(f"killed {kill_pid}", flush=True)
+    if ps_dies:
+        try:
+            coordinator.join()
+            outcome = {"join_error": None}
+        except Exception as e:  # noqa: BLE001 - what it is is the result
+            outcome = {"join_error": type(e).__name__, "message": str(e),
+                       "seconds_after_kill": time.monotonic() - killed_at,
+                       "outcomes": sorted({_outcome(v) for v in values})}
+        with open(out_path, "w") as f:
+            json.dump(outcome, f)
+        return
     coordinator.join()
     fetched = [float(v.fetch()) for v in values]
     elapsed = time.monotonic() - started
@@ -129,6 +142,14 @@ def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False):
           flush=True)
 
 
+def _outcome(remote_value):
+    try:
+        remote_value.fetch()
+        return "value"
+    except Exception as e:  # noqa: BLE001
+        return type(e).__name__
+
+
 def _succeeded(remote_value):
     try:
         remote_value.fetch()
@@ -146,4 +167,4 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     pid = int(args[args.index("--kill-pid") + 1]) if "--kill-pid" in args else None
     after = int(args[args.index("--kill-after") + 1]) if "--kill-after" in args else 0
-    main(json.loads(args[0]), args[1], pid, after, "--expect-back" in args)
+    main(json.loads(args[0]), args[1], pid, after, "--expect-back" in args, "--ps-dies" in args)

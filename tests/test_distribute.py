@@ -291,6 +291,20 @@ def test_a_worker_killed_mid_schedule_has_its_closure_run_on_the_other_and_comes
     assert result["back_after"] is not None
 
 
+def test_a_ps_killed_mid_schedule_fails_join_with_unavailable_naming_it(tasks, tmp_path):  # noqa: F811
+    cluster, servers = _pss_cluster(tasks, tasks.serve)
+    coordinator = tasks.script("chief0", COORDINATOR, json.dumps(cluster), tmp_path / "out.json",
+                               "--kill-pid", servers[("ps", 1)].popen.pid, "--kill-after", 8, "--ps-dies")
+    assert coordinator.wait(180) == 0, coordinator.log()[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    # not retried on another worker, and no hang: the closure's error, then the queued ones cancelled
+    assert result["join_error"] == "UnavailableError", result
+    assert "/job:ps/task:1" in result["message"]
+    assert result["seconds_after_kill"] < 30
+    assert "value" in result["outcomes"] and "UnavailableError" in result["outcomes"], result["outcomes"]
+    assert "goes to another worker" not in coordinator.log()
+
+
 TF_SERVE = ("import json, sys, tensorflow as tf; tf.distribute.Server(tf.train.ClusterSpec(json.loads(sys.argv[1])), "
             "job_name=sys.argv[2], task_index=int(sys.argv[3]), protocol='grpc', start=True).join()")
 

@@ -410,6 +410,8 @@ def _default_strategy():
 def create_variable(cls, args, kwargs):
     """The variable the current strategy makes for `cls(*args, **kwargs)` (MirroredStrategy: a
     MirroredVariable), or None for an ordinary one."""
+    if not args and not kwargs:     # Variable.__new__(Variable): a variable rebuilt from its parts (from_proto)
+        return None
     strategy = get_strategy()
     create = getattr(strategy, "_create_variable", None)
     return create(cls, args, kwargs) if create is not None else None
