@@ -7,6 +7,7 @@ TensorShape, numpy.ndarray (a tensor) or a list of those.
 """
 
 import dataclasses
+import heapq
 from typing import Any
 
 from tensorgrid.framework import errors
@@ -189,8 +190,12 @@ class GraphIR:
                 fn.validate(known_ops, _seen)
         self.topological_order()
 
-    def topological_order(self):
-        """Node names in an order where every input comes first; InvalidArgumentError on a cycle."""
+    def topological_order(self, priority=None):
+        """Node names in an order where every input comes first; InvalidArgumentError on a cycle.
+        With `priority` ({name: number}), of the nodes whose inputs are all ordered the highest
+        comes next (ties in node order)."""
+        if priority is not None:
+            return self._prioritized_order(priority)
         indeg = {}
         consumers = {name: [] for name in self.nodes}
         for n in self.nodes.values():
@@ -210,8 +215,32 @@ class GraphIR:
                 indeg[c] -= 1
                 if indeg[c] == 0:
                     ready.append(c)
+        self._check_acyclic(order, indeg)
+        return order
+
+    def _check_acyclic(self, order, indeg):
         if len(order) != len(self.nodes):
             stuck = sorted(n for n, d in indeg.items() if d > 0)
             raise errors.InvalidArgumentError(
                 None, None, f"graph has a cycle through node(s) {stuck[:10]}")
+
+    def _prioritized_order(self, priority):
+        position = {name: i for i, name in enumerate(self.nodes)}
+        indeg, consumers = {}, {name: [] for name in self.nodes}
+        for n in self.nodes.values():
+            deps = ({split_input(r)[0] for r in n.inputs} | set(n.control_inputs)) & self.nodes.keys()
+            indeg[n.name] = len(deps)
+            for d in deps:
+                consumers[d].append(n.name)
+        ready = [(-priority.get(name, 0), position[name], name) for name, d in indeg.items() if d == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            name = heapq.heappop(ready)[2]
+            order.append(name)
+            for c in consumers[name]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    heapq.heappush(ready, (-priority.get(c, 0), position[c], c))
+        self._check_acyclic(order, indeg)
         return order

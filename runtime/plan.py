@@ -1,6 +1,6 @@
-"""A step plan: prune, place, rewrite in-graph all-reduces, partition and (optionally) fuse elementwise
-chains, the same stages for the in-process session and for the cluster master. Pure: graph and policy
-in, partitions out."""
+"""A step plan: prune, place, rewrite in-graph all-reduces, partition, (optionally) fuse elementwise
+chains and rank the sends (partition.prioritize_sends), the same stages for the in-process session and
+for the cluster master. Pure: graph and policy in, partitions out."""
 
 import dataclasses
 
@@ -34,6 +34,7 @@ def plan_step(graph, feeds, fetches, targets, devices, default_device=None, allo
     parts = partition_lib.partition(placed)
     if fuse:
         parts = {dev: fusion.fuse_elementwise(part) for dev, part in parts.items()}
+    parts = partition_lib.prioritize_sends(parts)
     feed_devices, fetch_devices = {}, {}
     for dev, part in parts.items():
         for n in part:

@@ -109,3 +109,25 @@ def test_a_control_dependency_across_devices_is_honoured():
             assert sess.run(v) == 11.0
     recv = [n for gd in md.partition_graphs for n in gd.node if n.op == "_Recv"]
     assert recv and recv[0].attr["tensor_name"].s.decode().startswith("^")
+
+
+def test_a_worker_sends_first_the_tensor_the_rest_of_the_step_waits_on():
+    """The demo's step on two workers: of worker 1's three gradient sends, the hidden layer's (which
+    worker 0's whole backward pass waits for) ranks above the second layer's weight gradients (only an
+    update waits for those), and worker 1's executor orders its nodes to send it first."""
+    from tensorgrid import demo
+    from tensorgrid.worker.executor import _send_first
+    workers = ["/job:worker/replica:0/task:0/device:CPU:0", "/job:worker/replica:0/task:1/device:CPU:0"]
+    g = tf.Graph()
+    with g.as_default():
+        m = demo.build_model(tf, "/job:worker/task:0", ["/job:worker/task:0", "/job:worker/task:1"])
+    parts = plan.plan_step(g.to_ir(), ["x:0", "y:0"], [], [m["train_op"].name], workers).partitions
+    sends = {n.attrs["tensor_name"]: n for n in parts[workers[1]] if n.op == "_Send"}
+    hidden_grad = sends["gradients/MatMul_1_grad/tuple/control_dependency:0"]
+    weight_grads = [sends["gradients/MatMul_1_grad/tuple/control_dependency_1:0"],
+                    sends["gradients/BiasAdd_1_grad/tuple/control_dependency_1:0"]]
+    assert all(hidden_grad.attrs["_priority"] > s.attrs["_priority"] for s in weight_grads)
+    order = parts[workers[1]].topological_order(_send_first(parts[workers[1]]))
+    assert all(order.index(hidden_grad.name) < order.index(s.name) for s in weight_grads)
+    alone = {workers[0]: parts[workers[0]]}
+    assert partition.prioritize_sends(alone) is alone  # one partition has nothing to rank

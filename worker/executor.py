@@ -121,7 +121,7 @@ class Executable:
         random ops continue their streams across steps with different fetches."""
         self.device = device
         self.graph = graph
-        order = graph.topological_order()
+        order = graph.topological_order(_send_first(graph))
         self.nodes = [graph[n] for n in order]
         index = {n.name: i for i, n in enumerate(self.nodes)}
         self._index = index
@@ -422,6 +422,27 @@ class Executable:
             if frees:
                 for f in frees:
                     vals[f] = None
+
+
+def _send_first(graph):
+    """{node name: priority} for a partition whose _Sends the master ranked (partition.prioritize_sends),
+    else None: each node's is the highest of the sends it leads to, less its distance to them, or its
+    longest path to the partition's end where it leads to none; so the ready nodes on the way to the
+    send the rest of the step waits on most run first."""
+    sends = {n.name: n.attrs["_priority"] for n in graph if n.op == "_Send" and "_priority" in n.attrs}
+    if not sends:
+        return None
+    consumers = {n.name: [] for n in graph}
+    for n in graph:
+        for ref in n.inputs:
+            consumers[split_input(ref)[0]].append(n.name)
+        for c in n.control_inputs:
+            consumers[c].append(n.name)
+    priority = {}
+    for name in reversed(graph.topological_order()):
+        priority[name] = sends[name] if name in sends else \
+            max((priority[c] + 1 for c in consumers[name]), default=0)
+    return priority
 
 
 _ARRAYS = (np.ndarray, np.generic)
