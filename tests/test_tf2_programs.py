@@ -223,3 +223,29 @@ def test_tensor_scatter_nd_ops_and_sparse_tensor_print_as_in_tf():
     for ours, theirs in zip(out[tg][:-1], out[real_tf][:-1]):
         np.testing.assert_array_equal(ours, theirs)
     assert out[tg][-1] == out[real_tf][-1]
+
+
+def test_csv_dataset_reads_as_tfs(tmp_path):
+    """load_data's `tf.data.experimental.CsvDataset(path, record_defaults, header=True, select_cols=...)`:
+    the same rows, dtypes and batches as TF's, quoted fields with commas, defaults for empty and na_value
+    fields, and TF's error class for a required field left empty."""
+    import tensorflow as real_tf
+
+    import tensorgrid as tg
+    path = tmp_path / "t.csv"
+    path.write_text('survived,pclass,name,sex,age,sibsp,parch,ticket,fare\n'
+                    '1,1,"Allen, Miss. Elisabeth Walton",female,29,0,0,24160,211.3375\n'
+                    '0,3,"Smith, Mr. ""X""",male,,1,0,1234,7.25\n1,2,Jones,female,2.5,0,1,77,NA\n')
+    out = {}
+    for lib in (real_tf, tg):
+        data = lib.data.experimental.CsvDataset(str(path), [lib.int32, lib.int64, lib.string, lib.string, [-1.0],
+                                                            [0.0]], header=True, select_cols=[0, 1, 2, 3, 4, 8],
+                                                na_value="NA")
+        rows = [[np.asarray(c.numpy()).tolist() for c in row] for row in data]
+        batch = [b.numpy().tolist() for b in next(iter(data.batch(2)))]
+        required = lib.data.experimental.CsvDataset(str(path), [lib.int32, lib.float32], header=True,
+                                                    select_cols=[0, 4])
+        with pytest.raises(lib.errors.InvalidArgumentError):
+            list(required)
+        out[lib] = (rows, batch, [s.dtype.name for s in data.element_spec])
+    assert out[tg] == out[real_tf]

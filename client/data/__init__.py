@@ -12,7 +12,7 @@ from tensorgrid.client.data import iterator_ops
 from tensorgrid.client.data.dataset_ops import (  # noqa: F401
     AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset)
 from tensorgrid.client.data.iterator_ops import IteratorBase as Iterator  # noqa: F401
-from tensorgrid.client.data.readers import TFRecordDataset  # noqa: F401
+from tensorgrid.client.data.readers import CsvDataset, TFRecordDataset  # noqa: F401
 from tensorgrid.client.data.options import (  # noqa: F401
     AutoShardPolicy, AutotuneOptions, DistributeOptions, ExternalStatePolicy, OptimizationOptions, Options,
     ThreadingOptions)
@@ -27,7 +27,7 @@ experimental = _types.SimpleNamespace(
     AUTOTUNE=AUTOTUNE, INFINITE_CARDINALITY=INFINITE_CARDINALITY, UNKNOWN_CARDINALITY=UNKNOWN_CARDINALITY,
     AutoShardPolicy=AutoShardPolicy, ExternalStatePolicy=ExternalStatePolicy, DistributeOptions=DistributeOptions,
     OptimizationOptions=OptimizationOptions, ThreadingOptions=ThreadingOptions, AutotuneOptions=AutotuneOptions,
-    cardinality=_cardinality, choose_from_datasets=Dataset.choose_from_datasets,
+    CsvDataset=CsvDataset, cardinality=_cardinality, choose_from_datasets=Dataset.choose_from_datasets,
     sample_from_datasets=Dataset.sample_from_datasets, get_single_element=lambda dataset: dataset.get_single_element(),
     Counter=lambda start=0, step=1, dtype=_dtypes.int64: Dataset.counter(start, step, dtype))
 

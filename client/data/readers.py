@@ -9,7 +9,7 @@ from tensorgrid.client.scopes import control_dependencies
 from tensorgrid.framework import dtypes, tfrecord
 from tensorgrid.framework.tensor_spec import TensorSpec
 
-__all__ = ["TFRecordDataset", "list_files"]
+__all__ = ["TFRecordDataset", "CsvDataset", "list_files"]
 
 _RECORD = Structure(("leaf", 0), [TensorSpec([], dtypes.string)])
 
@@ -59,6 +59,44 @@ class TFRecordDataset(Dataset):
                                   num_parallel_calls=None if num_parallel_reads == AUTOTUNE else num_parallel_reads)
         Dataset.__init__(self, ds._variant_tensor, _RECORD, ds._options_attr)
 
+
+
+class CsvDataset(Dataset):
+    """The rows of CSV files as tuples of scalars (tf.data.experimental.CsvDataset).
+
+    `record_defaults`: one per column read, a dtype (the column is required) or a value (its dtype, and
+    the value an empty field takes); `select_cols` the increasing indices of the columns read (default: all,
+    one per record default); `header` skips each file's first line; `na_value` reads as empty. Fields are
+    quoted with `"` unless use_quote_delim=False. Not supported: compression, exclude_cols.
+    """
+
+    def __init__(self, filenames, record_defaults, compression_type=None, buffer_size=None, header=False,
+                 field_delim=",", use_quote_delim=True, na_value="", select_cols=None, exclude_cols=None, name=None):
+        names = convert_to_tensor(filenames, dtype_hint=dtypes.string)
+        if names.dtype is not dtypes.string:
+            raise TypeError(f"The `filenames` argument must contain `tf.string` elements. Got `{names.dtype!r}`.")
+        if exclude_cols is not None:
+            raise NotImplementedError("CsvDataset: exclude_cols is not supported by tensorgrid; use select_cols")
+        defaults = []
+        for d in record_defaults:
+            if isinstance(d, dtypes.DType) or (isinstance(d, type) and d in (int, float, str, bytes)):
+                dt = dtypes.as_dtype(d)
+                defaults.append(array_ops.constant([], dtype=dt))
+            else:
+                t = convert_to_tensor(d)
+                defaults.append(array_ops.reshape(t, [-1]))
+        for d in defaults:
+            if d.dtype not in (dtypes.int32, dtypes.int64, dtypes.float32, dtypes.float64, dtypes.string):
+                raise TypeError(f"CsvDataset: record_defaults must be int32, int64, float32, float64 or string, "
+                                f"got {d.dtype.name}")
+        s = Structure.from_element_spec(tuple(TensorSpec([], d.dtype) for d in defaults))
+        inputs = [array_ops.reshape(names, [-1]), convert_to_tensor(compression_type or "", dtype=dtypes.string),
+                  _int64(-1 if buffer_size is None else buffer_size, "buffer_size"),
+                  convert_to_tensor(bool(header)), convert_to_tensor(field_delim, dtype=dtypes.string),
+                  convert_to_tensor(bool(use_quote_delim)), convert_to_tensor(na_value, dtype=dtypes.string),
+                  _int64([] if select_cols is None else list(select_cols), "select_cols"), *defaults,
+                  _int64([], "exclude_cols")]
+        Dataset.__init__(self, dataset_variant("CsvDatasetV2", inputs, s, None, name or "CsvDatasetV2"), s)
 
 def list_files(file_pattern, shuffle=None, seed=None, name=None):
     """Dataset.list_files: the file names a glob pattern (or a list of them) matches, shuffled unless

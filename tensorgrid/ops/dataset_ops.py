@@ -123,6 +123,41 @@ register_dataset("TFRecordDatasetV2", _tfrecord_kernel, colocate=None,
                  doc="The records of TFRecord files; inputs: filenames (a string scalar or vector), compression_type "
                  "('', 'ZLIB', 'GZIP'), buffer_size (bytes; <= 0: 256 KiB), byte_offsets (unused, may be left out).")
 
+def _scalar_text(value):
+    x = np.asarray(value, dtype=object)[()]
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def _csv_kernel(node):
+    types = [dtypes.as_dtype(t).as_numpy_dtype for t in node.attr("output_types")]
+
+    def build(filenames, compression_type, buffer_size, header, field_delim, use_quote_delim, na_value,
+              select_cols, *rest):
+        record_defaults, exclude_cols = rest[:len(types)], rest[len(types):]
+        if np.asarray(compression_type, dtype=object)[()] not in ("", b""):
+            raise errors.UnimplementedError(f"{node.op} '{node.name}': compressed CSV files are not supported")
+        if exclude_cols and np.size(exclude_cols[0]):
+            raise errors.UnimplementedError(f"{node.op} '{node.name}': exclude_cols is not supported")
+        defaults = []
+        for dtype, d in zip(types, record_defaults):
+            value = None if np.size(d) == 0 else np.ravel(d)[0]    # an empty default: the column is required
+            defaults.append((np.dtype(dtype), value.encode("utf-8") if isinstance(value, str) else value))
+        cols = np.ravel(select_cols).astype(np.int64).tolist()
+        if cols and (len(cols) != len(types) or any(b <= a for a, b in zip(cols, cols[1:]))):
+            raise errors.InvalidArgumentError(f"{node.op} '{node.name}': select_cols must be increasing, one per "
+                                              f"record default ({len(types)}), got {cols}")
+        names = np.ravel(np.asarray(filenames, dtype=object)).tolist()
+        return readers.CsvRecords(names, defaults, bool(np.asarray(header)), _scalar_text(field_delim),
+                                  bool(np.asarray(use_quote_delim)), _scalar_text(na_value), cols or None,
+                                  lambda path: open_for(node, path, "rb"))
+    return build
+
+
+register_dataset("CsvDatasetV2", _csv_kernel, colocate=None,
+                 doc="The rows of CSV files; inputs: filenames, compression_type (''), buffer_size, header, "
+                 "field_delim, use_quote_delim, na_value, select_cols, record_defaults (one tensor per output, "
+                 "empty where required), exclude_cols (empty).")
+
 # ---- functions per element -----------------------------------------------------------------
 
 
