@@ -87,8 +87,8 @@ def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False, ps_d
     started = time.monotonic()
     values = [coordinator.schedule(async_step, args=(iterator,)) for _ in range(CLOSURES)]
     if kill_pid:
-        while sum(v._is_done() if hasattr(v, "_is_done") else 0 for v in values) < kill_after:
-            time.sleep(0.01)
+        for v in values[:kill_after]:
+            v.fetch()
         os.kill(kill_pid, signal.SIGKILL)
         killed_at = time.monotonic()
         print(f"killed {kill_pid}", flush=True)

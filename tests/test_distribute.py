@@ -309,17 +309,33 @@ TF_SERVE = ("import json, sys, tensorflow as tf; tf.distribute.Server(tf.train.C
             "job_name=sys.argv[2], task_index=int(sys.argv[3]), protocol='grpc', start=True).join()")
 
 
-@pytest.mark.slow
-def test_tensorflow_cluster_coordinator_computes_the_same(tasks, tmp_path):  # noqa: F811
-    """The coordinator script on TensorFlow's own ParameterServerStrategy, ps and workers each a
-    tf.distribute.Server process (TF's cluster of Servers in one process hangs at the first schedule here)."""
-    import pss_coordinator
+def _tf_pss_cluster(tasks):  # noqa: F811
     pytest.importorskip("tensorflow")
     env = {"TG_USE_TF": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def serve(cluster, job, i):
         return tasks.start(f"{job}{i}", [sys.executable, "-c", TF_SERVE, json.dumps(cluster), job, str(i)], env=env)
-    cluster, _ = _pss_cluster(tasks, serve)
+    return _pss_cluster(tasks, serve) + (env,)
+
+
+@pytest.mark.slow
+def test_tensorflow_cluster_coordinator_computes_the_same(tasks, tmp_path):  # noqa: F811
+    """The coordinator script on TensorFlow's own ParameterServerStrategy, ps and workers each a
+    tf.distribute.Server process (TF's cluster of Servers in one process hangs at the first schedule here)."""
+    import pss_coordinator
+    cluster, _, env = _tf_pss_cluster(tasks)
     coordinator = tasks.script("chief0", COORDINATOR, json.dumps(cluster), tmp_path / "out.json", env=env)
     assert coordinator.wait(240) == 0, coordinator.log()[-3000:]
     _assert_pss_result(json.loads((tmp_path / "out.json").read_text()), [pss_coordinator.CLOSURES])
+
+
+@pytest.mark.slow
+def test_tensorflow_cluster_coordinator_also_reruns_the_closure_of_a_killed_worker(tasks, tmp_path):  # noqa: F811
+    import pss_coordinator
+    cluster, servers, env = _tf_pss_cluster(tasks)
+    coordinator = tasks.script("chief0", COORDINATOR, json.dumps(cluster), tmp_path / "out.json",
+                               "--kill-pid", servers[("worker", 1)].popen.pid, "--kill-after", 8, env=env)
+    assert coordinator.wait(240) == 0, coordinator.log()[-3000:]
+    assert "Worker /job:worker/replica:0/task:1 failed with UnavailableError" in coordinator.log()
+    n = pss_coordinator.CLOSURES
+    _assert_pss_result(json.loads((tmp_path / "out.json").read_text()), [n, n + 1])
