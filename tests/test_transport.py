@@ -133,11 +133,12 @@ def test_paths_are_the_ones_asked_for(planes, mode):
     sender.send(address, 1, "large", large)
     inbox.wait(2)
     stats = sender.stats()
-    expected = {"auto": {"tcp": 12, "shm": large.nbytes}, "shm": {"shm": 12 + large.nbytes},
+    # a same-host peer's small tensors take its Unix socket, which its TCP handshake named
+    expected = {"auto": {"unix": 12, "shm": large.nbytes}, "shm": {"shm": 12 + large.nbytes},
                 "tcp": {"tcp": 12 + large.nbytes}, "grpc": {"grpc": 12 + large.nbytes}}[mode]
     if shm.shm_dir() is None and mode == "auto":
         expected = {"tcp": 12 + large.nbytes}
-    for path in ("shm", "tcp", "grpc"):
+    for path in ("shm", "tcp", "unix", "grpc"):
         assert stats[f"bytes_sent_{path}"] == expected.get(path, 0), (path, stats)
         assert receiver.stats()[f"bytes_received_{path}"] == expected.get(path, 0)
 
@@ -376,7 +377,7 @@ def test_idle_segments_beyond_the_limit_are_dropped(planes, monkeypatch):
 
 
 @needs_shm
-def test_full_shared_memory_falls_back_to_tcp(planes, monkeypatch, caplog):
+def test_full_shared_memory_falls_back_to_the_socket(planes, monkeypatch, caplog):
     def full(fd, offset, length):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(shm.os, "posix_fallocate", full)
@@ -385,7 +386,8 @@ def test_full_shared_memory_falls_back_to_tcp(planes, monkeypatch, caplog):
     sender.send(address, 1, "x", value)
     _assert_same(inbox.pop(1, "x"), value)
     stats = sender.stats()
-    assert stats["tensors_sent_tcp"] == 1 and stats["tensors_sent_shm"] == 0
+    # the same-host peer's Unix socket (lane 0), not shared memory
+    assert stats["tensors_sent_unix"] == 1 and stats["tensors_sent_shm"] == 0
     assert "shm-size" in caplog.text
 
 
@@ -496,7 +498,7 @@ def test_two_processes_every_path(echo_process):
         theirs = conn.recv()
         size = sum(v.nbytes for v in tensors.values() if v.dtype != object)
         if shm.shm_dir() is not None:
-            assert theirs["auto"]["bytes_received_shm"] > 0 and theirs["auto"]["bytes_received_tcp"] > 0
+            assert theirs["auto"]["bytes_received_shm"] > 0 and theirs["auto"]["bytes_received_unix"] > 0
             assert theirs["shm"]["bytes_received_shm"] == 3 * size
             assert local["shm"].stats()["bytes_received_shm"] == 3 * size
         assert theirs["tcp"]["bytes_received_shm"] == 0 and theirs["tcp"]["bytes_received_tcp"] >= 3 * size

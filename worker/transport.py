@@ -10,6 +10,11 @@ three paths, chosen per peer:
   zero-copy view and hands the segment back once nothing references that
   view any more. Tensors under SHM_MIN_BYTES ride the TCP connection
   instead: one syscall costs less than a copy, a descriptor and a release.
+  Both go over the peer's Unix socket (Linux's abstract namespace), whose
+  name the peer gives in the TCP handshake's WELCOME once the probe proved
+  the shared host (HELLO flag WANTS_LOCAL): the TCP connection is then
+  closed and lane 0 is the Unix one, counted as path "unix". A peer that
+  predates this gives no name, and lane 0 stays on TCP.
 - tcp: a fixed header, then the raw bytes, which the receiver reads
   straight into the destination array (wire.py has the format). Tensors of
   STRIPE_MIN_BYTES or more are cut in stripes written in parallel over up
@@ -323,7 +328,8 @@ class _Outbound:
 
     @property
     def path(self):
-        """The stats path of what lane 0 carries besides shared memory: "tcp", or "unix" under TLS."""
+        """The stats path of what lane 0 carries besides shared memory: "tcp", or "unix" (the peer's Unix
+        socket: a same-host peer, under TLS or not)."""
         return "tcp" if self.local_name is None else "unix"
 
     def open(self):
@@ -335,6 +341,8 @@ class _Outbound:
             want_shm = plane.mode in ("auto", "shm") and plane._shm_dir is not None
             if plane._tls is None:
                 sock, same_host = self._connect(0, want_shm)
+                if same_host and self.local_name is not None:
+                    sock = self._move_local(sock)
             else:
                 sock, same_host = self._connect_local() if want_shm else (None, False)
             if want_shm and same_host:
@@ -366,6 +374,21 @@ class _Outbound:
         self.local_name = name
         return self._handshake(sock, 0, True)
 
+    def _move_local(self, tcp):
+        """Lane 0 over the peer's Unix socket, whose name its TCP handshake gave; `tcp` when that fails."""
+        name, self.local_name = self.local_name, None
+        self.group = secrets.randbits(64)   # the TCP connection's end must not touch this one's transfers
+        try:
+            sock, same_host = self._handshake(wire.dial_local(name, CONNECT_TIMEOUT_S), 0, True)
+        except (OSError, errors.OpError):
+            return tcp
+        if not same_host:
+            sock.close()
+            return tcp
+        tcp.close()
+        self.local_name = name
+        return sock
+
     def _connect(self, lane, probe):
         try:
             sock = (_dial(self.host, self.port) if self.local_name is None
@@ -384,9 +407,15 @@ class _Outbound:
                 raise wire.ProtocolError("it did not answer as a tensorgrid data plane")
             mac = wire.token_mac(self.plane._token, nonce)
             name = probe_name.encode("ascii")
-            sock.sendall(wire.HELLO.pack(wire.MAGIC, wire.VERSION, lane, wire.WITH_PROBE if probe else 0,
-                                         self.group, mac, len(name), probe_content) + name)
+            # over TCP, a same-host peer may tell the Unix socket to move lane 0 to (_move_local)
+            ask = probe and lane == 0 and sock.family != socket.AF_UNIX and self.plane._tls is None
+            flags = (wire.WITH_PROBE if probe else 0) | (wire.WANTS_LOCAL if ask else 0)
+            sock.sendall(wire.HELLO.pack(wire.MAGIC, wire.VERSION, lane, flags, self.group, mac, len(name),
+                                         probe_content) + name)
             status, same_host = wire.WELCOME.unpack(wire.recv_exact(sock, wire.WELCOME.size))
+            if ask and same_host & wire.LOCAL_FOLLOWS:
+                (size,) = wire.recv_exact(sock, 1)
+                self.local_name = wire.recv_exact(sock, size).decode("ascii", "replace")
             sock.settimeout(None)
         except (OSError, EOFError, wire.ProtocolError) as e:
             sock.close()
@@ -407,7 +436,7 @@ class _Outbound:
             raise errors.UnavailableError(
                 None, None, f"data plane peer {self.address} speaks wire version {version}, this worker "
                 f"{wire.VERSION}")
-        return sock, bool(same_host)
+        return sock, bool(same_host & wire.SAME_HOST)
 
     def closed_by_peer(self):
         if self.via_grpc:
@@ -640,7 +669,12 @@ class _Inbound:
             return False
         same_host = (plane.mode in ("auto", "shm") and bool(flags & wire.WITH_PROBE)
                      and shm.check_probe(plane._shm_dir, name, content))
-        sock.sendall(wire.WELCOME.pack(wire.OK, same_host))
+        local = plane._local_name.encode("ascii") if (same_host and flags & wire.WANTS_LOCAL and self.path == "tcp"
+                                                       and plane._local_name) else b""
+        if local:
+            sock.sendall(wire.WELCOME.pack(wire.OK, wire.SAME_HOST | wire.LOCAL_FOLLOWS) + bytes([len(local)]) + local)
+        else:
+            sock.sendall(wire.WELCOME.pack(wire.OK, wire.SAME_HOST if same_host else 0))
         sock.settimeout(None)
         self.group = group
         return True
@@ -765,8 +799,7 @@ class DataPlane:
         self._peer_tensors = collections.Counter()
         # reentrant: a lent buffer's finalizer counts it back, and may run while this thread counts
         self._counts_lock = threading.RLock()
-        self._listener = None
-        self._accept_thread = None
+        self._listeners = []            # (socket, accept thread)
         self._executor = None
         self._grpc_server = None
         self._grpc_executor = None
@@ -786,6 +819,14 @@ class DataPlane:
         else:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             port = self._listen(family, (self.host, self._port)).getsockname()[1]
+            if self._shm_dir is not None and sys.platform.startswith("linux"):
+                # same-host peers move here after the TCP handshake: no TCP stack for descriptors and small tensors
+                self._local_name = f"{shm.PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
+                try:
+                    self._listen(socket.AF_UNIX, "\0" + self._local_name)
+                except OSError as e:
+                    log.info("data plane: no Unix socket for same-host peers (%s)", e)
+                    self._local_name = None
         self.address = _join_address(self.host, port)
         return self.address
 
@@ -799,9 +840,9 @@ class DataPlane:
         except OSError:
             listener.close()
             raise
-        self._listener = listener
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="tg-dataplane-accept", daemon=True)
-        self._accept_thread.start()
+        thread = threading.Thread(target=self._accept_loop, args=(listener,), name="tg-dataplane-accept", daemon=True)
+        self._listeners.append((listener, thread))
+        thread.start()
         return listener
 
     def close(self):
@@ -813,13 +854,13 @@ class DataPlane:
             outs = list(self._out.values())
             self._out.clear()
             inbound = list(self._inbound)
-        if self._listener is not None:
+        for listener, thread in self._listeners:
             try:
-                self._listener.shutdown(socket.SHUT_RDWR)
+                listener.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            self._listener.close()
-            self._accept_thread.join()
+            listener.close()
+            thread.join()
         for out in outs:
             out.close()
         for conn in inbound:
@@ -933,9 +974,9 @@ class DataPlane:
 
     # -- receiving
 
-    def _accept_loop(self):
+    def _accept_loop(self, listener):
         while True:
-            sock = wire.accept(self._listener, lambda: self._closed)
+            sock = wire.accept(listener, lambda: self._closed)
             if sock is None:
                 return
             try:

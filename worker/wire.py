@@ -44,7 +44,12 @@ HEADER = struct.Struct("<BBBxIqQQQQQI")
 RELEASE = struct.Struct("<Q")
 
 NEED_TOKEN = 1
+# HELLO flags
 WITH_PROBE = 1
+WANTS_LOCAL = 2     # the client would move to the server's Unix socket (WELCOME's LOCAL_FOLLOWS, then the name)
+# WELCOME's second byte
+SAME_HOST = 1
+LOCAL_FOLLOWS = 2   # a u8 length and the server's abstract Unix socket name follow
 
 OK, BAD_TOKEN, BAD_VERSION = 0, 1, 2
 
