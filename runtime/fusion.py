@@ -18,6 +18,7 @@ TENSORGRID_FUSION=0 turns it off.
 import os
 
 from tensorgrid.ops import registry
+from tensorgrid.ops.fused_ops import member_attr_key
 from tensorgrid.runtime.ir import GraphIR, Node, split_input
 
 FUSION_ENV = "TENSORGRID_FUSION"
@@ -38,11 +39,12 @@ def enabled(config=None):
 
 def _fusible(node, ops):
     opdef = ops.get(node.op)
-    return opdef is not None and opdef.ufunc is not None
+    return opdef is not None and (opdef.ufunc is not None or opdef.elementwise is not None)
 
 
 def fuse_elementwise(graph, ops=None, min_chain=MIN_CHAIN):
-    """`graph` with every chain of at least `min_chain` elementwise ops (registry `ufunc`) replaced
+    """`graph` with every chain of at least `min_chain` elementwise ops (registry `ufunc` or
+    `elementwise`) replaced
     by one _FusedElementwise node; `graph` itself is not changed."""
     ops = registry.OPS if ops is None else ops
     consumers = {n.name: set() for n in graph}
@@ -109,4 +111,8 @@ def _fused_node(graph, members):
     root = graph[members[-1]]
     attrs = {"members": list(members), "member_ops": [graph[m].op for m in members], "operands": operands,
              "sources": [graph[m].where() for m in members]}
+    for k, m in enumerate(members):
+        if registry.get(graph[m].op).ufunc is None:  # a ufunc's attrs change nothing
+            attrs.update((member_attr_key(k, key), v) for key, v in graph[m].attrs.items()
+                         if not key.startswith("_"))
     return Node(root.name, "_FusedElementwise", inputs, control, root.device, attrs, root.source)

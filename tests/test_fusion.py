@@ -74,10 +74,10 @@ def test_what_others_read_fetch_or_wait_on_ends_a_chain():
     g = _chain_graph(x, y)
     g.add(Node("n", "NoOp", [], device=DEV))
     g["a"].control_inputs.append("n")
-    g["s"].op = "Relu"
+    g["s"].op = "Identity"
     fused = fusion.fuse_elementwise(g)
     assert fused["a"].control_inputs == ["n"] and fused["a"].attrs["members"] == ["m", "a"]
-    assert fused["s"].op == "Relu" and fused["d"].op == "Sub"
+    assert fused["s"].op == "Identity" and fused["d"].op == "Sub"
 
 
 def test_chains_stop_at_partition_boundaries_and_fetches():
@@ -139,6 +139,128 @@ def test_fused_and_unfused_give_the_same_bits(shapes, dtype):
             assert type(f) is type(u) and f.dtype == u.dtype and np.shape(f) == np.shape(u)
             np.testing.assert_array_equal(f, u)
     np.testing.assert_array_equal(got[0][0][0], got[0][1][0])
+
+
+def _activations(a, b, dtype):
+    """A chain of the elementwise ops that are not one ufunc (registry `elementwise`), mixed with ufuncs."""
+    h = tg.nn.relu(a * b - 0.5)
+    s = tg.sigmoid(h - a) + tg.nn.relu6(b * 4.0)
+    r = tg.math.rsqrt(tg.abs(s) + 0.25) + tg.nn.softplus(a - b)
+    sel = tg.where(a > b, r, -r)  # SelectV2: condition, x and y broadcast
+    total = tg.add_n([sel, r * 2.0, tg.nn.relu(-sel)])
+    whole = tg.cast(tg.cast(total * 1024.0, tg.int32), dtype)  # float -> int truncates toward zero
+    huge = tg.cast(tg.cast(total, tg.float64) * 1e30, tg.float16)  # overflows to inf
+    return whole * 2.0 ** -10 - tg.cast(a > 0.0, dtype), huge
+
+
+def _fused_and_unfused(g, fetches, feed, runs=2):
+    """[fused runs, unfused runs] of `fetches`, each run's values."""
+    got = []
+    for remapping in (config_pb2.RewriterConfig.DEFAULT, config_pb2.RewriterConfig.OFF):
+        config = tg.ConfigProto()
+        config.graph_options.rewrite_options.remapping = remapping
+        with tg.Session(graph=g, config=config) as sess:
+            got.append([sess.run(fetches, feed) for _ in range(runs)])
+    return got
+
+
+def _assert_same_bits(fused, unfused):
+    for f, u in zip(fused, unfused):
+        assert type(f) is type(u) and f.dtype == u.dtype and np.shape(f) == np.shape(u)
+        np.testing.assert_array_equal(f, u)
+
+
+@pytest.mark.parametrize("shapes", [((), ()), ((1,), ()), ((4, 3), (3,)), ((3,), (4, 1)), ((300, 400), (400,))],
+                         ids=str)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_elementwise_functions_fuse_and_give_the_same_bits(shapes, dtype):
+    """Relu, Relu6, Sigmoid, Rsqrt, Softplus, SelectV2, AddN and Cast (with its DstT) fuse with the ufuncs
+    around them into one node, and give the unfused kernels' bits, nan and inf included."""
+    rng = np.random.RandomState(2)
+    x = np.asarray(rng.randn(*shapes[0]) * 3).astype(dtype)
+    y = np.asarray(rng.randn(*shapes[1]) * 3 + 0.5).astype(dtype)
+    if x.size > 3:
+        x.flat[:3] = [np.nan, np.inf, -np.inf]
+    g = tg.Graph()
+    with g.as_default():
+        a = tg.compat.v1.placeholder(dtype, x.shape)
+        b = tg.compat.v1.placeholder(dtype, y.shape)
+        outs = _activations(a, b, dtype)
+    plan = plan_lib.plan_step(g.to_ir(), (a.name, b.name), tuple(t.name for t in outs), (), [DEV], fuse=True)
+    (part,) = plan.partitions.values()
+    fused = [n for n in part if n.op == "_FusedElementwise"]
+    member_ops = {op for n in fused for op in n.attrs["member_ops"]}
+    assert {"Relu", "Sigmoid", "Rsqrt", "Softplus", "SelectV2", "AddN", "Cast", "Minimum"} <= member_ops
+    assert len(fused) <= 3 and sum(len(n.attrs["members"]) for n in fused) > 30
+    casts = [(n.attrs, k) for n in fused for k, op in enumerate(n.attrs["member_ops"]) if op == "Cast"]
+    assert {tg.as_dtype(attrs[f"m{k}.DstT"]) for attrs, k in casts} == {tg.int32, tg.float64, tg.as_dtype(dtype), tg.float16}
+    got = _fused_and_unfused(g, outs, {a: x, b: y})
+    for fused_run, unfused_run in zip(got[0], got[1]):
+        _assert_same_bits(fused_run, unfused_run)
+    _assert_same_bits(got[0][0], got[0][1])
+
+
+@pytest.mark.parametrize("xs", [[np.nan, -1.5, 0.0, 2.5], [-np.inf, np.inf, -0.0, 1e-30]], ids=str)
+def test_relu_sigmoid_cast_of_special_values_match_tensorflow(xs):
+    """Relu of nan is nan, sigmoid saturates, Cast float -> int truncates toward zero: fused, as TF."""
+    tf = pytest.importorskip("tensorflow")
+    x = np.array(xs, np.float32)
+    g = tg.Graph()
+    with g.as_default():
+        a = tg.compat.v1.placeholder(tg.float32, [4])
+        outs = [tg.nn.relu(a * 1.0), tg.sigmoid(a + 0.0), tg.cast(tg.clip_by_value(a, -9.0, 9.0) * 1.5, tg.int32)]
+    fused, unfused = _fused_and_unfused(g, outs, {a: x}, runs=1)
+    _assert_same_bits(fused[0], unfused[0])
+    want = [tf.nn.relu(x * 1.0).numpy(), tf.sigmoid(x + 0.0).numpy(),
+            tf.cast(tf.clip_by_value(x, -9.0, 9.0) * 1.5, tf.int32).numpy()]
+    for f, w in zip(fused[0], want):
+        np.testing.assert_allclose(f, w, rtol=1e-6)
+
+
+def test_gradients_through_fused_relu_sigmoid_cast_chains():
+    """The gradients of a Relu/Sigmoid/Cast chain (ReluGrad and the Mul/Sub chains of sigmoid's gradient
+    fuse too): the unfused bits, and TF's values."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.RandomState(3)
+    xv = rng.randn(50, 20).astype(np.float32)
+    wv = rng.randn(20).astype(np.float32)
+
+    def forward(lib, x, w):
+        h = lib.nn.relu(x * w - 0.1)
+        s = lib.sigmoid(h * 2.0 + lib.cast(lib.cast(x, lib.float64) * 0.5, lib.float32))
+        return lib.reduce_sum(lib.nn.relu(s - 0.3) * w)
+    g = tg.Graph()
+    with g.as_default():
+        x = tg.compat.v1.placeholder(tg.float32, xv.shape)
+        w = tg.compat.v1.placeholder(tg.float32, wv.shape)
+        grads = tg.gradients(forward(tg, x, w), [x, w])
+    plan = plan_lib.plan_step(g.to_ir(), (x.name, w.name), tuple(t.name for t in grads), (), [DEV], fuse=True)
+    member_ops = [op for n in plan.partitions[DEV] if n.op == "_FusedElementwise" for op in n.attrs["member_ops"]]
+    assert member_ops.count("ReluGrad") == 2 and "Cast" in member_ops and "Sigmoid" in member_ops
+    fused, unfused = _fused_and_unfused(g, grads, {x: xv, w: wv})
+    _assert_same_bits(fused[0], unfused[0])
+    _assert_same_bits(fused[1], unfused[0])
+    tx, tw = tf.constant(xv), tf.constant(wv)
+    with tf.GradientTape() as tape:
+        tape.watch([tx, tw])
+        loss = forward(tf, tx, tw)
+    for got, want in zip(fused[0], tape.gradient(loss, [tx, tw])):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_failing_elementwise_function_is_named():
+    g = tg.Graph()
+    with g.as_default():
+        x = tg.compat.v1.placeholder(tg.float32, [None])
+        y = tg.compat.v1.placeholder(tg.float32, [None])
+        total = tg.add_n([tg.nn.relu(x), tg.sigmoid(y)], name="user_add_n")  # the line the error names
+        out = tg.cast(total, tg.int32) * 2
+        with tg.Session(graph=g) as sess:
+            assert sess.run(out, {x: np.ones(2, np.float32), y: np.full(2, 50, np.float32)}).tolist() == [4, 4]
+            with pytest.raises(tg.errors.InvalidArgumentError) as info:
+                sess.run(out, {x: np.ones(2, np.float32), y: np.ones(3, np.float32)})
+    assert "AddN 'user_add_n'" in info.value.message and "test_fusion.py" in info.value.message
+    assert "must have the same size and shape" in info.value.message
 
 
 def test_a_failing_member_is_named_with_its_line():

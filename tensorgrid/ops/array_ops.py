@@ -1320,13 +1320,18 @@ register("Rank", lambda ctx: [(dtypes.int32, ())],
          lambda node: lambda x: node.xp.asarray(np.ndim(x), dtype=np.int32), doc="Its input's number of dims.")
 
 
-def _cast_kernel(node):
-    xp = node.xp
-    dt = np_dtype(node.attr("DstT"))
-    return lambda x: xp.asarray(x).astype(dt)
+def _cast(xp, attrs):
+    dt = np_dtype(attrs["DstT"])
+
+    def cast(x, out=None):
+        if out is None:
+            return xp.asarray(x).astype(dt)
+        xp.copyto(out, x, casting="unsafe")  # astype's conversion, into out
+        return out
+    return cast
 
 
-register("Cast", lambda ctx: [(dtypes.as_dtype(ctx.attr("DstT")), ctx.input_shapes[0])], _cast_kernel,
+register("Cast", lambda ctx: [(dtypes.as_dtype(ctx.attr("DstT")), ctx.input_shapes[0])], elementwise=_cast,
          doc="Its input converted to dtype attr DstT (floats truncate toward zero into integers).")
 
 

@@ -3,11 +3,15 @@
 The node stands for its members, the user's nodes it replaced, in topological
 order; the last member is the node itself (it keeps that member's name). Attrs:
 `members` (their names), `member_ops` (their op types, each one with a
-registry `ufunc`), `operands` (per member, comma-separated indices into the
-node's inputs followed by the earlier members' results) and `sources` (per
-member, the user's 'file:line' or '').
+registry `ufunc` or `elementwise`), `operands` (per member, comma-separated
+indices into the node's inputs followed by the earlier members' results),
+`sources` (per member, the user's 'file:line' or '') and, for each attr `key`
+of member k that is not the runtime's (a name starting with '_'), `m<k>.<key>`
+(a Cast's DstT: `m3.DstT`).
 
-The kernel runs the members' ufuncs back to back. The first call for a
+The kernel runs the members' elementwise functions back to back: the very
+functions their own kernels run (registry.OpDef.elementwise_fn), so the bits
+are the same fused or not. The first call for a
 combination of input shapes allocates every result and notes which member can
 write into a dead intermediate of the same shape and dtype; every later call
 with those shapes runs generated code that does so (`out=`), so a linear
@@ -36,6 +40,16 @@ def _infer_fused(ctx):
                     "it is not for graphs")
 
 
+def member_attr_key(k, key):
+    """The fused node's attr holding attr `key` of its member k."""
+    return f"m{k}.{key}"
+
+
+def _member_attrs(node, k):
+    prefix = member_attr_key(k, "")
+    return {key[len(prefix):]: v for key, v in node.attrs.items() if key.startswith(prefix)}
+
+
 def _member_nodes(node):
     """The ir.Nodes the fused node stands for (name, op, device, source): for error messages."""
     out = []
@@ -48,7 +62,7 @@ def _member_nodes(node):
 def _fused_kernel(node):
     xp = node.xp
     members = _member_nodes(node)
-    fns = [getattr(xp, registry.get(m.op).ufunc) for m in members]
+    fns = [registry.get(m.op).elementwise_fn(xp, _member_attrs(node, k)) for k, m in enumerate(members)]
     operands = [tuple(int(i) for i in spec.split(",")) for spec in node.attr("operands")]
     quiet = xp is np
     plans = {}
@@ -95,9 +109,9 @@ def _fused_kernel(node):
             if reuse is None:
                 var.append(f"t{k}")
                 lines.append(f"    t{k} = {call})")
-            else:
+            else:  # the result is in var[reuse] (a ufunc's) or a new array (a function may allocate)
                 var.append(var[reuse])
-                lines.append(f"    {call}, out={var[reuse]})")
+                lines.append(f"    {var[reuse]} = {call}, out={var[reuse]})")
         return nargs, lines, f"    return {var[-1]}"
 
     def _scalar_source(args, vals):

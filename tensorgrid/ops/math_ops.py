@@ -74,18 +74,18 @@ def _ufunc(name, quiet=False):
     return lambda node: getattr(node.xp, name)
 
 
-def _rsqrt_kernel(node):
-    xp = node.xp
-    return _quiet(lambda x: xp.reciprocal(xp.sqrt(x)))
+def _rsqrt(xp, attrs):
+    def rsqrt(x, out=None):
+        return xp.reciprocal(xp.sqrt(x), out=out)
+    return rsqrt
 
 
-def _sigmoid_kernel(node):
-    xp = node.xp
-
-    def sigmoid(x):
-        # exp(-|x|) never overflows, so both branches stay accurate for large |x|.
+def _sigmoid(xp, attrs):
+    def sigmoid(x, out=None):
+        # exp(-|x|) never overflows, so both branches stay accurate for large |x|:
+        # 1 / (1 + e) where x >= 0, e / (1 + e) elsewhere.
         e = xp.exp(-xp.abs(x))
-        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return xp.true_divide(xp.where(x >= 0, 1, e), 1 + e, out=out)
     return sigmoid
 
 
@@ -123,11 +123,13 @@ for _op, _fn, _allowed, _quiet_fp in [
 ]:
     register(_op, _infer_unary(_allowed), _ufunc(_fn, _quiet_fp), ufunc=_fn, doc=f"Elementwise {_fn}.")
 
-register("Rsqrt", _infer_unary(FLOATS), _rsqrt_kernel, doc="Elementwise 1 / sqrt(x).")
-register("Sigmoid", _infer_unary(FLOATS), _sigmoid_kernel, doc="Elementwise 1 / (1 + exp(-x)).")
-register("IsNan", _infer_unary(FLOATS, dtypes.bool_), _ufunc("isnan"), doc="Elementwise x != x.")
-register("IsFinite", _infer_unary(FLOATS, dtypes.bool_), _ufunc("isfinite"), doc="Elementwise: neither inf nor nan.")
-register("LogicalNot", _infer_unary(BOOL), _ufunc("logical_not"), doc="Elementwise not.")
+register("Rsqrt", _infer_unary(FLOATS), lambda node: _quiet(_rsqrt(node.xp, node.attrs)), elementwise=_rsqrt,
+         doc="Elementwise 1 / sqrt(x).")
+register("Sigmoid", _infer_unary(FLOATS), elementwise=_sigmoid, doc="Elementwise 1 / (1 + exp(-x)).")
+register("IsNan", _infer_unary(FLOATS, dtypes.bool_), _ufunc("isnan"), ufunc="isnan", doc="Elementwise x != x.")
+register("IsFinite", _infer_unary(FLOATS, dtypes.bool_), _ufunc("isfinite"), ufunc="isfinite",
+         doc="Elementwise: neither inf nor nan.")
+register("LogicalNot", _infer_unary(BOOL), _ufunc("logical_not"), ufunc="logical_not", doc="Elementwise not.")
 
 for _op, _fn, _quiet_fp in [
     ("Add", "add", False),
@@ -185,21 +187,29 @@ def _fmt(shape):
     return "<unknown>" if shape is None else "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def _add_n_kernel(node):
-    xp = node.xp
-
-    def add_n(*xs):
+def _add_n(xp, attrs):
+    def add_n(*xs, out=None):
         shape = xs[0].shape
         for x in xs[1:]:
             if x.shape != shape:
                 raise errors.InvalidArgumentError(
                     None, None, f"Inputs to operation AddN must have the same size and shape. "
                                 f"Input 0: {list(shape)} != input: {list(x.shape)}")
-        return functools.reduce(xp.add, xs)
+        if len(xs) == 1:  # a copy: the result must never be an input
+            if out is None:
+                return xp.array(xs[0], copy=True)
+            xp.copyto(out, xs[0])
+            return out
+        if out is not None and any(out is x for x in xs[2:]):
+            out = None  # summing into it would overwrite an addend before it is read
+        total = xp.add(xs[0], xs[1], out=out)
+        for x in xs[2:]:
+            total = xp.add(total, x, out=total if isinstance(total, xp.ndarray) else None)
+        return total
     return add_n
 
 
-register("AddN", _infer_add_n, _add_n_kernel, doc="The sum of N tensors of one shape.")
+register("AddN", _infer_add_n, elementwise=_add_n, doc="The sum of N tensors of one shape.")
 
 # ---- select --------------------------------------------------------------------------------
 
@@ -245,7 +255,13 @@ def _select_kernel(node):
     return select
 
 
-register("SelectV2", _infer_select_v2, lambda node: node.xp.where,
+def _select_v2(xp, attrs):
+    def select_v2(condition, x, y, out=None):
+        return xp.where(condition, x, y)
+    return select_v2
+
+
+register("SelectV2", _infer_select_v2, elementwise=_select_v2,
          doc="x where condition, else y; all three broadcast (TF2's where).")
 register("Select", _infer_select, _select_kernel,
          doc="x where condition, else y; condition has x's shape or is a vector over rows (TF1's where).")

@@ -30,12 +30,29 @@ def _infer_float_unary(ctx):
     return _same(ctx)
 
 
-register("Relu", _same, lambda node: lambda x: node.xp.maximum(x, 0), doc="max(x, 0).")
-register("ReluGrad", _same, lambda node: lambda grad, features: grad * (features > 0),
+def _relu(xp, attrs):
+    def relu(x, out=None):
+        return xp.maximum(x, 0, out=out)  # nan stays nan
+    return relu
+
+
+def _relu_grad(xp, attrs):
+    def relu_grad(grad, features, out=None):
+        return xp.multiply(grad, features > 0, out=out)  # TF's too: a nan gradient stays nan
+    return relu_grad
+
+
+def _softplus(xp, attrs):
+    def softplus(x, out=None):
+        y = xp.logaddexp(x, 0, out=out)
+        return y if out is not None else y.astype(x.dtype, copy=False)
+    return softplus
+
+
+register("Relu", _same, elementwise=_relu, doc="max(x, 0).")
+register("ReluGrad", _same, elementwise=_relu_grad,
          doc="Relu's gradient: grad where features > 0, else 0 (inputs: gradients, features).")
-register("Softplus", _infer_float_unary,
-         lambda node: lambda x: node.xp.logaddexp(x, 0).astype(x.dtype, copy=False),
-         doc="log(1 + exp(x)), computed without overflow.")
+register("Softplus", _infer_float_unary, elementwise=_softplus, doc="log(1 + exp(x)), computed without overflow.")
 
 # ---- bias add ----------------------------------------------------------------------------
 

@@ -40,6 +40,18 @@ class OpDef:
     # An elementwise op whose kernel is exactly this array-module ufunc (its attrs change nothing):
     # runtime/fusion.py fuses chains of them into one kernel.
     ufunc: str | None = None
+    # Another elementwise op: fn(xp, attrs) -> f(*inputs, out=None), the computation its kernel runs
+    # (register derives the kernel from it unless given one that wraps it). f returns the result, a
+    # fresh array (never an input or a view of one); `out`, when given, is an array of the result's
+    # shape and dtype that the caller no longer needs (maybe one of the inputs), which f may write the
+    # result into. The fused kernel calls the same f, so fused and unfused results cannot differ.
+    elementwise: Callable | None = None
+
+    def elementwise_fn(self, xp, attrs):
+        """The op's elementwise f(*inputs, out=None) on array module `xp`; None if it is not elementwise."""
+        if self.ufunc is not None:
+            return getattr(xp, self.ufunc)
+        return None if self.elementwise is None else self.elementwise(xp, attrs)
 
     def output_count(self, attrs):
         n = self.num_outputs
@@ -60,14 +72,18 @@ OPS: dict[str, OpDef] = {}
 
 
 def register(name, infer, kernel=None, *, kernels=None, stateful=False, needs_step=False,
-             colocate_with_input=None, cpu_only=False, num_outputs=1, is_async=False, ufunc=None, doc=""):
-    """Declares op `name`. A single `kernel` serves every device type (it uses node.xp)."""
+             colocate_with_input=None, cpu_only=False, num_outputs=1, is_async=False, ufunc=None, elementwise=None, doc=""):
+    """Declares op `name`. A single `kernel` serves every device type (it uses node.xp); an op
+    declared `elementwise` without one gets the kernel fn(node.xp, node.attrs)."""
     if name in OPS:
         raise ValueError(f"op {name} is registered twice")
+    if kernel is None and kernels is None and elementwise is not None:
+        def kernel(node):
+            return elementwise(node.xp, node.attrs)
     if kernels is None:
         kernels = {"CPU": kernel} if cpu_only else {"CPU": kernel, "GPU": kernel}
     OPS[name] = OpDef(name, infer, kernels, stateful, needs_step, None, colocate_with_input, doc, num_outputs,
-                      is_async, ufunc)
+                      is_async, ufunc, elementwise)
     return OPS[name]
 
 
