@@ -2,10 +2,11 @@
 
 With TENSORGRID_STAGES set to a directory, `mark(name)` appends
 (CLOCK_MONOTONIC nanoseconds, name) to this process's list, and the list is
-written to <directory>/<pid>.stages at exit (`write`) (one "ns name" line each).
+written to <directory>/<pid>.stages at exit (`write`; one "ns name" line each).
 CLOCK_MONOTONIC is one clock for every process of a host, so the client's,
 the master's and the workers' marks line up. Call sites test `ON` first, so
-with the variable unset a mark costs one attribute read.
+with the variable unset a mark costs one attribute read. Meant for benchmark
+runs: the list keeps every mark until the process ends.
 """
 
 import atexit
