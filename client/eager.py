@@ -49,8 +49,9 @@ class EagerTensor(TensorOps):
         self._value = value
 
     def numpy(self):
-        if self.dtype is dtypes.string and self._value.ndim == 0:
-            return self._value[()]     # a scalar string is its bytes, as in TF
+        if type(self._value) is np.ndarray and self._value.ndim == 0 and self.dtype.name not in ("resource",
+                                                                                                "variant"):
+            return self._value[()]     # a scalar is a NumPy scalar (a string one its bytes), as in TF
         return self._value
 
     @property

@@ -143,7 +143,7 @@ def test_keras_optimizer_in_a_checkpoint_has_tfs_keys_and_restores(tmp_path):
 
 def test_eager_tensor_str_and_repr_are_tfs():
     """helloworld's `print(hello)`: str() and repr() of eager tensors as TF formats them (tf. -> tg.),
-    scalars, strings, multi-line arrays."""
+    scalars, strings, multi-line arrays; numpy() of a scalar is a NumPy scalar (bytes for a string) as TF's."""
     import tensorflow as real_tf
 
     import tensorgrid as tg
@@ -151,6 +151,7 @@ def test_eager_tensor_str_and_repr_are_tfs():
         ours, theirs = tg.constant(value), real_tf.constant(value)
         assert str(ours) == str(theirs).replace("tf.", "tg.", 1)
         assert repr(ours) == repr(theirs).replace("tf.", "tg.", 1)
+        assert type(ours.numpy()) is type(theirs.numpy())     # a scalar's numpy() is a NumPy scalar
 
 
 def test_variables_print_compare_and_fail_as_in_tf():
