@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from tensorgrid.framework import dtypes, errors
-from tensorgrid.ops.registry import broadcast_shapes, np_dtype, register
+from tensorgrid.ops.registry import broadcast_shapes, np_dtype, quiet_fp, register
 
 # ---- helpers shared by shape functions and kernels ----------------------------------------
 
@@ -1331,7 +1331,8 @@ def _cast(xp, attrs):
     return cast
 
 
-register("Cast", lambda ctx: [(dtypes.as_dtype(ctx.attr("DstT")), ctx.input_shapes[0])], elementwise=_cast,
+register("Cast", lambda ctx: [(dtypes.as_dtype(ctx.attr("DstT")), ctx.input_shapes[0])],
+         lambda node: quiet_fp(_cast(node.xp, node.attrs)), elementwise=_cast,  # nan and inf cast silently, as in TF
          doc="Its input converted to dtype attr DstT (floats truncate toward zero into integers).")
 
 

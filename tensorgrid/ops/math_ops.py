@@ -6,13 +6,12 @@ mismatch is a TypeError at build time), reductions keep their input's dtype
 (an int32 sum stays int32), float16 accumulates in float32.
 """
 
-import functools
 import string
 
 import numpy as np
 
 from tensorgrid.framework import dtypes, errors
-from tensorgrid.ops.registry import broadcast_shapes, register
+from tensorgrid.ops.registry import broadcast_shapes, quiet_fp, register
 
 FLOATS = (dtypes.float16, dtypes.float32, dtypes.float64)
 INTEGERS = (dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64, dtypes.uint8)
@@ -35,15 +34,6 @@ def _check_dtypes(ctx, allowed, arg_names, start=0):
             f"Value passed to parameter '{arg_names[0]}' has DataType {first.name} not in list of "
             f"allowed values: {', '.join(d.name for d in allowed)}")))
     return first
-
-
-def _quiet(fn):
-    """Runs fn with NumPy's floating-point warnings off: TF returns inf and nan silently."""
-    @functools.wraps(fn)
-    def run(*args):
-        with np.errstate(all="ignore"):
-            return fn(*args)
-    return run
 
 
 def _accumulator(dtype):
@@ -70,7 +60,7 @@ def _infer_binary(allowed, out_dtype=None):
 def _ufunc(name, quiet=False):
     """A kernel factory that returns the device's ufunc `name` (optionally without fp warnings)."""
     if quiet:
-        return lambda node: _quiet(getattr(node.xp, name))
+        return lambda node: quiet_fp(getattr(node.xp, name))
     return lambda node: getattr(node.xp, name)
 
 
@@ -123,7 +113,7 @@ for _op, _fn, _allowed, _quiet_fp in [
 ]:
     register(_op, _infer_unary(_allowed), _ufunc(_fn, _quiet_fp), ufunc=_fn, doc=f"Elementwise {_fn}.")
 
-register("Rsqrt", _infer_unary(FLOATS), lambda node: _quiet(_rsqrt(node.xp, node.attrs)), elementwise=_rsqrt,
+register("Rsqrt", _infer_unary(FLOATS), lambda node: quiet_fp(_rsqrt(node.xp, node.attrs)), elementwise=_rsqrt,
          doc="Elementwise 1 / sqrt(x).")
 register("Sigmoid", _infer_unary(FLOATS), elementwise=_sigmoid, doc="Elementwise 1 / (1 + exp(-x)).")
 register("IsNan", _infer_unary(FLOATS, dtypes.bool_), _ufunc("isnan"), ufunc="isnan", doc="Elementwise x != x.")

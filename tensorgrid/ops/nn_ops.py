@@ -13,7 +13,7 @@ Python loop over pixels.
 import numpy as np
 
 from tensorgrid.framework import dtypes, errors
-from tensorgrid.ops.registry import broadcast_shapes, register
+from tensorgrid.ops.registry import broadcast_shapes, quiet_fp, register
 
 
 def _same(ctx):
@@ -52,7 +52,8 @@ def _softplus(xp, attrs):
 register("Relu", _same, elementwise=_relu, doc="max(x, 0).")
 register("ReluGrad", _same, elementwise=_relu_grad,
          doc="Relu's gradient: grad where features > 0, else 0 (inputs: gradients, features).")
-register("Softplus", _infer_float_unary, elementwise=_softplus, doc="log(1 + exp(x)), computed without overflow.")
+register("Softplus", _infer_float_unary, lambda node: quiet_fp(_softplus(node.xp, node.attrs)), elementwise=_softplus,
+         doc="log(1 + exp(x)), computed without overflow.")
 
 # ---- bias add ----------------------------------------------------------------------------
 

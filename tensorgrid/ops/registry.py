@@ -14,6 +14,7 @@ spanning several) run on a thread of their own, so the rest of their partition k
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -168,6 +169,19 @@ def broadcast_shapes(a, b, ctx=None):
             msg = f"Dimensions must be equal, but are {x} and {y} for shapes {list(a)} and {list(b)}"
             raise ctx.error(msg) if ctx else ValueError(msg)
     return tuple(reversed(out))
+
+
+def quiet_fp(fn):
+    """fn run with NumPy's floating-point warnings off: TF returns inf and nan silently."""
+    if int(np.__version__.split(".")[0]) >= 2:
+        # errstate as a decorator sets a context variable: well under half of a `with` block's cost
+        return np.errstate(all="ignore")(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):  # NumPy 1's decorator shares one errstate instance's saved state across threads
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return run
 
 
 def np_dtype(dt):
