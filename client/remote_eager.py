@@ -12,6 +12,7 @@ read and assign nodes; other eager ops still run in this process, on values
 read back.
 """
 
+import contextlib
 import threading
 
 import numpy as np
@@ -70,6 +71,17 @@ class RemoteContext:
 
 
 _current = None
+
+
+@contextlib.contextmanager
+def variables_on(device):
+    """Eager variables made inside (lifted out of a trace too) go to `device` of the connected cluster."""
+    stack = context.eager_device_stack()
+    stack.append(device)
+    try:
+        yield
+    finally:
+        stack.pop()
 
 
 def current():

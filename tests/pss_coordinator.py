@@ -2,7 +2,9 @@
 
     python tests/pss_coordinator.py CLUSTER_JSON OUT_JSON [--kill-pid PID --kill-after K [--expect-back | --ps-dies]]
 
-The cluster has a chief (this process), ps and worker tasks; every other task only serves. Two phases:
+The cluster has a chief (this process), ps and worker tasks; every other task only serves. First a
+Keras model with momentum SGD takes KERAS_STEPS steps, each fetched before the next (keras_reference()).
+Then:
 1. synchronous use: each batch's train step is scheduled and fetched before the next one, so the
    weights follow sequential gradient descent (mwms_train's model and data, `reference()` in NumPy),
    whichever worker runs a step;
@@ -33,6 +35,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from mwms_train import GLOBAL_BATCH, LR, SIZES, STEPS, initial_weights, make_data  # noqa: E402
 
 CLOSURES = 40
+KERAS_STEPS, KERAS_LR, KERAS_MOMENTUM = 4, 0.05, 0.9
+KERAS_X = np.random.RandomState(3).randn(32, 5).astype(np.float32)
+KERAS_Y = (KERAS_X @ np.arange(1.0, 6.0).reshape(5, 1)).astype(np.float32)
 ASYNC_X = np.array([1.0, 2.0, 0.5, -1.0, 0.0, 1.5, -2.0, 0.25], np.float32)   # every per-worker batch row
 
 
@@ -60,6 +65,27 @@ def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False, ps_d
                 w.assign_sub(LR * g)
             return loss
         return strategy.run(replica_fn, args=(xb, yb))
+
+    # a Keras model and optimizer (momentum slots, made by the first trace, go next to their variables)
+    with strategy.scope():
+        model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(KERAS_X.shape[1],),
+                                                           kernel_initializer="ones")])
+        keras_opt = tf.keras.optimizers.SGD(KERAS_LR, momentum=KERAS_MOMENTUM)
+
+    @tf.function
+    def keras_step(xb, yb):
+        def replica_fn(xb, yb):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(xb) - yb))
+            grads = tape.gradient(loss, model.trainable_variables)
+            keras_opt.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+        return strategy.run(replica_fn, args=(xb, yb))
+
+    for _ in range(KERAS_STEPS):
+        coordinator.schedule(keras_step, args=(KERAS_X, KERAS_Y)).fetch()
+    keras_weights = [w.tolist() for w in model.get_weights()]
+    slots = {v.name: _device(v) for v in keras_opt.variables if "momentum" in v.name}
 
     x, y = make_data()
     losses = []
@@ -131,7 +157,9 @@ def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False, ps_d
     except Exception as e:  # noqa: BLE001 - which class it is is the result
         join_error = type(e).__name__
     taken = sorted(int(v.fetch()) for v in ended if _succeeded(v))
-    result = {"losses": losses, "weights": [w.numpy().tolist() for w in weights],
+    result = {"keras_weights": keras_weights, "keras_devices": [_device(w) for w in model.weights],
+              "keras_slot_devices": [slots[k] for k in sorted(slots)], "losses": losses,
+              "weights": [w.numpy().tolist() for w in weights],
               "devices": [w.device for w in weights + [shift, count]],
               "shift": shift.numpy().tolist(), "count": int(count.numpy()), "fetched": fetched,
               "async_s": elapsed, "done": bool(coordinator.done()),
@@ -140,6 +168,11 @@ def main(cluster, out_path, kill_pid=None, kill_after=0, expect_back=False, ps_d
         json.dump(result, f)
     print(f"coordinator: done, loss {losses[0]:.4f} -> {losses[-1]:.4f}, {CLOSURES} closures in {elapsed:.2f} s",
           flush=True)
+
+
+def _device(variable):
+    """A variable's device (Keras 3's variables keep theirs on the backend variable, `.value`)."""
+    return getattr(variable, "device", None) or variable.value.device
 
 
 def _outcome(remote_value):
@@ -156,6 +189,19 @@ def _succeeded(remote_value):
         return True
     except Exception:  # noqa: BLE001
         return False
+
+
+def keras_reference():
+    """[kernel, bias] after KERAS_STEPS of Keras's momentum SGD on the mean squared error, in NumPy."""
+    x, y = KERAS_X.astype(np.float64), KERAS_Y.astype(np.float64)
+    w, b = np.ones((x.shape[1], 1)), np.zeros(1)
+    mw, mb = np.zeros_like(w), np.zeros_like(b)
+    for _ in range(KERAS_STEPS):
+        e = x @ w + b - y
+        mw = KERAS_MOMENTUM * mw - KERAS_LR * 2 * x.T @ e / len(x)
+        mb = KERAS_MOMENTUM * mb - KERAS_LR * 2 * e.mean(0)
+        w, b = w + mw, b + mb
+    return [w, b]
 
 
 def async_shift(n_closures):

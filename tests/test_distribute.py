@@ -244,14 +244,23 @@ def _pss_cluster(tasks, serve):  # noqa: F811
     return cluster, servers
 
 
-def _assert_pss_result(result, closures):
+def _assert_pss_result(result, closures, tensorflow=False):
     import pss_coordinator
     expected = mwms_train.reference()
     # phase 1: each step fetched before the next, so sequential gradient descent, whichever worker ran it
     np.testing.assert_allclose(result["losses"], expected["losses"], rtol=1e-5)
     for got, want in zip(result["weights"], expected["weights"]):
         np.testing.assert_allclose(np.array(got), np.array(want), atol=1e-5)
-    # round-robin over the ps tasks, in the order the variables were made
+    # Keras: momentum SGD's numbers, slots on their variables' ps tasks
+    for got, want in zip(result["keras_weights"], pss_coordinator.keras_reference()):
+        np.testing.assert_allclose(np.array(got), want, rtol=1e-4, atol=1e-5)
+    assert {d.split("/task:")[0] for d in result["keras_devices"]} == {"/job:ps/replica:0"}
+    if tensorflow:   # Keras 3 on TF 2.21 makes the slots on the coordinator, every step reads them from there
+        assert {d.split("/task:")[0] for d in result["keras_slot_devices"]} == {"/job:chief/replica:0"}
+    else:
+        assert sorted(result["keras_slot_devices"]) == sorted(result["keras_devices"])
+    # round-robin over the ps tasks, in the order the variables were made (after the Keras model's
+    # 2 weights and the optimizer's 2 variables)
     assert result["devices"] == [f"/job:ps/replica:0/task:{i % 2}/device:CPU:0" for i in range(6)]
     # phase 2: every closure read its worker's dataset and ran
     assert result["fetched"] == [float(2 * pss_coordinator.ASYNC_X.sum())] * pss_coordinator.CLOSURES
@@ -326,7 +335,7 @@ def test_tensorflow_cluster_coordinator_computes_the_same(tasks, tmp_path):  # n
     cluster, _, env = _tf_pss_cluster(tasks)
     coordinator = tasks.script("chief0", COORDINATOR, json.dumps(cluster), tmp_path / "out.json", env=env)
     assert coordinator.wait(240) == 0, coordinator.log()[-3000:]
-    _assert_pss_result(json.loads((tmp_path / "out.json").read_text()), [pss_coordinator.CLOSURES])
+    _assert_pss_result(json.loads((tmp_path / "out.json").read_text()), [pss_coordinator.CLOSURES], tensorflow=True)
 
 
 @pytest.mark.slow
@@ -338,4 +347,4 @@ def test_tensorflow_cluster_coordinator_also_reruns_the_closure_of_a_killed_work
     assert coordinator.wait(240) == 0, coordinator.log()[-3000:]
     assert "Worker /job:worker/replica:0/task:1 failed with UnavailableError" in coordinator.log()
     n = pss_coordinator.CLOSURES
-    _assert_pss_result(json.loads((tmp_path / "out.json").read_text()), [n, n + 1])
+    _assert_pss_result(json.loads((tmp_path / "out.json").read_text()), [n, n + 1], tensorflow=True)

@@ -145,6 +145,10 @@ class _Worker:
         args = _resolve(closure.args, self.index)
         kwargs = _resolve(closure.kwargs, self.index)
         with strategy.scope(), scopes.device(self.device):
+            # one trace at a time over the workers: a first trace may make variables (an optimizer's
+            # slots, lifted out and made once), which the other workers' traces must then find
+            with self.coordinator._trace_lock:
+                fn.get_concrete_function(*args, **kwargs)
             return _numpy(fn(*args, **kwargs))
 
     def _loop(self):
@@ -289,6 +293,7 @@ class ClusterCoordinator:
         self._workers = [_Worker(self, i) for i in range(n)]
         self._started = False
         self._start_lock = threading.Lock()
+        self._trace_lock = threading.Lock()
         strategy._coordinator = self
 
     def _start(self):

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from tensorgrid.client import array_ops, context, math_ops, scopes
+from tensorgrid.client import array_ops, context, math_ops, remote_eager, scopes
 from tensorgrid.client import variables as variables_lib
 from tensorgrid.client.distribute import distribute_lib
 from tensorgrid.client.graph import convert_to_tensor
@@ -88,8 +88,11 @@ class Optimizer:
         """A non-trainable variable `<optimizer name>/<name>`, tracked in `variables`."""
         place = colocate_with is not None and not context.executing_eagerly() and \
             not variables_lib._in_function_trace()
+        # an eager variable on a cluster: its slot goes to its device (a ps task under ParameterServerStrategy)
+        remote = colocate_with is not None and not place and getattr(colocate_with, "_remote", None) is not None
         with scopes.control_dependencies(None), \
-                (scopes.colocate_with(colocate_with.handle.op) if place else contextlib.nullcontext()):
+                (scopes.colocate_with(colocate_with.handle.op) if place else contextlib.nullcontext()), \
+                (remote_eager.variables_on(colocate_with._remote_device) if remote else contextlib.nullcontext()):
             variable = variables_lib.Variable(lambda: np.asarray(value, dtype=dtype.as_numpy_dtype),
                                               trainable=False, name=f"{self.name}/{name}", dtype=dtype)
         self._variables.append(variable)
