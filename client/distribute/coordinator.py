@@ -25,6 +25,7 @@ the tg.function `fn` that one worker task then runs, returning at once a RemoteV
 import collections
 import itertools
 import logging
+import re
 import threading
 import time
 
@@ -178,7 +179,13 @@ class _Worker:
             queue.finish(closure, value=result)
 
     def _lost(self, err):
-        """Whether `err` says this worker died or restarted (else it is the closure's, e.g. a ps died)."""
+        """Whether `err` says this worker died or restarted (else it is the closure's, e.g. a ps died: an
+        error about a ps task may name the worker that could not reach it, and is still the ps's)."""
+        dead = re.search(r"worker (/job:\S+) \([^)]*\) is unavailable", err.message)   # the master's words
+        if dead:
+            return dead.group(1) in (self.short, self.device)
+        if "/job:ps/" in err.message:
+            return False
         return _names_task(err, self.short) or _names_task(err, self.device)
 
     def _probe_once(self):
