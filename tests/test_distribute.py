@@ -229,6 +229,11 @@ def test_parameter_server_strategy_places_variables_round_robin_on_the_ps_tasks(
     with pytest.raises(ValueError, match="has no 'chief' job"):
         with strategy.scope():
             pass
+    partitioned = tg.distribute.experimental.ParameterServerStrategy(
+        resolver, variable_partitioner=tg.compat.v1.fixed_size_partitioner(2))
+    with pytest.raises(errors.UnimplementedError, match="no ShardedVariable"):
+        with partitioned.scope():
+            pass
     with pytest.raises(ValueError, match="only supports tg.distribute.experimental.ParameterServerStrategy"):
         tg.distribute.experimental.coordinator.ClusterCoordinator(tg.distribute.MirroredStrategy())
 

@@ -9,7 +9,7 @@ Two ways of use, as in TF:
   round-robin to the ps tasks (one whole variable per task, in the order they are made; an explicit
   tg.device scope wins), and `coordinator.schedule(fn)` runs fn on a worker task, reading and
   updating them there. `variable_partitioner` is not supported in eager mode (TF makes a
-  ShardedVariable): it raises when a variable is made.
+  ShardedVariable): the eager `scope()` raises UnimplementedError.
 - **TF1, graph mode** (tf.compat.v1.distribute.experimental.ParameterServerStrategy): inside
   `scope()` variables go round-robin to the cluster's ps tasks (tg.train.replica_device_setter)
   and the other ops to this task, so a Session on the cluster (tg.train.Server's target) trains
@@ -40,11 +40,6 @@ class _PSExtended(distribute_lib.StrategyExtended):
         strategy = self._container_strategy()
         if strategy._remote is None:
             return ""
-        if strategy._variable_partitioner is not None:
-            raise errors.UnimplementedError(
-                None, None, "ParameterServerStrategy(variable_partitioner=...) in eager mode: tensorgrid has no "
-                "ShardedVariable; make the variables unpartitioned (each goes whole to one ps task) or build the "
-                "model in a TF1 graph, where tg.fixed_size_partitioner spreads a variable over the ps tasks")
         with self._lock:
             k = next(self._next_ps) % strategy.num_ps_tasks
         return f"/job:ps/replica:0/task:{k}/device:CPU:0"
@@ -125,6 +120,11 @@ class ParameterServerStrategy(distribute_lib.Strategy):
     def scope(self):
         from tensorgrid.client import scopes
         if context.executing_eagerly():
+            if self._variable_partitioner is not None:
+                raise errors.UnimplementedError(
+                    None, None, "ParameterServerStrategy(variable_partitioner=...) in eager mode: tensorgrid has no "
+                    "ShardedVariable; make the variables unpartitioned (each goes whole to one ps task) or build "
+                    "the model in a TF1 graph, where tg.fixed_size_partitioner spreads a variable over the ps tasks")
             self._connect()
             with super().scope():
                 yield self
