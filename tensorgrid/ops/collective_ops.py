@@ -9,6 +9,8 @@
 
 The kernels run the collective through this process's group (worker/collectives.py:
 `Communicator`, set up by tg.distribute.MultiWorkerMirroredStrategy); a group of size 1 needs none.
+An all-reduce whose every member is in one step never reaches these kernels: the plan turns it into a
+`_CollectiveMerge` (below) and Identities (runtime/in_graph_collectives.py).
 They wait on other processes, so they are asynchronous kernels: two collectives of one step never
 wait behind each other, whatever order the members start them in.
 """
