@@ -48,6 +48,13 @@ def _convert_beside(value, dtype):
     if (isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf"
             and (dtype.is_floating or dtype.is_integer or dtype.is_bool)):
         return convert_to_tensor(np.asarray(value).astype(dtype.as_numpy_dtype), dtype=dtype)
+    if dtype.is_floating and isinstance(value, (int, float, list, tuple)) and not isinstance(value, bool):
+        try:
+            numeric = np.asarray(value).dtype.kind in "iuf"
+        except ValueError:  # a ragged list: the conversion below says what is wrong
+            numeric = False
+        if numeric:  # TF rounds a Python number to the tensor's float dtype (`x_f16 * 0.001` is float16)
+            return convert_to_tensor(value, dtype=dtype)
     return convert_to_tensor(value, dtype_hint=dtype)
 
 

@@ -104,7 +104,11 @@ def test_numpy_operands_take_the_tensors_dtype_as_in_tf():
     cases = [lambda t: t.Variable(0.5) * x, lambda t: x * t.Variable(0.5),
              lambda t: t.multiply(t.Variable(0.5), x), lambda t: t.constant([1, 2, 3]) + x,
              lambda t: t.constant([1.5, 2.5], dtype=t.float64) - np.float32(0.1),
-             lambda t: t.add(x, np.float32(2))]
+             lambda t: t.add(x, np.float32(2)),
+             # a Python number or list is rounded to a float tensor's dtype, float16 included
+             lambda t: t.constant([1.0, 2.0], dtype=t.float16) * 0.001,
+             lambda t: 0.5 - t.constant([1.0, 2.0], dtype=t.float16),
+             lambda t: t.constant([1.0, 2.0], dtype=t.float16) + [0.1, 2]]
     for case in cases:
         ours, theirs = case(tg), case(real_tf)
         assert ours.dtype.name == theirs.dtype.name
