@@ -286,8 +286,10 @@ def test_a_sent_elementwise_result_is_written_into_shared_memory(cluster):
                 assert got == pytest.approx(want, rel=1e-5)
                 np.testing.assert_array_equal(fetched, v0 * 3)
                 assert got_int == (v0.astype(np.int32) + 7).sum()
-            # v + 1, col * v[:256] and the int add, each step; v * 3 is fetched too, so it is copied
-            assert _sent_in_place(cluster, 0) - before == 9
+            # v + 1 and col * v[:256] each step; the int add, fused with its Cast into one kernel, from
+            # its second step on (its result's shape and dtype are known once it has run); v * 3 is
+            # fetched too, so it is copied
+            assert _sent_in_place(cluster, 0) - before == 8
 
 
 # ---------------------------------------------------------------- errors

@@ -57,6 +57,26 @@ def test_a_chain_becomes_one_node_named_after_its_last_op():
     np.testing.assert_array_equal(_run(g, "d:0"), want)
 
 
+def test_a_fused_kernel_writes_its_result_into_the_memory_it_is_given():
+    """What the executor does for a fused node whose result is only sent (into a send buffer): after
+    a first call, result_spec gives the result's shape and dtype, and out= gets the result itself, for
+    chains that reuse an intermediate, chains that do not, and one-element tensors."""
+    from tensorgrid.ops import registry
+    for x, y in ((np.arange(6.0).reshape(2, 3), np.array([1.5, -2.0, 0.5])), (np.array([2.0]), np.array([3.0]))):
+        node = fusion.fuse_elementwise(_chain_graph(x, y))["d"]
+        kernel = registry.get("_FusedElementwise").kernel_for("CPU")(registry.KernelNode(
+            node.name, node.op, node.attrs, DEV))
+        want = np.square(x * y + y) - x
+        assert kernel.result_spec((x, y)) is None  # nothing known before a first call
+        np.testing.assert_array_equal(kernel(x, y), want)
+        assert kernel.result_spec((x, y)) == (want.shape, want.dtype)
+        for _ in range(2):  # the generated code, with and without out
+            out = np.full(want.shape, np.nan)
+            assert kernel(x, y, out=out) is out
+            np.testing.assert_array_equal(out, want)
+            np.testing.assert_array_equal(kernel(x, y), want)
+
+
 def test_what_others_read_fetch_or_wait_on_ends_a_chain():
     x, y = np.ones((2, 3)), np.ones(3)
     g = _chain_graph(x, y)

@@ -233,7 +233,8 @@ class Executable:
         self.recv_slot = [self._outputs_slot(i) for i in recv_ids]
 
     def _outputs_only_sent(self, parsed):
-        """{node index: _Send key} of the ufunc nodes whose one output goes to one _Send and nowhere else."""
+        """{node index: _Send key} of the ufunc and fused elementwise nodes whose one output goes to one
+        _Send and nowhere else."""
         if self.device.xp is not np:
             return {}
         users = {}
@@ -242,7 +243,7 @@ class Executable:
                 users.setdefault(ref, []).append(j)
         sent = {}
         for i, kernel in enumerate(self.kernels):
-            if isinstance(kernel, np.ufunc) and kernel.nout == 1:
+            if (isinstance(kernel, np.ufunc) and kernel.nout == 1) or hasattr(kernel, "result_spec"):
                 to = users.get((i, 0), ())
                 if len(to) == 1 and self.nodes[to[0]].op == "_Send":
                     sent[i] = self.nodes[to[0]].attrs["key"]
@@ -448,47 +449,57 @@ def _send_first(graph):
 _ARRAYS = (np.ndarray, np.generic)
 
 
-def _writing_into_send(ufunc, key):
-    """The kernel ufunc(*inputs) for an output sent under `key` and used nowhere else: it writes into
-    the rendezvous's send buffer for the key where there is one, so the _Send copies nothing."""
+def _writing_into_send(kernel, key):
+    """The kernel kernel(*inputs) (a ufunc, or a _FusedElementwise kernel, which has `result_spec`) for
+    an output sent under `key` and used nowhere else: it writes into the rendezvous's send buffer for
+    the key where there is one, so the _Send copies nothing."""
+    spec = getattr(kernel, "result_spec", None) or (lambda xs: _ufunc_result(kernel, xs))
+
     def run(step, *xs):
-        out = _send_buffer(step, key, ufunc, xs)
+        out = _send_buffer(step, key, spec(xs))
         if out is None:
-            return ufunc(*xs)
+            return kernel(*xs)
         try:
-            return ufunc(*xs, out=out)
+            return kernel(*xs, out=out)
         except BaseException:
             step.rendezvous.unstage(key, out)
             raise
     return run
 
 
-def _send_buffer(step, key, ufunc, xs):
-    """The send buffer for ufunc(*xs)'s result as an array of its dtype and shape, or None: inputs
-    that are not arrays of one dtype (the ufunc then raises or promotes as it always does), a result
-    under the size that travels through shared memory, or a rendezvous with no buffer for the key."""
+def _ufunc_result(ufunc, xs):
+    """(shape, dtype) of ufunc(*xs)'s result, or None: inputs that are not arrays of one dtype (the
+    ufunc then raises or promotes as it always does)."""
     x = xs[0]
-    if not isinstance(x, _ARRAYS):
+    if not isinstance(x, _ARRAYS) or any(not isinstance(v, _ARRAYS) or v.dtype != x.dtype for v in xs[1:]):
         return None
     bound = x.nbytes  # the result's bytes at most, whatever the broadcast
     for v in xs[1:]:
-        if not isinstance(v, _ARRAYS) or v.dtype != x.dtype:
-            return None
         bound *= v.size
     if bound < SHM_MIN_BYTES:
+        return None  # cheaper to copy than to work out
+    try:
+        return np.broadcast_shapes(*(v.shape for v in xs)), ufunc.resolve_dtypes((x.dtype,) * len(xs) + (None,))[-1]
+    except (ValueError, TypeError):
+        return None  # the ufunc itself raises its own error
+
+
+def _send_buffer(step, key, spec):
+    """The send buffer for a result of spec (shape, dtype) as an array of that dtype and shape, or None:
+    no spec, a result under the size that travels through shared memory, or a rendezvous with no buffer
+    for the key."""
+    if spec is None:
+        return None
+    shape, dtype = spec
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize < SHM_MIN_BYTES:
         return None
     offer = getattr(step.rendezvous, "send_buffer", None)  # only a rendezvous that reaches other workers
     if offer is None:
         return None
-    try:
-        shape = np.broadcast_shapes(*(v.shape for v in xs))
-        dtype = ufunc.resolve_dtypes((x.dtype,) * len(xs) + (None,))[-1]
-    except (ValueError, TypeError):
-        return None  # the ufunc itself raises its own error
-    count = 1
-    for d in shape:
-        count *= d
-    buf = offer(key, count * dtype.itemsize) if count else None
+    buf = offer(key, count * dtype.itemsize)
     return None if buf is None else buf.view(dtype).reshape(shape)
 
 

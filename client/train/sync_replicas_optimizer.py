@@ -151,7 +151,10 @@ class SyncReplicasOptimizer(Optimizer):
             if self._variable_averages is not None:
                 with scopes.control_dependencies([sync_op]):
                     sync_op = self._variable_averages.apply(self._variables_to_average)
-            self._chief_queue_runner = queue_runner.QueueRunner(dummy_queue, [sync_op])
+            # The chief's end closes the token queue (the hook's end op), maybe while the runner's sync op
+            # is enqueuing: its "queue is closed" CancelledError ends the runner as a closed queue does.
+            self._chief_queue_runner = queue_runner.QueueRunner(
+                dummy_queue, [sync_op], queue_closed_exception_types=(errors.OutOfRangeError, errors.CancelledError))
         for accum, device in self._accumulator_list:
             with scopes.device(device):
                 chief_init_ops.append(accum.set_global_step(global_step.read_value(), name="SetGlobalStep"))

@@ -78,20 +78,34 @@ def _fused_kernel(node):
                 raise node_error(e, members[k]) from None
         return vals
 
-    def run(*args):
+    specs = {}  # input shapes -> (shape, dtype) of the result, for result_spec
+
+    def run(*args, out=None):
         key = tuple(a.shape for a in args)  # an input's dtype is fixed by the graph; its shape is not
         prog = plans.get(key)
-        return prog(*args) if prog is not None else _first(key, args)
+        return prog(*args, out=out) if prog is not None else _first(key, args, out)
     if quiet:
         run = registry.quiet_fp(run)  # as the members' own kernels: TF returns inf and nan silently
 
-    def _first(key, args):
+    def result_spec(args):
+        """(shape, dtype) of the result for inputs `args` once a step with their shapes has run, else
+        None: the executor then offers `out=` (memory the result is sent from) on the next call."""
+        return specs.get(tuple(getattr(a, "shape", None) for a in args))
+    run.result_spec = result_spec
+
+    def _first(key, args, out):
         vals = plain(args)
         if len(plans) >= _MAX_SHAPE_PLANS:
             plans.clear()
+            specs.clear()
         scalar = quiet and all(getattr(v, "size", 2) == 1 for v in vals)
         plans[key] = _checked(_scalar_source(args, vals) if scalar else _buffer_source(len(args), vals))
-        return vals[-1]
+        if isinstance(vals[-1], xp.ndarray):
+            specs[key] = (vals[-1].shape, vals[-1].dtype)
+        if out is None:
+            return vals[-1]
+        out[...] = vals[-1]
+        return out
 
     def _buffer_source(nargs, vals):
         """Code that writes each member's result into a dead intermediate of its shape and dtype."""
@@ -111,7 +125,10 @@ def _fused_kernel(node):
             else:  # the result is in var[reuse] (a ufunc's) or a new array (a function may allocate)
                 var.append(var[reuse])
                 lines.append(f"    {var[reuse]} = {call}, out={var[reuse]})")
-        return nargs, lines, f"    return {var[-1]}"
+            if k == len(operands) - 1:  # the last member writes into `out` when it is given
+                lines[-1:] = ["    if out is None:", "    " + lines[-1], f"        return {var[-1]}",
+                              f"    r = {call}, out=out)", "    if r is not out:", "        out[...] = r"]
+        return nargs, lines, "    return out"
 
     def _scalar_source(args, vals):
         """Code for one-element tensors: NumPy scalars, whose arithmetic operators give the ufuncs'
@@ -125,25 +142,30 @@ def _fused_kernel(node):
             form = _OPERATORS.get(members[k].op)
             lines.append(f"    t{k} = " + (form.format(*names) if form else f"f{k}({', '.join(names)})"))
             var.append(f"t{k}")
-        out = vals[-1]
-        if isinstance(out, np.ndarray):
+        result = vals[-1]
+        if isinstance(result, np.ndarray):
             # every input has one element, so the result's shape is (1,) * its rank
-            return nargs, lines, f"    return _np.array({var[-1]}, ndmin={out.ndim})"
-        return nargs, lines, f"    return {var[-1]}"
+            lines.append(f"    {var[-1]} = _np.array({var[-1]}, ndmin={result.ndim})")
+        lines += ["    if out is None:", f"        return {var[-1]}", f"    out[...] = {var[-1]}"]
+        return nargs, lines, "    return out"
 
     def _checked(generated):
         nargs, lines, ret = generated
-        source = f"def fused({', '.join(f'a{i}' for i in range(nargs))}):\n" + "\n".join(lines + [ret]) + "\n"
+        source = f"def fused({''.join(f'a{i}, ' for i in range(nargs))}out=None):\n" + "\n".join(lines + [ret]) + "\n"
         scope = {f"f{k}": fn for k, fn in enumerate(fns)}
         scope["_np"] = np
         exec(compile(source, f"<fused {node.name}>", "exec"), scope)  # noqa: S102 - our own generated code
         fused = scope["fused"]
 
-        def checked(*args):
+        def checked(*args, out=None):
             try:
-                return fused(*args)
+                return fused(*args, out=out)
             except Exception:
-                return plain(args)[-1]  # raises naming the member that failed; else a transient error
+                result = plain(args)[-1]  # raises naming the member that failed; else a transient error
+                if out is None:
+                    return result
+                out[...] = result
+                return out
         return checked
 
     return run
