@@ -190,12 +190,9 @@ class GraphIR:
                 fn.validate(known_ops, _seen)
         self.topological_order()
 
-    def topological_order(self, priority=None):
-        """Node names in an order where every input comes first; InvalidArgumentError on a cycle.
-        With `priority` ({name: number}), of the nodes whose inputs are all ordered the highest
-        comes next (ties in node order)."""
-        if priority is not None:
-            return self._prioritized_order(priority)
+    def dependencies(self):
+        """(indegree, consumers) by node name: how many distinct nodes of the graph each node waits on
+        (data and control inputs), and the names of the nodes that wait on it."""
         indeg = {}
         consumers = {name: [] for name in self.nodes}
         for n in self.nodes.values():
@@ -205,42 +202,37 @@ class GraphIR:
             indeg[n.name] = len(deps)
             for d in deps:
                 consumers[d].append(n.name)
-        ready = [name for name, d in indeg.items() if d == 0]
-        ready.reverse()
-        order = []
-        while ready:
-            name = ready.pop()
-            order.append(name)
-            for c in consumers[name]:
-                indeg[c] -= 1
-                if indeg[c] == 0:
-                    ready.append(c)
-        self._check_acyclic(order, indeg)
-        return order
+        return indeg, consumers
 
-    def _check_acyclic(self, order, indeg):
+    def topological_order(self, priority=None):
+        """Node names in an order where every input comes first; InvalidArgumentError on a cycle.
+        With `priority` ({name: number}), of the nodes whose inputs are all ordered the highest
+        comes next (ties in node order)."""
+        indeg, consumers = self.dependencies()
+        order = []
+        if priority is None:
+            ready = [name for name, d in indeg.items() if d == 0]
+            ready.reverse()
+            while ready:
+                name = ready.pop()
+                order.append(name)
+                for c in consumers[name]:
+                    indeg[c] -= 1
+                    if indeg[c] == 0:
+                        ready.append(c)
+        else:
+            position = {name: i for i, name in enumerate(self.nodes)}
+            ready = [(-priority.get(name, 0), position[name], name) for name, d in indeg.items() if d == 0]
+            heapq.heapify(ready)
+            while ready:
+                name = heapq.heappop(ready)[2]
+                order.append(name)
+                for c in consumers[name]:
+                    indeg[c] -= 1
+                    if indeg[c] == 0:
+                        heapq.heappush(ready, (-priority.get(c, 0), position[c], c))
         if len(order) != len(self.nodes):
             stuck = sorted(n for n, d in indeg.items() if d > 0)
             raise errors.InvalidArgumentError(
                 None, None, f"graph has a cycle through node(s) {stuck[:10]}")
-
-    def _prioritized_order(self, priority):
-        position = {name: i for i, name in enumerate(self.nodes)}
-        indeg, consumers = {}, {name: [] for name in self.nodes}
-        for n in self.nodes.values():
-            deps = ({split_input(r)[0] for r in n.inputs} | set(n.control_inputs)) & self.nodes.keys()
-            indeg[n.name] = len(deps)
-            for d in deps:
-                consumers[d].append(n.name)
-        ready = [(-priority.get(name, 0), position[name], name) for name, d in indeg.items() if d == 0]
-        heapq.heapify(ready)
-        order = []
-        while ready:
-            name = heapq.heappop(ready)[2]
-            order.append(name)
-            for c in consumers[name]:
-                indeg[c] -= 1
-                if indeg[c] == 0:
-                    heapq.heappush(ready, (-priority.get(c, 0), position[c], c))
-        self._check_acyclic(order, indeg)
         return order

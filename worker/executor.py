@@ -433,12 +433,7 @@ def _send_first(graph):
     sends = {n.name: n.attrs["_priority"] for n in graph if n.op == "_Send" and "_priority" in n.attrs}
     if not sends:
         return None
-    consumers = {n.name: [] for n in graph}
-    for n in graph:
-        for ref in n.inputs:
-            consumers[split_input(ref)[0]].append(n.name)
-        for c in n.control_inputs:
-            consumers[c].append(n.name)
+    consumers = graph.dependencies()[1]
     priority = {}
     for name in reversed(graph.topological_order()):
         priority[name] = sends[name] if name in sends else \
