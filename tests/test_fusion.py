@@ -268,6 +268,27 @@ def test_gradients_through_fused_relu_sigmoid_cast_chains():
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_a_fused_chain_warns_where_its_members_would():
+    """A chain with a member whose own kernel silences NumPy's warnings (RealDiv: TF's silent inf) is
+    silent fused too; a chain of ufuncs that warn unfused (Mul overflowing) warns fused as well."""
+    import warnings
+    x = np.array([1.0, 0.0], np.float32)
+    consts = [("x", "Const", [], {"value": x, "dtype": tg.float32}),
+              ("z", "Const", [], {"value": np.zeros(2, np.float32), "dtype": tg.float32}),
+              ("big", "Const", [], {"value": np.full(2, 3e38, np.float32), "dtype": tg.float32})]
+    cases = [("RealDiv", "z", [np.inf, np.nan], False), ("Mul", "big", [np.inf, 0.0], True)]
+    for op, other, want, warns in cases:
+        g = _graph(*consts, ("d", op, ["x:0", f"{other}:0"]), ("a", "Add", ["d:0", "d:0"]))
+        fused = fusion.fuse_elementwise(g)
+        assert fused["a"].op == "_FusedElementwise"
+        for graph in (g, fused):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for _ in range(2):  # the first call and the generated code
+                    np.testing.assert_array_equal(_run(graph, "a:0"), want)
+            assert bool(caught) == warns, (op, graph is fused, [str(w.message) for w in caught])
+
+
 def test_a_failing_elementwise_function_is_named():
     g = tg.Graph()
     with g.as_default():

@@ -175,13 +175,20 @@ def quiet_fp(fn):
     """fn run with NumPy's floating-point warnings off: TF returns inf and nan silently."""
     if int(np.__version__.split(".")[0]) >= 2:
         # errstate as a decorator sets a context variable: well under half of a `with` block's cost
-        return np.errstate(all="ignore")(fn)
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):  # NumPy 1's decorator shares one errstate instance's saved state across threads
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
+        run = np.errstate(all="ignore")(fn)
+    else:
+        @functools.wraps(fn)
+        def run(*args, **kwargs):  # NumPy 1's decorator shares one errstate instance's saved state across threads
+            with np.errstate(all="ignore"):
+                return fn(*args, **kwargs)
+    run.quiets_fp = True
     return run
+
+
+def quiets_fp(kernel):
+    """Whether `kernel` is one quiet_fp made: a fused kernel turns warnings off only where a member's
+    own kernel does, since doing so costs about as much as a small ufunc call."""
+    return getattr(kernel, "quiets_fp", False)
 
 
 def np_dtype(dt):
