@@ -22,7 +22,6 @@ Indices that repeat are applied one after another, in order, as TF's
 kernels do (TF1's optimizers sum duplicates before calling them).
 """
 
-import contextlib
 import sys
 
 import numpy as np
@@ -106,7 +105,20 @@ def writable_value(var, node_desc, xp):
 
 
 def _store(var, array):
+    """Makes `array` (writable_value's) var's value; nothing to do where it is var's own memory, updated
+    in place, which var's read-only view already shows."""
+    value = var.value
+    if isinstance(value, np.ndarray) and array.base is not None and array.base is (
+            value if value.base is None else value.base):
+        return
     var.value = core_ops._frozen(array)
+
+
+def host_float(x):
+    """A scalar input (on any device) as a Python float."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return float(x)
+    return float(np.asarray(core_ops.to_host(x)))
 
 
 def _updates_for(node, value, indices, updates, xp):
@@ -182,7 +194,7 @@ def _sparse_apply(slots, scalars, grad_at, rule):
                         raise _invalid(f"{desc}: slot {v.name} has shape {list(a.shape)}, the variable "
                                        f"{handles[0].name} {list(arrays[0].shape)}")
                 dt = arrays[0].dtype
-                cs = [dt.type(float(np.asarray(core_ops.to_host(args[i])))) for i in scalars]
+                cs = [dt.type(host_float(args[i])) for i in scalars]
                 flat = indices.reshape(-1)
                 g = _updates_for(node, arrays[0], indices, grad, xp).reshape((flat.size,) + arrays[0].shape[1:])
                 if np.unique(core_ops.to_host(flat)).size == flat.size:
@@ -196,15 +208,21 @@ def _sparse_apply(slots, scalars, grad_at, rule):
     return factory
 
 
-@contextlib.contextmanager
-def locked(handles):
-    """Holds the locks of the variables `handles`, taken in order and released in reverse."""
-    for v in handles:
-        v.lock.acquire()
-    try:
-        yield
-    finally:
-        for v in reversed(handles):
+class locked:
+    """Holds the locks of the variables `handles`, taken in order and released in reverse (a class, not
+    a generator: an optimizer step takes it once per variable)."""
+
+    __slots__ = ("handles",)
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def __enter__(self):
+        for v in self.handles:
+            v.lock.acquire()
+
+    def __exit__(self, *exc):
+        for v in reversed(self.handles):
             v.lock.release()
 
 

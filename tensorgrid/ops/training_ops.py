@@ -29,10 +29,10 @@ so betas fed as float64 give Keras's numbers (Keras forms them in Python).
 
 import numpy as np
 
-from tensorgrid.ops import core_ops, scatter_ops
+from tensorgrid.ops import scatter_ops
 from tensorgrid.ops.array_ops import _invalid, _require_scalar
 from tensorgrid.ops.registry import register
-from tensorgrid.ops.scatter_ops import _desc, _store, locked, writable_value
+from tensorgrid.ops.scatter_ops import _desc, _store, host_float, locked, writable_value
 
 
 def _fused(slots, scalars, grad_at, rule):
@@ -54,7 +54,7 @@ def _fused(slots, scalars, grad_at, rule):
                 if grad.shape != arrays[0].shape:
                     raise _invalid(f"{desc}: the gradient has shape {list(grad.shape)}, the variable "
                                    f"{handles[0].name} {list(arrays[0].shape)}")
-                cs = [float(np.asarray(core_ops.to_host(args[i]))) for i in scalars]
+                cs = [host_float(args[i]) for i in scalars]
                 rule(node, arrays, grad, *cs)
                 for v, a in zip(handles, arrays):
                     _store(v, a)
@@ -85,11 +85,22 @@ def _momentum(node, arrays, grad, lr, momentum):
 def _adam(node, arrays, grad, beta1_power, beta2_power, lr, beta1, beta2, epsilon):
     var, m, v = arrays
     t = var.dtype.type
+    xp = node.xp
     alpha = t(lr) * np.sqrt(t(1) - t(beta2_power)) / (t(1) - t(beta1_power))
-    m += (grad - m) * t(1.0 - beta1)
-    v += (grad * grad - v) * t(1.0 - beta2)
+    # The formulas above, each operation in its order, with two temporaries instead of one per operation.
+    tmp = xp.subtract(grad, m, out=xp.empty_like(var))  # an array where var is 0-d too
+    tmp *= t(1.0 - beta1)
+    m += tmp
+    xp.multiply(grad, grad, out=tmp)
+    tmp -= v
+    tmp *= t(1.0 - beta2)
+    v += tmp
     step = m * t(beta1) + grad * t(1.0 - beta1) if node.attr("use_nesterov", False) else m
-    var -= (step * alpha) / (node.xp.sqrt(v) + t(epsilon))
+    delta = xp.multiply(step, alpha, out=xp.empty_like(var))
+    xp.sqrt(v, out=tmp)
+    tmp += t(epsilon)
+    delta /= tmp
+    var -= delta
 
 
 def _adagrad(node, arrays, grad, lr):
