@@ -25,6 +25,8 @@ def _host(a):
 
 def _ints(a):
     """A shape-like kernel input as a list of Python ints."""
+    if isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "iu":
+        return a.tolist()  # the common case, at a fraction of a loop's cost
     return [int(v) for v in _host(a).reshape(-1)]
 
 
@@ -399,7 +401,8 @@ def _expand_dims_kernel(node):
         x = xp.asarray(x)
         if not -x.ndim - 1 <= d <= x.ndim:
             raise _invalid(f"dim {d} is out of range for a tensor of rank {x.ndim}")
-        return xp.expand_dims(x, d)
+        d %= x.ndim + 1
+        return x.reshape(x.shape[:d] + (1,) + x.shape[d:])  # what xp.expand_dims does, without its checks
     return expand_dims
 
 
@@ -1226,7 +1229,11 @@ def _broadcast_to_kernel(node):
     def broadcast_to(x, shape):
         dims = _ints(shape)
         try:
-            return xp.array(xp.broadcast_to(x, dims))
+            if x.ndim > len(dims):  # an assignment would drop leading 1s; broadcast_to refuses them
+                raise ValueError
+            out = xp.empty(dims, x.dtype)
+            out[...] = x  # a copy of xp.broadcast_to(x, dims), without making that view first
+            return out
         except ValueError:
             raise _invalid(f"Unable to broadcast tensor of shape {list(xp.shape(x))} to tensor of shape {dims}") from None
     return broadcast_to

@@ -479,9 +479,9 @@ def _matmul_kernel(batched):
                     None, None, f"In[0] and In[1] must have rank {'at least ' if batched else ''}2, "
                                 f"but are {list(a.shape)} and {list(b.shape)}")
             if ta:
-                a = xp.swapaxes(a, -1, -2)
+                a = a.swapaxes(-1, -2)  # the method: xp.swapaxes's view without its Python layer
             if tb:
-                b = xp.swapaxes(b, -1, -2)
+                b = b.swapaxes(-1, -2)
             if a.shape[-1] != b.shape[-2]:
                 raise errors.InvalidArgumentError(
                     None, None, f"Matrix size-incompatible: In[0]: {list(a.shape)}, In[1]: {list(b.shape)}")
