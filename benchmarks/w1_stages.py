@@ -46,17 +46,24 @@ OFF_PATH = [
 ]
 
 
-def _read(directory):
-    """{process role: sorted [(ns, name)]} from the .stages files the cluster's processes wrote."""
-    roles = {}
+def _read_all(directory):
+    """Every process's sorted [(ns, name)] marks from the .stages files the cluster's processes wrote."""
+    out = []
     for path in glob.glob(os.path.join(directory, "*.stages")):
         with open(path) as f:
-            marks = [(int(t), name) for t, name in (line.split(" ", 1) for line in f.read().splitlines())]
+            out.append(sorted((int(t), name) for t, name in (line.split(" ", 1) for line in f.read().splitlines())))
+    return out
+
+
+def _read(directory):
+    """{process role: sorted [(ns, name)]} of the cluster's processes (master, worker A, worker B)."""
+    roles = {}
+    for marks in _read_all(directory):
         names = {n for _, n in marks}
         role = ("master" if "m.woken" in names else "A" if "w.send" in names else "B" if "w.arrived" in names
                 else None)
         if role is not None:
-            roles[role] = sorted(marks)
+            roles[role] = marks
     return roles
 
 
@@ -71,9 +78,14 @@ def _first_in(marks, start, end):
     return out
 
 
-def stage_table(client_marks, roles, last_n):
-    """Rows (label, median us, p10 us, p90 us) of CRITICAL then OFF_PATH, the median step (us), how many
-    steps had every mark, and in how many B waited for a before it arrived."""
+def pct(xs, p):
+    """The p-quantile (0..1) of xs, nearest rank."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p * (len(xs) - 1)))]
+
+
+def step_windows(client_marks):
+    """[(start ns, end ns)] of every Session.run in the client's marks."""
     windows, start = [], None
     for t, name in client_marks:
         if name == "c.start":
@@ -81,7 +93,13 @@ def stage_table(client_marks, roles, last_n):
         elif name == "c.end" and start is not None:
             windows.append((start, t))
             start = None
-    windows = windows[-last_n:]
+    return windows
+
+
+def stage_table(client_marks, roles, last_n):
+    """Rows (label, median us, p10 us, p90 us) of CRITICAL then OFF_PATH, the median step (us), how many
+    steps had every mark, and in how many B waited for a before it arrived."""
+    windows = step_windows(client_marks)[-last_n:]
     rows = CRITICAL + OFF_PATH
     diffs = [[] for _ in rows]
     totals, b_ready_first = [], 0
@@ -98,37 +116,45 @@ def stage_table(client_marks, roles, last_n):
         if seen["B"]["w.wait"] < seen["B"]["w.arrived"]:
             b_ready_first += 1
 
-    def pct(xs, p):
-        xs = sorted(xs)
-        return xs[min(len(xs) - 1, round(p * (len(xs) - 1)))]
     if not totals:
         return [], float("nan"), 0, 0
     table = [(label, statistics.median(d), pct(d, 0.1), pct(d, 0.9)) for (label, _, _), d in zip(rows, diffs)]
     return table, statistics.median(totals), len(totals), b_ready_first
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.w1_stages", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=500, help="timed steps (default: 500)")
-    p.add_argument("--warmup", type=int, default=50, help="steps not counted, first (default: 50)")
-    args = p.parse_args(argv)
+def record(build, steps, warmup):
+    """Runs the graph build(tf, worker devices) -> (graph, x, fetch) warmup + steps times on a fresh local
+    cluster with TENSORGRID_STAGES set (x fed a 1-element float32); returns (the client's sorted marks,
+    the directory of the cluster's .stages files)."""
     directory = tempfile.mkdtemp(prefix="tensorgrid-stages-")
     os.environ["TENSORGRID_STAGES"] = directory   # before tensorgrid is imported: stages.ON is read then
     import numpy as np
 
     import tensorgrid.compat.v1 as tf
-    from benchmarks import workloads
     from tensorgrid.observability import stages
     from tensorgrid.runtime.cluster import LocalCluster
     tf.disable_eager_execution()
     with LocalCluster(num_workers=2, env={"TENSORGRID_STAGES": directory}) as cluster:
-        g, x, b = workloads._w1_graph(tf, ["/job:worker/task:0", "/job:worker/task:1"])
+        g, x, fetch = build(tf, ["/job:worker/task:0", "/job:worker/task:1"])
         with tf.Session(cluster.target, graph=g) as sess:
             feed = {x: np.ones(1, np.float32)}
-            for _ in range(args.warmup + args.steps):
-                sess.run(b, feed)
-    client_marks = sorted(stages._marks)
+            for _ in range(warmup + steps):
+                sess.run(fetch, feed)
+    return sorted(stages._marks), directory
+
+
+def parse_args(prog, doc, argv, steps, warmup):
+    """--steps and --warmup of a stages script."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=steps, help=f"timed steps (default: {steps})")
+    p.add_argument("--warmup", type=int, default=warmup, help=f"steps not counted, first (default: {warmup})")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args("python -m benchmarks.w1_stages", __doc__, argv, 500, 50)
+    from benchmarks import workloads
+    client_marks, directory = record(workloads._w1_graph, args.steps, args.warmup)
     rows, total, n, b_first = stage_table(client_marks, _read(directory), args.steps)
     print(f"W1 by stage, {n} steps (median, p10, p90 in microseconds; critical path A -> B):")
     for i, (label, med, p10, p90) in enumerate(rows):

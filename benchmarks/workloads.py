@@ -82,8 +82,9 @@ def w2_transfer(tf, target, devs, n=20, warmup=3, mib=64):
             return {"W2 transfer 64MiB": _timed(lambda: sess.run(s), n, warmup)}
 
 
-def w3_chain(tf, target, devs, n=50, warmup=5, ops=1000, block=100):
-    """W3: x fed; 1000 ops y = y * 1.0001 + 0.5 in blocks of 100 alternating between the workers."""
+def _w3_graph(tf, devs, ops=1000, block=100):
+    """W3's graph: (graph, x, y) with x fed and `ops` ops y = y * 1.0001 + 0.5 in blocks of `block`
+    alternating between the workers."""
     g = tf.Graph()
     with g.as_default():
         x = tf.placeholder(tf.float32, [1], name="x")
@@ -95,10 +96,16 @@ def w3_chain(tf, target, devs, n=50, warmup=5, ops=1000, block=100):
             with tf.device(devs[b % 2]):
                 for _ in range(block // 2):
                     y = y * m + c
-        with tf.Session(target, graph=g) as sess:
-            feed = {x: np.ones(1, np.float32)}
-            sess.run(y, feed)
-            return {"W3 chain 1000 ops": _timed(lambda: sess.run(y, feed), n, warmup)}
+    return g, x, y
+
+
+def w3_chain(tf, target, devs, n=50, warmup=5, ops=1000, block=100):
+    """W3: x fed; 1000 ops y = y * 1.0001 + 0.5 in blocks of 100 alternating between the workers."""
+    g, x, y = _w3_graph(tf, devs, ops, block)
+    with tf.Session(target, graph=g) as sess:
+        feed = {x: np.ones(1, np.float32)}
+        sess.run(y, feed)
+        return {"W3 chain 1000 ops": _timed(lambda: sess.run(y, feed), n, warmup)}
 
 
 def w4_big_graph(tf, target, devs, leaves=5000, n=10):

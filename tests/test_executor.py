@@ -1,6 +1,7 @@
 """The executor on literal partitions, with no Session: scheduling across receives, errors, freeing."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -112,3 +113,47 @@ def test_deadline_while_waiting_for_a_receive():
     step = Step(1, LocalRendezvous(1), {}, {}, deadline=time.monotonic() + 0.05)
     with pytest.raises(errors.DeadlineExceededError):
         exe.run(step)
+
+
+def test_a_delivering_thread_computes_the_groups_its_arrival_completes(monkeypatch):
+    """A receive delivered by a data-plane reader (executor.delivering()) runs its groups on that thread, so
+    the step's own thread wakes once, at the end; a group that may wait (a queue) hands the reading off first."""
+    from tensorgrid.worker import executor
+    delivering = threading.local()
+    handed = []
+    monkeypatch.setattr(executor, "delivering", lambda: getattr(delivering, "on", False))
+    monkeypatch.setattr(executor, "hand_off_reading", lambda: handed.append(1) or True)
+    ran_on = []
+
+    class Rendezvous(LocalRendezvous):
+        def send(self, key, value):
+            ran_on.append((key, threading.current_thread().name))
+            super().send(key, value)
+    g = GraphIR([
+        Node("r1", "_Recv", [], [], B, {"key": "k1", "dtype": tg.float32}),
+        Node("r2", "_Recv", [], [], B, {"key": "k2", "dtype": tg.float32}),
+        Node("n", "Neg", ["r1:0"], [], B),
+        Node("s", "_Send", ["n:0"], [], B, {"key": "out1"}),
+        Node("m", "Add", ["r2:0", "n:0"], [], B),
+        Node("f", "_Fetch", ["m:0"], [], B, {"key": "m:0"}),
+    ])
+    exe = Executable(g, DeviceContext(B))
+    assert exe.quick_recvs == [True, True]
+    step = Step(1, Rendezvous(1), {}, {})
+    runner = threading.Thread(target=exe.run, args=(step,), name="step")
+    runner.start()
+    deadline = time.monotonic() + 10
+    while step.rendezvous.pending() < 2 and time.monotonic() < deadline:  # both receives wait
+        time.sleep(0.001)
+
+    def reader(key, value):
+        delivering.on = True
+        step.rendezvous.send(key, np.float32(value))
+    for key, value in (("k1", 2.0), ("k2", 5.0)):
+        t = threading.Thread(target=reader, args=(key, value), name=f"reader-{key}")
+        t.start()
+        t.join(10)
+    runner.join(10)
+    assert not runner.is_alive()
+    assert step.fetches["m:0"] == 3.0
+    assert ("out1", "reader-k1") in ran_on and not handed

@@ -565,3 +565,32 @@ def test_send_buffers_never_sent_go_back(planes):
 def test_no_send_buffer_without_shared_memory(planes, mode):
     sender, receiver, address, inbox = _pair(planes, mode)
     assert sender.send_buffer(address, 1, 1 << 20) is None
+
+
+@pytest.mark.parametrize("mode", ["auto", "tcp"])
+def test_a_delivery_that_hands_off_reading_may_wait_while_the_connection_is_read(planes, mode):
+    """deliver() runs on the connection's reading thread; after hand_off_reading() it may wait for as long as
+    it likes, and the next tensor on the same connection still arrives (on another thread)."""
+    release, seen = threading.Event(), []
+
+    def deliver(step_id, key, array):
+        seen.append((key, transport.delivering(), threading.current_thread()))
+        if key == "first":
+            assert transport.hand_off_reading()
+            assert not transport.delivering()
+            assert release.wait(20)
+        else:
+            release.set()
+    receiver, address = planes(mode=mode, deliver=deliver)
+    sender, _ = planes(mode=mode)
+    sender.send(address, 1, "first", np.ones(3, np.float32))
+    sender.send(address, 1, "second", np.ones(3, np.float32))
+    assert release.wait(20), "the second tensor never arrived while the first's delivery waited"
+    assert [(k, d) for k, d, _ in seen] == [("first", True), ("second", True)]
+    assert seen[0][2] is not seen[1][2]
+    assert not transport.delivering() and not transport.hand_off_reading()   # not a reading thread
+    sender.send(address, 1, "third", np.ones(3, np.float32))                  # the first thread reads again
+    deadline = time.monotonic() + 20
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [k for k, _, _ in seen] == ["first", "second", "third"]

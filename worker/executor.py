@@ -33,7 +33,7 @@ from tensorgrid.framework import errors
 from tensorgrid.observability import stages
 from tensorgrid.ops import registry
 from tensorgrid.runtime.ir import functions_of, split_input
-from tensorgrid.worker.transport import SHM_MIN_BYTES
+from tensorgrid.worker.transport import SHM_MIN_BYTES, delivering, hand_off_reading
 
 
 @dataclasses.dataclass
@@ -110,6 +110,65 @@ def node_error(exc, node):
 
 class _Group:
     __slots__ = ("index", "recvs", "prog")
+
+
+_DONE = object()  # wakes a step's thread after another thread ran its last arrival, or failed
+
+
+class _Inline(threading.local):
+    on = False  # this thread computes on a delivery: another one it makes (a local send) is queued
+
+
+_inline = _Inline()
+
+
+class _Waits:
+    """One run's state while its receives arrive: what is still missing, and the lock its computing
+    thread holds (the step's, or a data-plane reader's: Executable._run_waiting)."""
+
+    __slots__ = ("exe", "step", "trace", "vals", "arrivals", "lock", "missing", "remaining", "failure", "over")
+
+    def __init__(self, exe, step, trace, vals, arrivals):
+        self.exe, self.step, self.trace, self.vals, self.arrivals = exe, step, trace, vals, arrivals
+        self.lock = threading.Lock()
+        self.missing = [len(g.recvs) for g in exe.groups]
+        self.remaining = len(exe.recv_keys)
+        self.failure = None
+        self.over = False
+
+    def arrived(self, r, value, err):
+        """Wait r's value (or error), on the thread that delivered it: computed on here when that thread
+        is a data-plane reader, the step's thread sleeps and the groups it completes wait on nothing (or the
+        reader could hand its reading off first); else queued for the step's thread."""
+        if err is None and not _inline.on and delivering() and self.lock.acquire(blocking=False):
+            try:
+                if (not self.over and self.failure is None
+                        and (self.exe.quick_recvs[r] or hand_off_reading())):
+                    _inline.on = True
+                    try:
+                        self._compute(r, value)
+                    finally:
+                        _inline.on = False
+                    return
+            finally:
+                self.lock.release()
+        self.arrivals.put((r, value, err))
+
+    def _compute(self, r, value):
+        """Runs the arrival here (lock held); wakes the step's thread when that was its last, or it failed."""
+        if stages.ON:
+            stages.mark("w.woke")
+        exe = self.exe
+        try:
+            if exe.device.xp is np:
+                exe._arrival(self, r, value)
+            else:
+                with exe.device.activate():
+                    exe._arrival(self, r, value)
+        except BaseException as e:  # noqa: BLE001 - the step's thread raises it
+            self.failure = e
+        if self.remaining == 0 or self.failure is not None:
+            self.arrivals.put(_DONE)
 
 
 class Executable:
@@ -231,6 +290,9 @@ class Executable:
             for r in g.recvs:
                 self.groups_of_recv[r].append(g.index)
         self.recv_slot = [self._outputs_slot(i) for i in recv_ids]
+        # per wait: whether every group waiting on it runs only kernels that wait on nothing
+        quick = [all(_waits_on_nothing(self.opdefs[inst[6]], nodes[inst[6]]) for inst in g.prog) for g in groups]
+        self.quick_recvs = [all(quick[gi] for gi in gis) for gis in self.groups_of_recv]
 
     def _outputs_only_sent(self, parsed):
         """{node index: _Send key} of the ufunc and fused elementwise nodes whose one output goes to one
@@ -322,55 +384,80 @@ class Executable:
                 self._run_group(g, step, vals, trace)
             return
         if not self.has_async:
-            self._run_waiting(step, trace, vals, queue.SimpleQueue())
+            self._run_waiting(_Waits(self, step, trace, vals, queue.SimpleQueue()))
             return
         arrivals = vals[self.arrivals_slot] = queue.SimpleQueue()
         try:
-            self._run_waiting(step, trace, vals, arrivals)
+            self._run_waiting(_Waits(self, step, trace, vals, arrivals))
         except BaseException:
             step.cancelled.set()  # this partition failed: its asynchronous kernels stop too
             raise
 
-    def _run_waiting(self, step, trace, vals, arrivals):
-        groups = self.groups
-        missing = [len(g.recvs) for g in groups]
-        for g in groups:
-            if not g.recvs:
-                self._run_group(g, step, vals, trace)
-        for r, key in enumerate(self.recv_keys):
-            if key is not None:
-                step.rendezvous.recv_async(key, lambda v, e, r=r: arrivals.put((r, v, e)))
-        remaining = len(self.recv_keys)
-        if stages.ON:
-            stages.mark("w.wait")
-        while remaining:
-            timeout = None if step.deadline is None else max(0.0, step.deadline - time.monotonic())
-            try:
-                r, value, err = arrivals.get(timeout=timeout)
-            except queue.Empty:
-                raise errors.DeadlineExceededError(
-                    None, None, f"step {step.step_id} timed out on {self.device.name} "
-                    f"waiting for a tensor from another device or a kernel of its own") from None
+    def _run_waiting(self, w):
+        """Runs the groups that wait for nothing, then each group once its receives have arrived.
+
+        An arrival is computed on by whichever thread holds w.lock: the step's own thread, or a data-plane
+        reader that delivered it while the step's thread was asleep (_Waits.arrived), so a tensor from
+        another worker wakes no thread to run the kernels it makes ready; the step's thread wakes once,
+        when the last arrival is in or a group failed."""
+        step, arrivals = w.step, w.arrivals
+        w.lock.acquire()
+        try:
+            for g in self.groups:
+                if not g.recvs:
+                    self._run_group(g, step, w.vals, w.trace)
+            for r, key in enumerate(self.recv_keys):
+                if key is not None:
+                    step.rendezvous.recv_async(key, lambda v, e, r=r: w.arrived(r, v, e))
             if stages.ON:
-                stages.mark("w.woke")
-            if err is not None:
-                raise err
-            remaining -= 1
-            start = _now_us() if trace is not None else 0
-            if (self.device.xp is not np or type(value).__module__.startswith("cupy")) and self.recv_keys[r]:
-                value = self.device.accept(value)
-            vals[self.recv_slot[r]] = value
-            if trace is not None:  # a receive's time is its host<->GPU copy, if any
-                n = self.nodes[self.recv_ids[r]]
-                trace.append(NodeStats(n.name, n.op, start, _now_us(), *_describe_outputs(value)))
-            ready = []
-            for gi in self.groups_of_recv[r]:
-                missing[gi] -= 1
-                if missing[gi] == 0:
-                    ready.append(groups[gi])
-            ready.sort(key=lambda g: (len(g.recvs), g.index))
-            for g in ready:
-                self._run_group(g, step, vals, trace)
+                stages.mark("w.wait")
+            while w.remaining:
+                w.lock.release()
+                try:
+                    timeout = None if step.deadline is None else max(0.0, step.deadline - time.monotonic())
+                    item = arrivals.get(timeout=timeout)
+                except queue.Empty:
+                    item = None
+                finally:
+                    w.lock.acquire()
+                if w.failure is not None:
+                    raise w.failure
+                if item is None:
+                    raise errors.DeadlineExceededError(
+                        None, None, f"step {step.step_id} timed out on {self.device.name} "
+                        f"waiting for a tensor from another device or a kernel of its own") from None
+                if item is _DONE:
+                    continue
+                if stages.ON:
+                    stages.mark("w.woke")
+                r, value, err = item
+                if err is not None:
+                    raise err
+                self._arrival(w, r, value)
+        finally:
+            w.over = True
+            w.lock.release()
+
+    def _arrival(self, w, r, value):
+        """Takes wait r's value into the value table and runs the groups it completes (w.lock held)."""
+        w.remaining -= 1
+        trace = w.trace
+        start = _now_us() if trace is not None else 0
+        if (self.device.xp is not np or type(value).__module__.startswith("cupy")) and self.recv_keys[r]:
+            value = self.device.accept(value)
+        w.vals[self.recv_slot[r]] = value
+        if trace is not None:  # a receive's time is its host<->GPU copy, if any
+            n = self.nodes[self.recv_ids[r]]
+            trace.append(NodeStats(n.name, n.op, start, _now_us(), *_describe_outputs(value)))
+        missing, groups = w.missing, self.groups
+        ready = []
+        for gi in self.groups_of_recv[r]:
+            missing[gi] -= 1
+            if missing[gi] == 0:
+                ready.append(groups[gi])
+        ready.sort(key=lambda g: (len(g.recvs), g.index))
+        for g in ready:
+            self._run_group(g, w.step, w.vals, trace)
 
     def _run_group(self, g, step, vals, trace):
         if step.cancelled.is_set():
@@ -423,6 +510,18 @@ class Executable:
             if frees:
                 for f in frees:
                     vals[f] = None
+
+
+_QUICK_STEP_OPS = frozenset(("_Send", "_Feed", "_Fetch", "_Retval"))
+
+
+def _waits_on_nothing(opdef, node):
+    """Whether node's kernel returns without waiting on another thread, step or process (queues, loops,
+    accumulators and Python functions may; a _Send's own waits are the data plane's to handle)."""
+    if node.op in _QUICK_STEP_OPS:
+        return True
+    return not (opdef.stateful or opdef.needs_step or opdef.is_async or node.op.startswith("PyFunc")
+                or functions_of(node))
 
 
 def _send_first(graph):

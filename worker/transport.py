@@ -95,6 +95,10 @@ _LOCAL_SOCKET_METHOD = "/tensorgrid.v1.DataPlane/LocalSocket"
 _MAX_LOCAL_NAME = 100
 
 _PATHS = ("shm", "tcp", "unix", "grpc")
+_NOW = int(socket.MSG_DONTWAIT)
+# the counters' names per path, made once: a send or an arrival formats none
+_SENT_KEYS = {path: (f"bytes_sent_{path}", f"tensors_sent_{path}") for path in _PATHS}
+_RECEIVED_KEYS = {path: (f"bytes_received_{path}", f"tensors_received_{path}") for path in _PATHS}
 
 
 # ---------------------------------------------------------------- helpers
@@ -142,16 +146,27 @@ def _dial(host, port):
 
 
 def _send_parts(sock, parts):
-    """Writes every buffer of `parts`, in order, in as few syscalls as the kernel allows."""
+    """Writes every buffer of `parts` (bytes or flat uint8 arrays), in order, in as few syscalls as the kernel
+    allows: one, unless the socket's buffer is full. A thread reading a connection (delivering()) waits for
+    room only after handing its reading off."""
+    try:
+        sent = sock.sendmsg(parts, (), _NOW if getattr(_reading, "conn", None) is not None else 0)
+    except BlockingIOError:
+        sent = 0
+    if sent == sum(map(len, parts)):
+        return
+    hand_off_reading()
     views = [memoryview(p) for p in parts if len(p)]
     first = 0
-    while first < len(views):
-        sent = sock.sendmsg(views[first:])
+    while True:
         while first < len(views) and sent >= len(views[first]):
             sent -= len(views[first])
             first += 1
+        if first == len(views):
+            return
         if sent:
             views[first] = views[first][sent:]
+        sent = sock.sendmsg(views[first:])
 
 
 def _header(kind, enum, shape, key, step_id, ident, nbytes, offset, length, seg_size=0, name=b""):
@@ -298,8 +313,13 @@ class _Lane:
 
 
 def _write(lane, parts):
-    with lane.lock:
+    if not lane.lock.acquire(blocking=False):
+        hand_off_reading()  # another thread's message is going out, maybe slowly: no waiting while reading
+        lane.lock.acquire()
+    try:
         _send_parts(lane.sock, parts)
+    finally:
+        lane.lock.release()
 
 
 class _Outbound:
@@ -337,6 +357,7 @@ class _Outbound:
         with self.lock:
             if self.lanes or self.via_grpc:
                 return
+            hand_off_reading()  # connecting waits for the peer
             plane = self.plane
             want_shm = plane.mode in ("auto", "shm") and plane._shm_dir is not None
             if plane._tls is None:
@@ -556,6 +577,7 @@ class _Outbound:
             self._release_tail = data[whole:]
 
     def _send_striped(self, step_id, key, enum, shape, data):
+        hand_off_reading()  # it waits for every stripe's lane
         n = data.nbytes
         count = min(self.plane._lanes, n // STRIPE_MIN_BYTES)
         with self.lock:
@@ -606,8 +628,44 @@ class _Outbound:
 
 # ---------------------------------------------------------------- receiver side
 
+# What ends a connection with a warning: a peer that breaks the protocol or asks for too much.
+_BAD_PEER = (wire.ProtocolError, ValueError, UnicodeDecodeError, MemoryError)
+
+# The connection the calling thread reads, while deliver() runs on it.
+_reading = threading.local()
+
+
+def delivering():
+    """Whether the calling thread reads a data-plane connection and is inside a delivery from it (deliver()
+    runs on it): it may then compute on what it delivers, if nothing it runs waits; the data plane's own
+    sends hand the reading off before they could wait (a full socket, a busy connection)."""
+    return getattr(_reading, "conn", None) is not None
+
+
+def hand_off_reading():
+    """Frees the calling thread to compute or wait inside a delivery: when it reads a data-plane connection
+    (delivering()), another thread reads that connection from now on, and this one waits as a spare once
+    its delivery returns. True then, or when it already handed off; False on any other thread, which must
+    not compute on a delivery there (it may be another partition's, or a gRPC server's)."""
+    conn = getattr(_reading, "conn", None)
+    if conn is None:
+        return getattr(_reading, "handed_off", False)
+    if not conn.pass_baton():
+        return False
+    _reading.conn = None
+    _reading.handed_off = True
+    return True
+
+
 class _Inbound:
-    """One accepted connection: its reader thread, the sender's segments it mapped, and release notices back."""
+    """One accepted connection: the threads that read it, the sender's segments it mapped, and release notices
+    back.
+
+    One thread reads at a time: the one holding the baton. A delivery may run the step's kernels on the
+    reading thread (hand_off_reading), which then passes the baton to a spare thread before it runs them,
+    and becomes a spare itself once the delivery returns: the connection is always read, whatever a kernel
+    waits for, and a tensor's arrival wakes no other thread to compute on it.
+    """
 
     def __init__(self, plane, sock):
         self.plane = plane
@@ -618,27 +676,83 @@ class _Inbound:
         self.thread = None
         self._releases = collections.deque()
         self._release_lock = threading.Lock()
+        self._reader = None
+        self._baton = threading.Lock()      # held by the thread whose turn it is to read
+        self._spares = 1                    # threads that will take the baton next: at first the serving one
+        self._spares_lock = threading.Lock()
+        self._ended = False
 
     def serve(self):
-        plane = self.plane
         try:
             try:
-                if not self._handshake():
-                    return
+                accepted = self._handshake()
             finally:
-                plane._handshakes.end(self.sock)
-            reader = _Reader(self.sock)
-            while True:
+                self.plane._handshakes.end(self.sock)
+        except (EOFError, OSError):
+            accepted = False
+        except _BAD_PEER as e:
+            self._dropping(e)
+            accepted = False
+        if not accepted:
+            self._end()
+            return
+        self._reader = _Reader(self.sock)
+        self._take_turns()
+
+    def _dropping(self, e):
+        log.warning("data plane: dropping the connection from %s: %s: %s", self._peer_name(), type(e).__name__, e)
+
+    def _take_turns(self):
+        """Reads messages whenever this thread holds the baton, until the connection ends."""
+        while True:
+            self._baton.acquire()
+            with self._spares_lock:
+                self._spares -= 1
+            if self._ended:
+                self._baton.release()   # to the next spare, which ends too
+                return
+            if not self._read_until_handed_off():
+                return
+            with self._spares_lock:
+                self._spares += 1
+
+    def _read_until_handed_off(self):
+        """Reads messages until a delivery hands the reading off (True) or the connection ends (False)."""
+        reader = self._reader
+        _reading.conn = self
+        _reading.handed_off = False
+        try:
+            while _reading.conn is self:
                 self._on_message(reader, reader.record(wire.HEADER))
+            return True
         except (EOFError, OSError):
             pass
-        except (wire.ProtocolError, ValueError, UnicodeDecodeError, MemoryError) as e:
-            log.warning("data plane: dropping the connection from %s: %s: %s", self._peer_name(), type(e).__name__, e)
+        except _BAD_PEER as e:
+            self._dropping(e)
         finally:
-            plane._connection_ended(self)
-            if self.mappings is not None:
-                self.mappings.clear()
-            self.sock.close()
+            _reading.conn = None
+        self._end()
+        self._baton.release()
+        return False
+
+    def pass_baton(self):
+        """Lets another thread read this connection from now on (a new one when no spare is waiting)."""
+        with self._spares_lock:
+            start = self._spares == 0
+            self._spares += start
+        if start and not wire.start(threading.Thread(target=self._take_turns, name="tg-dataplane-in", daemon=True)):
+            with self._spares_lock:
+                self._spares -= 1
+            return False    # no thread to give: this one reads on, after its delivery
+        self._baton.release()
+        return True
+
+    def _end(self):
+        self._ended = True
+        self.plane._connection_ended(self)
+        if self.mappings is not None:
+            self.mappings.clear()
+        self.sock.close()
 
     def _peer_name(self):
         if self.path == "unix":
@@ -908,11 +1022,13 @@ class DataPlane:
                 raise errors.UnavailableError(
                     None, None, f"data plane peer {peer_address} went away while {key!r} of step {step_id} was "
                     f"being sent: {e.strerror or e}") from None
+        sent_bytes, sent_tensors = _SENT_KEYS[path]
+        peer = (peer_address, path)
         with self._counts_lock:
-            self._counts[f"bytes_sent_{path}"] += nbytes
-            self._counts[f"tensors_sent_{path}"] += 1
-            self._peer_counts[(peer_address, path)] += nbytes
-            self._peer_tensors[(peer_address, path)] += 1
+            self._counts[sent_bytes] += nbytes
+            self._counts[sent_tensors] += 1
+            self._peer_counts[peer] += nbytes
+            self._peer_tensors[peer] += 1
 
     def send_buffer(self, peer_address, step_id, nbytes):
         """Memory (uint8, nbytes long) that a kernel may write a tensor for peer_address into, so that
@@ -1037,9 +1153,10 @@ class DataPlane:
         return None if buf is None else wire.from_wire_bytes(buf, enum, shape)
 
     def _arrived(self, step_id, key, array, path, nbytes):
+        received_bytes, received_tensors = _RECEIVED_KEYS[path]
         with self._counts_lock:
-            self._counts[f"bytes_received_{path}"] += nbytes
-            self._counts[f"tensors_received_{path}"] += 1
+            self._counts[received_bytes] += nbytes
+            self._counts[received_tensors] += 1
         if self._deliver is None:
             log.warning("data plane: %r of step %d arrived, but nothing takes deliveries", key, step_id)
             return
@@ -1178,6 +1295,7 @@ class DataPlane:
 
         from tensorgrid import security
 
+        hand_off_reading()  # a gRPC call waits for its reply
         _, stub = self._grpc_peer(address)
         nbytes = 0
 
