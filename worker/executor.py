@@ -513,12 +513,17 @@ class Executable:
 
 
 _QUICK_STEP_OPS = frozenset(("_Send", "_Feed", "_Fetch", "_Retval"))
+# stateful ops that only read or update a variable, under its lock at most
+_VARIABLE_OPS = ("ResourceApply", "ResourceSparseApply", "AssignVariableOp", "AssignAddVariableOp",
+                 "AssignSubVariableOp", "ReadVariableOp", "VarHandleOp", "VarIsInitializedOp", "ResourceGather",
+                 "ResourceScatter")
 
 
 def _waits_on_nothing(opdef, node):
     """Whether node's kernel returns without waiting on another thread, step or process (queues, loops,
-    accumulators and Python functions may; a _Send's own waits are the data plane's to handle)."""
-    if node.op in _QUICK_STEP_OPS:
+    accumulators, input pipelines and Python functions may; a _Send's own waits are the data plane's to
+    handle)."""
+    if node.op in _QUICK_STEP_OPS or node.op.startswith(_VARIABLE_OPS):
         return True
     return not (opdef.stateful or opdef.needs_step or opdef.is_async or node.op.startswith("PyFunc")
                 or functions_of(node))
