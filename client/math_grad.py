@@ -243,17 +243,19 @@ def _keepdims(op, t):
         return t
     x, axes = op.inputs
     ax = math_ops.static_value(axes)
-    if ax is not None and x.shape.is_fully_defined():
+    if ax is not None and x.shape.ndims is not None:
         shape = x.shape.as_list()
         for a in np.reshape(ax, -1):
             shape[int(a)] = 1
-    else:
-        shape = math_ops.reduced_shape(array_ops.shape(x), axes)
-    return array_ops.reshape(t, shape)
+        # static wherever the kept dims are (a batch reduced away: TF's _SumGrad too), no Shape to run
+        if None not in shape:
+            return array_ops.reshape(t, shape)
+    return array_ops.reshape(t, math_ops.reduced_shape(array_ops.shape(x), axes))
 
 
-def _sum_grad_of(op, grad):
-    return array_ops.broadcast_to(_keepdims(op, grad), _shape_of(op.inputs[0]))
+def _sum_grad_of(op, grad, shape=None):
+    """Sum's input gradient; `shape`, the input's (_shape_of), where the caller has it already."""
+    return array_ops.broadcast_to(_keepdims(op, grad), _shape_of(op.inputs[0]) if shape is None else shape)
 
 
 @registry.register_gradient("Sum")
@@ -264,12 +266,15 @@ def _sum_grad(op, grad):
 @registry.register_gradient("Mean")
 def _mean_grad(op, grad):
     x, y = op.inputs[0], op.outputs[0]
+    shape = _shape_of(x)  # one Shape node for the count and the broadcast, as TF's grappler merges them
     if x.shape.is_fully_defined() and y.shape.is_fully_defined():
         count = x.shape.num_elements() // max(y.shape.num_elements(), 1)
     else:
-        sizes = [math_ops.reduce_prod(array_ops.shape(t)) for t in (x, y)]
-        count = array_ops.cast(math_ops.floordiv(sizes[0], math_ops.maximum(sizes[1], 1)), x.dtype)
-    return [_sum_grad_of(op, grad) / count, None]
+        # the output's size is static where its shape is (a mean over the batch), as TF's grappler folds it
+        out_size = max(y.shape.num_elements(), 1) if y.shape.is_fully_defined() else \
+            math_ops.maximum(math_ops.reduce_prod(array_ops.shape(y)), 1)
+        count = array_ops.cast(math_ops.floordiv(math_ops.reduce_prod(shape), out_size), x.dtype)
+    return [_sum_grad_of(op, grad, shape) / count, None]
 
 
 def _extremum_grad(op, grad):

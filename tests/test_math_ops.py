@@ -472,8 +472,10 @@ def test_gradients_with_unknown_static_shapes():
                 return sess.run(tg.gradients(loss, [a, b, c]), {a: x, b: y, c: z})
     static = grads([x.shape, y.shape, z.shape])
     dynamic = grads([[None, None], None, [None, None, None]])
-    for s, d in zip(static, dynamic):
+    batch = grads([[None, 3], [3], [None, 3, 4]])  # a reduced-away batch: static keepdims shapes
+    for s, d, b in zip(static, dynamic, batch):
         np.testing.assert_allclose(d, s, rtol=1e-12)
+        np.testing.assert_array_equal(b, s)
 
 
 def test_gradient_tape():
