@@ -1057,6 +1057,9 @@ class DataPlane:
             self._outbound(peer_address)
 
     def _outbound(self, address):
+        out = self._out.get(address)
+        if out is not None and out.lanes and not out.closed_by_peer():
+            return out  # the common case: a connection that stands, no locks taken
         for _ in range(2):
             with self._lock:
                 if self._closed:
