@@ -108,12 +108,15 @@ def _infer_bias_add_grad(ctx):
 
 
 def _bias_add_grad_kernel(node):
+    xp = node.xp
+
     def run(grad):
         axis = _channel_axis(node, grad.ndim)
         axes = tuple(a for a in range(grad.ndim) if a != axis)
-        # float16 sums in float32, as the Sum kernel (and TF) do
+        # float16 sums in float32, as the Sum kernel (and TF) do; on a CPU, the reduce grad.sum calls
         acc = np.float32 if grad.dtype == np.float16 else grad.dtype
-        return grad.sum(axis=axes, dtype=acc).astype(grad.dtype, copy=False)
+        total = np.add.reduce(grad, axes, acc) if xp is np else grad.sum(axis=axes, dtype=acc)
+        return total.astype(grad.dtype, copy=False)
     return run
 
 
