@@ -422,12 +422,12 @@ class Executable:
                     w.lock.acquire()
                 if w.failure is not None:
                     raise w.failure
-                if item is None:
+                if item is None and w.remaining:
                     raise errors.DeadlineExceededError(
                         None, None, f"step {step.step_id} timed out on {self.device.name} "
                         f"waiting for a tensor from another device or a kernel of its own") from None
-                if item is _DONE:
-                    continue
+                if item is None or item is _DONE:
+                    continue  # the last arrival was computed on by a data-plane reader
                 if stages.ON:
                     stages.mark("w.woke")
                 r, value, err = item
