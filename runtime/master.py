@@ -199,7 +199,7 @@ class _RunningStep:
     """A step in flight: the workers it runs on, their RunGraph futures, and its first (root) error."""
 
     __slots__ = ("step_id", "records", "futures", "error", "fallback", "lock", "aborted", "pending", "done",
-                 "session", "started")
+                 "session", "started", "entry", "fetches", "trace", "traced", "deadline", "record", "on_done")
 
     def __init__(self, step_id, records, session=None, started=0.0):
         self.step_id = step_id
@@ -213,6 +213,12 @@ class _RunningStep:
         self.aborted = False
         self.pending = 0
         self.done = threading.Event()   # every RunGraph answered, or the step failed
+        self.entry = None               # the _PlanEntry it runs
+        self.fetches = ()
+        self.trace = self.traced = False    # the client asked for metadata; the step runs traced
+        self.deadline = None            # clock time it fails at, or None
+        self.record = None              # the observer's record of it
+        self.on_done = None             # Master.start_step's callback, called once when `done` is set
 
 
 class Master:
@@ -536,14 +542,61 @@ class Master:
         a RunMetadata or None, step id)."""
         record = self.observer.step_started(handle)
         try:
-            result = self._run_step(record, handle, feeds, fetches, targets, timeout_ms, trace)
+            step = self._start(record, handle, feeds, fetches, targets, timeout_ms, trace)
+            try:
+                results = self._wait(step, step.deadline)
+                if stages.ON:
+                    stages.mark("m.woken")
+            finally:
+                self._forget(step)
+            result = self._finish(step, results)
         except BaseException as e:
             self.observer.step_ended(record, e)
             raise
         self.observer.step_ended(record)
         return result
 
-    def _run_step(self, record, handle, feeds, fetches, targets, timeout_ms, trace):
+    def start_step(self, handle, feeds, fetches, targets, timeout_ms=0, trace=False, on_done=None):
+        """Starts one step without waiting for it, and returns it: `on_done(step)` is called once, from the
+        thread that ends it (a RunGraph's callback, a failure, `expire`), after which `end_step(step)` gives
+        what run_step would return, or raises its error.
+
+        For worker clients whose futures complete on their own (gRPC's): a step
+        channel's `driven` futures need run_step's waiting thread. The caller
+        arranges for `expire(step)` at step.deadline (clock time) when it has one.
+        """
+        record = self.observer.step_started(handle)
+        try:
+            return self._start(record, handle, feeds, fetches, targets, timeout_ms, trace, on_done)
+        except BaseException as e:
+            self.observer.step_ended(record, e)
+            raise
+
+    def expire(self, step):
+        """Fails `step` for running past its deadline, unless it has ended."""
+        if not step.done.is_set():
+            self._fail(step, errors.DeadlineExceededError(None, None, f"step {step.step_id} ran past its deadline"),
+                       None)
+
+    def seconds_left(self, step):
+        """Seconds until `step`'s deadline (0 when past it)."""
+        return max(0.0, step.deadline - self._clock())
+
+    def end_step(self, step):
+        """The outcome of a started step that has ended (its on_done was called): run_step's result, or its
+        error raised."""
+        try:
+            self._forget(step)
+            result = self._finish(step, self._results(step))
+        except BaseException as e:
+            self.observer.step_ended(step.record, e)
+            raise
+        self.observer.step_ended(step.record)
+        return result
+
+    def _start(self, record, handle, feeds, fetches, targets, timeout_ms, trace, on_done=None):
+        """Plans the step and sends its RunGraphs, whose callbacks end it; returns the _RunningStep, which
+        is in the step table until `_forget`."""
         sess = self._session(handle)
         feed_names = tuple(sorted(name for name, _ in feeds))
         if len(set(feed_names)) != len(feed_names):
@@ -559,14 +612,17 @@ class Master:
             entry = self._plan(sess, key)
         records = self._registered(sess, entry)
         step = _RunningStep(next(self._step_ids), records, handle, self._clock())
+        step.entry, step.fetches, step.trace, step.deadline, step.record = entry, fetches, trace, deadline, record
+        step.on_done = on_done
         record.signature, record.step_id = entry.signature, step.step_id
         # the dashboard's timeline samples a traced step now and then; the client gets metadata only if it asked
-        traced = trace or self.observer.wants_trace(entry.signature)
+        step.traced = trace or self.observer.wants_trace(entry.signature)
         sess.steps_run += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("step %d of session %s on %s", step.step_id, handle, [records[k].name for k in entry.workers])
         if not entry.workers:
-            return self._collect(step, entry, fetches, {}, trace)
+            self._wake(step)
+            return step
         feed_of = dict(feeds)
         step.pending = len(entry.workers)
         with self._lock:
@@ -579,24 +635,29 @@ class Master:
                 wfeeds = [(n, feed_of[n]) for n in entry.feeds_for.get(wkey, ())]
                 remaining = 0 if deadline is None else max(1, int((deadline - self._clock()) * 1000))
                 try:
-                    fut = rec.client.run_graph(entry.handles[wkey], step.step_id, wfeeds, traced, remaining)
+                    fut = rec.client.run_graph(entry.handles[wkey], step.step_id, wfeeds, step.traced, remaining)
                 except errors.OpError as e:
                     self._fail(step, e, wkey)
                     break
                 step.futures[wkey] = fut
                 fut.add_done_callback(lambda f, k=wkey: self._on_done(step, k, f))
-            results = self._wait(step, deadline)
-            if stages.ON:
-                stages.mark("m.woken")
-        finally:
-            with self._lock:
-                self._steps.pop(step.step_id, None)
-        out, metadata, step_id = self._collect(step, entry, fetches, results, traced)
-        if not self.replication.internal(handle):
-            self.replication.after_step(self, entry)
-        if traced:
-            self.observer.traced(entry.signature, step_id, metadata.step_stats)
-        return out, metadata if trace else None, step_id
+        except BaseException:
+            self._forget(step)
+            raise
+        return step
+
+    def _forget(self, step):
+        with self._lock:
+            self._steps.pop(step.step_id, None)
+
+    def _finish(self, step, results):
+        """What run_step returns for a step whose RunGraphs all answered with `results`."""
+        out, metadata, step_id = self._collect(step, step.entry, step.fetches, results, step.traced)
+        if not self.replication.internal(step.session):
+            self.replication.after_step(self, step.entry)
+        if step.traced:
+            self.observer.traced(step.entry.signature, step_id, metadata.step_stats)
+        return out, metadata if step.trace else None, step_id
 
     def _wait_for_tasks(self, sess, feeds, fetches, targets, deadline):
         """Waits for the tasks of the static cluster that this step's nodes name and that were never up."""
@@ -717,8 +778,9 @@ class Master:
                     self._fail(step, err, key)
         with step.lock:
             step.pending -= 1
-            if step.pending == 0:
-                step.done.set()
+            last = step.pending == 0
+        if last:
+            self._wake(step)
 
     def _fail(self, step, err, source):
         """Records `err` for `step` (the first error that is not a cancellation is the root),
@@ -739,7 +801,16 @@ class Master:
         for key, rec in step.records.items():
             if key != source and rec.alive:
                 rec.client.cleanup_step(step.step_id, reason)
-        step.done.set()
+        self._wake(step)
+
+    @staticmethod
+    def _wake(step):
+        """Marks `step` ended (every RunGraph answered, or it failed) and calls its on_done, once."""
+        with step.lock:
+            step.done.set()
+            on_done, step.on_done = step.on_done, None
+        if on_done is not None:
+            on_done(step)
 
     def _wait(self, step, deadline):
         """The RunGraph results of every worker, or the step's root error."""
@@ -749,8 +820,12 @@ class Master:
             type(driven[0]).drive_all(driven, step.done, timeout)
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
         if not step.done.wait(timeout):
-            self._fail(step, errors.DeadlineExceededError(
-                None, None, f"step {step.step_id} ran past its deadline"), None)
+            self.expire(step)
+        return self._results(step)
+
+    @staticmethod
+    def _results(step):
+        """The RunGraph results of every worker of an ended step, or its root error."""
         if step.aborted:
             for fut in step.futures.values():
                 if not fut.done():

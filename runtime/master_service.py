@@ -2,9 +2,15 @@
 the master reaches workers with, and create_server.
 
 The servicer only parses requests, calls the state machine and builds
-responses; errors become status codes in tensorgrid.security.
+responses; errors become status codes in tensorgrid.security. The gRPC
+server is a security.AsyncServer: RunStep is a coroutine on its event loop
+that holds no thread while the workers run the step (Master.start_step and
+end_step, driven by the RunGraph calls' callbacks and a deadline timer on the
+loop); every other method runs on the server's thread pool, as before.
 """
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
 
@@ -20,6 +26,9 @@ log = logging.getLogger("tensorgrid.master")
 # Slack on a RunGraph call's own gRPC deadline: the master enforces the step's deadline itself.
 RPC_DEADLINE_SLACK_S = 5.0
 CONTROL_TIMEOUT_S = 60.0
+# Threads that start steps sent over gRPC (planning, registering graphs: work that may block, kept off the
+# event loop and off the pool that serves heartbeats); a step holds one only until its RunGraphs are sent.
+START_THREADS = 16
 
 
 class _CallFuture:
@@ -165,6 +174,7 @@ class MasterServicer:
         self.master = master
         self.address = address
         self.step_port = step_port
+        self._starts = None             # START_THREADS threads, made by the first run_step_async
 
     def CreateSession(self, request):
         graph = security.parse_graph_def(request.graph_def)
@@ -178,18 +188,45 @@ class MasterServicer:
         return master_pb2.ExtendSessionResponse(new_graph_version=version)
 
     def RunStep(self, request):
-        feeds = [(t.name, t.tensor) for t in request.feed]
-        options = request.options
-        tensors, metadata, step_id = self.master.run_step(
-            request.session_handle, feeds, list(request.fetch), list(request.target),
-            options.timeout_in_ms, options.trace_level != 0)
-        response = master_pb2.RunStepResponse(step_id=step_id)
-        add = response.tensor.add
-        for name, tensor in tensors:
-            add(name=name, tensor=tensor)
-        if metadata is not None:
-            response.metadata.CopyFrom(metadata)
-        return response
+        return _run_step_response(*self.master.run_step(*_step_args(request)))
+
+    async def run_step_async(self, request):
+        """RunStep as a coroutine: a start thread plans the step and sends its RunGraphs, and the loop
+        awaits their callbacks (or the deadline) with no thread held; the response is built on the loop."""
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+
+        def on_done(step):
+            loop.call_soon_threadsafe(_resolve, ended, step)
+
+        if self._starts is None:
+            self._starts = concurrent.futures.ThreadPoolExecutor(START_THREADS, thread_name_prefix="tg-master-start")
+        step = await loop.run_in_executor(self._starts, self._start, request, on_done)
+        timer = None
+        if step.deadline is not None:
+            timer = loop.call_later(self.master.seconds_left(step), self.master.expire, step)
+        try:
+            await asyncio.shield(ended)
+        except asyncio.CancelledError:
+            # the client went away: the step runs on, as under a thread, and leaves the step table when it ends
+            ended.add_done_callback(lambda _: self._end_unheard(step))
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if self.master.replication.primaries():
+            # copying the step's writes to the replicas reads the primaries: not on the loop
+            return _run_step_response(*await loop.run_in_executor(self._starts, self.master.end_step, step))
+        return _run_step_response(*self.master.end_step(step))
+
+    def _start(self, request, on_done):
+        return self.master.start_step(*_step_args(request), on_done=on_done)
+
+    def _end_unheard(self, step):
+        try:
+            self.master.end_step(step)
+        except errors.OpError:
+            pass
 
     def CloseSession(self, request):
         self.master.close_session(request.session_handle)
@@ -229,6 +266,28 @@ class MasterServicer:
     def Reset(self, request):
         self.master.reset(list(request.container) or None)
         return master_pb2.ResetResponse()
+
+
+def _step_args(request):
+    """Master.run_step's arguments for a RunStepRequest."""
+    options = request.options
+    return (request.session_handle, [(t.name, t.tensor) for t in request.feed], list(request.fetch),
+            list(request.target), options.timeout_in_ms, options.trace_level != 0)
+
+
+def _run_step_response(tensors, metadata, step_id):
+    response = master_pb2.RunStepResponse(step_id=step_id)
+    add = response.tensor.add
+    for name, tensor in tensors:
+        add(name=name, tensor=tensor)
+    if metadata is not None:
+        response.metadata.CopyFrom(metadata)
+    return response
+
+
+def _resolve(future, value):
+    if not future.done():
+        future.set_result(value)
 
 
 def status_proto(status, address=""):
@@ -302,15 +361,18 @@ def create_server(address, token=None, tls=None, heartbeat_timeout=10.0, heartbe
     master = master_lib.Master(lambda addr, step_addr, key=None: GrpcWorkerClient(addr, step_addr, token, tls, key),
                                heartbeat_timeout=heartbeat_timeout, heartbeat_interval=heartbeat_interval,
                                local_task=local_task, session_gc_s=session_gc_seconds)
-    server = security.new_server(security.rpc_pool("tg-master-rpc"), token, client_token)
+    server = security.new_async_server(security.rpc_pool("tg-master-rpc"), token, client_token, "tg-master-aio")
     port = security.bind(server, address, tls)
     host = address.rsplit(":", 1)[0]
     servicer = MasterServicer(master, f"{host}:{port}")
-    fast = None
+    fast, awaited = None, {"RunStep": servicer.run_step_async}
     if step_channel.enabled(tls):
         fast = step_channel.StepChannelServer(master_pb2, "MasterService", servicer, host, 0, token, client_token)
         servicer.step_port = fast.port
+        # the master reaches its workers by step channel too, whose calls the step's own thread reads
+        # (Master.run_step): a RunStep sent over gRPC anyway holds a thread, as every step used to
+        awaited = None
     server.add_generic_rpc_handlers((security.service_handlers(master_pb2, "MasterService", servicer, ("RunStep",),
-                                                               ("RegisterWorker", "Heartbeat")),
+                                                               ("RegisterWorker", "Heartbeat"), awaited),
                                      *more_services))
     return MasterServer(server, master, fast), port

@@ -41,6 +41,7 @@ worker, worker to worker) is made here, so they all apply the same rules:
   the peer is gone, which is not the same as a peer reporting unavailability.
 """
 
+import asyncio
 import concurrent.futures
 import contextvars
 import dataclasses
@@ -108,12 +109,20 @@ SERVER_OPTIONS = (
     ("grpc.so_reuseport", 0),
 )
 
-# Steps a server runs over gRPC at once (RunStep on a master, RunGraph on a worker); each holds a thread
-# of the server's pool while it runs, so more get RESOURCE_EXHAUSTED instead of waiting for one.
+# Steps a server runs over gRPC at once with a thread each (RunGraph on a worker: its executor blocks in
+# a step's _Recv or dequeue); each holds a thread of the server's pool while it runs, so more get
+# RESOURCE_EXHAUSTED instead of waiting for one.
 MAX_GRPC_STEPS = 1024
+# Steps a master runs over gRPC at once: its RunStep holds no thread while the workers run (AsyncServer),
+# so this bounds only the memory of the steps in flight.
+MAX_ASYNC_STEPS = 16384
 # Threads of a server's pool that steps never take: heartbeats, registration, cleanup and status
 # calls always find one, however many steps are running.
 CONTROL_THREADS = 64
+# A burst of steps arrives faster than the event loop takes calls: gRPC would cancel those past its
+# default 1000 calls not yet taken, where they are a bounded number of steps.
+ASYNC_SERVER_OPTIONS = SERVER_OPTIONS + (("grpc.server.max_pending_requests", MAX_ASYNC_STEPS),
+                                         ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_ASYNC_STEPS))
 
 log = logging.getLogger("tensorgrid.rpc")
 request_id = contextvars.ContextVar("tensorgrid_request_id", default="-")
@@ -245,7 +254,8 @@ class TokenInterceptor(grpc.ServerInterceptor):
     def __init__(self, token, client_token=None, master_key=None):
         self._roles = Roles(token, client_token, master_key)
 
-    def intercept_service(self, continuation, handler_call_details):
+    def refusal(self, handler_call_details):
+        """None when the call may reach its method, else its (status code, reason)."""
         token = key = None
         for k, value in handler_call_details.invocation_metadata or ():
             if k == TOKEN_KEY:
@@ -256,17 +266,41 @@ class TokenInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         service, _, short = method.strip("/").rpartition("/")
         if self._roles.may_call(role, service, unchunked(short)):
-            return continuation(handler_call_details)
-        handler = continuation(handler_call_details)
-        if handler is None:
             return None
-        code, why = self._roles.refusal(role, method)
+        return self._roles.refusal(role, method)
+
+    def intercept_service(self, continuation, handler_call_details):
+        refused = self.refusal(handler_call_details)
+        handler = continuation(handler_call_details)
+        if refused is None or handler is None:
+            return handler
+        method, (code, why) = handler_call_details.method, refused
 
         def deny(request, context):
             log.warning("rejected %s: %s", method, why)
             context.abort(code, why)
 
         # refused before its request is read: an unauthenticated caller commits no memory here
+        return grpc.stream_unary_rpc_method_handler(deny)
+
+
+class AsyncTokenInterceptor(grpc.aio.ServerInterceptor):
+    """TokenInterceptor's checks for an AsyncServer."""
+
+    def __init__(self, token, client_token=None, master_key=None):
+        self._gate = TokenInterceptor(token, client_token, master_key)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        refused = self._gate.refusal(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if refused is None or handler is None:
+            return handler
+        method, (code, why) = handler_call_details.method, refused
+
+        async def deny(request_iterator, context):
+            log.warning("rejected %s: %s", method, why)
+            await context.abort(code, why)
+
         return grpc.stream_unary_rpc_method_handler(deny)
 
 
@@ -329,6 +363,67 @@ def new_server(executor, token=None, client_token=None, master_key=None):
     TokenInterceptor) on every call when one is given."""
     interceptors = (TokenInterceptor(token, client_token, master_key),) if token or master_key else ()
     return grpc.server(executor, interceptors=interceptors, options=SERVER_OPTIONS)
+
+
+def new_async_server(executor, token=None, client_token=None, name="tg-aio"):
+    """new_server's AsyncServer: its asynchronous methods run on its event loop, the others on `executor`."""
+    interceptors = (AsyncTokenInterceptor(token, client_token),) if token else ()
+    return AsyncServer(executor, interceptors, name)
+
+
+class AsyncServer:
+    """A grpc.aio server on an event loop of its own thread, driven like a grpc.server from any thread.
+
+    Handlers that are coroutines (service_handlers' `awaited` methods) run on
+    the loop and hold no thread while they wait; the others run on the
+    executor, as under grpc.server.
+    """
+
+    def __init__(self, executor, interceptors, name):
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name=name, daemon=True).start()
+        self._stopped = threading.Event()
+        self._stopping = False
+        self._server = self._run(_made(grpc.aio.server, migration_thread_pool=executor,
+                                       interceptors=interceptors, options=ASYNC_SERVER_OPTIONS))
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def add_generic_rpc_handlers(self, handlers):
+        self._run(_made(self._server.add_generic_rpc_handlers, handlers))
+
+    def add_insecure_port(self, address):
+        return self._run(_made(self._server.add_insecure_port, address))
+
+    def add_secure_port(self, address, credentials):
+        return self._run(_made(self._server.add_secure_port, address, credentials))
+
+    def start(self):
+        self._run(self._server.start())
+
+    def stop(self, grace):
+        """Stops serving (calls in flight get `grace` seconds) and then the loop; returns an Event set then."""
+        if not self._stopping:
+            self._stopping = True
+            asyncio.run_coroutine_threadsafe(self._stop(grace), self.loop)
+        return self._stopped
+
+    async def _stop(self, grace):
+        try:
+            await self._server.stop(grace)
+        finally:
+            self._stopped.set()
+            self.loop.call_soon(self.loop.stop)
+
+    def wait_for_termination(self, timeout=None):
+        """Waits until stopped; True when `timeout` passed first (as grpc.Server's)."""
+        return not self._stopped.wait(timeout)
+
+
+async def _made(fn, *args, **kwargs):
+    """fn(*args, **kwargs), called on the running loop (grpc.aio objects are made and changed there)."""
+    return fn(*args, **kwargs)
 
 
 def bind(server, address, tls=None):
@@ -417,7 +512,7 @@ def parse_graph_def(graph_def):
         raise errors.InvalidArgumentError(None, None, f"malformed GraphDef: {type(e).__name__}: {e}") from None
 
 
-def service_handlers(pb2_module, service_name, impl, steps=(), keyed=()):
+def service_handlers(pb2_module, service_name, impl, steps=(), keyed=(), awaited=None):
     """A generic handler serving `service_name` of `pb2_module` with impl.<Method>(request) -> response.
 
     Requests are parsed here: undecodable bytes get INVALID_ARGUMENT, and a
@@ -430,14 +525,20 @@ def service_handlers(pb2_module, service_name, impl, steps=(), keyed=()):
     fresh request id, which the logs print. The methods named in `steps`
     share MAX_GRPC_STEPS calls in flight; one more is RESOURCE_EXHAUSTED, so
     steps never take the threads the other methods need. The methods named
-    in `keyed` run with `caller_key` set to the call's worker key.
+    in `keyed` run with `caller_key` set to the call's worker key. `awaited`
+    maps methods to coroutine functions that serve them instead (on an
+    AsyncServer's loop, holding no thread), MAX_ASYNC_STEPS calls at once.
     """
     service = pb2_module.DESCRIPTOR.services_by_name[service_name]
     handlers = {}
     slots = threading.BoundedSemaphore(MAX_GRPC_STEPS)
+    awaited = awaited or {}
     for method in service.methods:
         request_cls = message_class(method.input_type)
         response_cls = message_class(method.output_type)
+        if method.name in awaited:
+            handlers.update(_awaited_handlers(awaited[method.name], request_cls, response_cls, method))
+            continue
         fn = getattr(impl, method.name)
         if method.name in steps:
             fn = _bounded(fn, slots, f"{service.full_name}.{method.name}")
@@ -470,6 +571,58 @@ def _bounded(fn, slots, name):
     return call
 
 
+def _awaited_handlers(fn, request_cls, response_cls, method):
+    """The handlers of an `awaited` method, and of its chunked form when it has one."""
+    limit, name = request_limit(method.name), method.full_name
+    slots = [MAX_ASYNC_STEPS]   # free ones; only the loop's thread counts them
+
+    async def handle(data, context):
+        if len(data) > limit:
+            failure = _too_large(name, len(data), limit)
+        elif not slots[0]:
+            failure = errors.ResourceExhaustedError(
+                None, None, f"{name}: {MAX_ASYNC_STEPS} steps are already running on this server over gRPC; "
+                "try again when some have finished")
+        else:
+            slots[0] -= 1
+            token = request_id.set(f"r{next(_request_ids)}")
+            try:
+                return await fn(_parse(request_cls, name, data))
+            except errors.OpError as e:
+                failure = _refused(name, e)
+            except Exception as e:  # noqa: BLE001 - a bug must not take the server down
+                failure = _internal(name, e)
+            finally:
+                request_id.reset(token)
+                slots[0] += 1
+        await _abort_async(context, failure)
+
+    async def join(request_iterator, context):
+        data = bytearray()
+        try:
+            async for chunk in request_iterator:
+                if len(data) + len(chunk) > limit:
+                    await _abort_async(context, _too_large(name, len(data) + len(chunk), limit))
+                data += chunk
+        except grpc.RpcError:
+            await _abort_async(context, errors.CancelledError(None, None, f"{name}: the sender went away"))
+        return await handle(bytes(data), context)
+
+    handlers = {method.name: grpc.unary_unary_rpc_method_handler(
+        handle, response_serializer=response_cls.SerializeToString)}
+    if method.name in LARGE_REQUESTS:
+        handlers[method.name + CHUNKS] = grpc.stream_unary_rpc_method_handler(
+            join, response_serializer=response_cls.SerializeToString)
+    return handlers
+
+
+async def _abort_async(context, err):
+    """abort_with on a grpc.aio call."""
+    node = getattr(err, "node_name", None) or (err.op if isinstance(err.op, str) else None)
+    context.set_trailing_metadata(((ORIGIN_KEY, "1"), (NODE_KEY, node)) if node else ((ORIGIN_KEY, "1"),))
+    await context.abort(err.grpc_code, err.message or type(err).__name__)
+
+
 def message_class(descriptor):
     """The generated message class of a message descriptor."""
     from google.protobuf import message_factory
@@ -484,21 +637,35 @@ def invoke(fn, request_cls, name, data):
     """
     token = request_id.set(f"r{next(_request_ids)}")
     try:
-        try:
-            request = request_cls.FromString(data)
-        except protobuf_message.DecodeError as e:
-            raise errors.InvalidArgumentError(None, None, f"{name}: malformed {request_cls.__name__}: {e}") from None
+        request = _parse(request_cls, name, data)
         try:
             return fn(request)
         except errors.OpError as e:
-            if log.isEnabledFor(logging.INFO):
-                log.info("[%s] %s -> %s: %s", request_id.get(), name, e.grpc_code.name, e.message)
-            raise
+            raise _refused(name, e)
         except Exception as e:  # noqa: BLE001 - a bug must not take the server down
-            log.exception("%s failed", name)
-            raise errors.InternalError(None, None, f"{name}: {type(e).__name__}: {e}") from None
+            raise _internal(name, e) from None
     finally:
         request_id.reset(token)
+
+
+def _parse(request_cls, name, data):
+    try:
+        return request_cls.FromString(data)
+    except protobuf_message.DecodeError as e:
+        raise errors.InvalidArgumentError(None, None, f"{name}: malformed {request_cls.__name__}: {e}") from None
+
+
+def _refused(name, err):
+    """`err`, a handler's OpError, logged."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("[%s] %s -> %s: %s", request_id.get(), name, err.grpc_code.name, err.message)
+    return err
+
+
+def _internal(name, exc):
+    """The InternalError a handler's bug ends its call with, logged with its traceback."""
+    log.error("%s failed", name, exc_info=exc)
+    return errors.InternalError(None, None, f"{name}: {type(exc).__name__}: {exc}")
 
 
 def _too_large(name, size, limit):

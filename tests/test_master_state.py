@@ -511,3 +511,41 @@ def test_variables_outlive_sessions_and_reset_clears_them(cluster):
 def test_unknown_session_is_not_found(cluster):
     with pytest.raises(errors.NotFoundError):
         cluster.master.run_step("nope", [], [], [])
+
+
+def _started(cluster, h, fetch, **kwargs):
+    """A step started with start_step, and an Event set when its on_done is called."""
+    ended = threading.Event()
+    step = cluster.master.start_step(h, [], [fetch], [], on_done=lambda s: ended.set(), **kwargs)
+    return step, ended
+
+
+def test_a_started_step_ends_through_its_callbacks_with_run_steps_outcome(cluster):
+    """start_step holds no thread: its on_done comes from the RunGraph callbacks, a failure or expire, and
+    end_step then gives run_step's result or raises its error."""
+    cluster.start(2)
+    g, b = _blocked_step_graph()
+    h = _graph_session(cluster.master, g)
+    step, ended = _started(cluster, h, b.name)
+    assert ended.wait(5)
+    out, metadata, step_id = cluster.master.end_step(step)
+    assert [n for n, _ in out] == [b.name] and float(out[0][1][0]) == 4.0 and step_id == step.step_id
+    assert cluster.master.cluster_status()["active_steps"] == 0
+
+    gate = threading.Event()
+    cluster.nodes[0].hold["run_graph_now"] = gate
+    step, ended = _started(cluster, h, b.name, timeout_ms=60_000)
+    assert not ended.wait(0.1) and 0 < cluster.master.seconds_left(step) <= 60
+    cluster.master.expire(step)   # what the server's timer does at step.deadline
+    assert ended.is_set()
+    with pytest.raises(errors.DeadlineExceededError):
+        cluster.master.end_step(step)
+
+    step, ended = _started(cluster, h, b.name)
+    cluster.master.close_session(h)
+    assert ended.wait(5)
+    with pytest.raises(errors.CancelledError, match="closed"):
+        cluster.master.end_step(step)
+    gate.set()
+    _wait_resting(cluster)
+    assert cluster.master.cluster_status()["active_steps"] == 0

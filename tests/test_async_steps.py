@@ -1,0 +1,101 @@
+"""A master's RunStep over gRPC holds no thread while its workers run the step (issue 11, item 2).
+
+Real processes: a master and two workers with TENSORGRID_CONTROL=grpc (and
+with TLS), and far more steps blocked in a dequeue than the master has
+threads. Its thread count stays bounded, heartbeats stay fresh for longer
+than the heartbeat timeout, and every step ends with its value once the
+queues are filled.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+import tensorgrid as tg
+from tensorgrid import security
+from tensorgrid.proto import convert, master_pb2
+from tensorgrid.runtime.cluster import LocalCluster
+from tests.test_security import _tls_args, _use_tls, _write_certs
+from tests.waiting import poll
+
+tf = tg.compat.v1
+TOKEN = "async-steps-token"
+# Threads a master may have with every step below in flight: its servers' and monitors', not one per step.
+THREAD_BOUND = 200
+
+
+def _threads(pid):
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def _all_waiting(pending):
+    """True while no step has ended; the error of the first one that has."""
+    for f in pending:
+        if f.done():
+            raise AssertionError(f"a step ended before its queue was filled: {f.exception() or f.result()}")
+    return True
+
+
+def _queues(n):
+    """A queue on each worker, the dequeue of each, and an enqueue of n/2 distinct values into each."""
+    g = tg.Graph()
+    deqs, enqs = [], []
+    with g.as_default():
+        for task in (0, 1):
+            with tg.device(f"/job:worker/task:{task}"):
+                q = tf.FIFOQueue(n, tg.float32, shapes=[[]], shared_name=f"async-{task}")
+                deqs.append(q.dequeue())
+                values = np.arange(task, n, 2, dtype=np.float32)
+                enqs.append(q.enqueue_many([tg.constant(values)]))
+    return g, deqs, enqs
+
+
+def _many_blocked_steps(cluster, n, tls=None):
+    """n RunSteps over gRPC, half blocked in each worker's dequeue, checked while they wait and after."""
+    g, deqs, enqs = _queues(n)
+    channel = security.open_channel(cluster.master_address, tls)
+    stub = security.ServiceClient(channel, master_pb2, "MasterService")
+    metadata = security.call_metadata(TOKEN)
+    try:
+        handle = stub("CreateSession", master_pb2.CreateSessionRequest(graph_def=g.as_graph_def()),
+                      metadata=metadata, timeout=30).session_handle
+        pending = [stub.future("RunStep", master_pb2.RunStepRequest(session_handle=handle,
+                                                                   fetch=[deqs[i % 2].name]),
+                               metadata=metadata, timeout=120) for i in range(n)]
+        poll(lambda: _all_waiting(pending) and cluster.status().active_steps == n, 60, f"{n} steps in flight")
+        # longer than the heartbeat timeout: a master whose threads the steps held would miss heartbeats
+        ages, threads, until = [], [], time.monotonic() + 2.5
+        while time.monotonic() < until:
+            status = cluster.status()
+            assert [w.health for w in status.worker] == ["alive", "alive"], status
+            assert status.active_steps == n
+            ages.extend(w.last_heartbeat_age_s for w in status.worker)
+            threads.append(_threads(cluster.master.popen.pid))
+            time.sleep(0.1)
+        assert max(threads) < THREAD_BOUND, threads
+        assert max(ages) < 1.0, ages
+        for enq in enqs:
+            stub("RunStep", master_pb2.RunStepRequest(session_handle=handle, target=[enq.name]),
+                 metadata=metadata, timeout=60)
+        got = sorted(float(convert.tensor_proto_to_ndarray(f.result().tensor[0].tensor)) for f in pending)
+        assert got == list(range(n))
+        poll(lambda: cluster.status().active_steps == 0, 10, "the step table to empty")
+    finally:
+        channel.close()
+
+
+def test_steps_over_grpc_hold_no_master_thread(monkeypatch):
+    monkeypatch.setenv("TENSORGRID_CONTROL", "grpc")
+    with LocalCluster(num_workers=2, token=TOKEN, heartbeat_timeout=2.0, heartbeat_interval=0.2,
+                      env={"TENSORGRID_CONTROL": "grpc"}) as cluster:
+        _many_blocked_steps(cluster, 2000)
+
+
+def test_steps_over_tls_hold_no_master_thread(tmp_path, monkeypatch):
+    certs = _write_certs(tmp_path)
+    with LocalCluster(num_workers=2, token=TOKEN, heartbeat_timeout=2.0, heartbeat_interval=0.2,
+                      extra_master_args=_tls_args(certs), extra_worker_args=_tls_args(certs)) as cluster:
+        _use_tls(monkeypatch, certs)
+        _many_blocked_steps(cluster, 1200, security.TlsFiles.from_env())
