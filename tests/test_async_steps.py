@@ -7,6 +7,7 @@ than the heartbeat timeout, and every step ends with its value once the
 queues are filled.
 """
 
+import concurrent.futures
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 import tensorgrid as tg
 from tensorgrid import security
+from tensorgrid.framework import errors
 from tensorgrid.proto import convert, master_pb2
 from tensorgrid.runtime.cluster import LocalCluster
 from tests.test_security import _tls_args, _use_tls, _write_certs
@@ -99,3 +101,32 @@ def test_steps_over_tls_hold_no_master_thread(tmp_path, monkeypatch):
                       extra_master_args=_tls_args(certs), extra_worker_args=_tls_args(certs)) as cluster:
         _use_tls(monkeypatch, certs)
         _many_blocked_steps(cluster, 1200, security.TlsFiles.from_env())
+
+
+
+def test_a_step_over_grpc_ends_at_its_deadline_on_close_and_when_its_worker_dies(monkeypatch):
+    """Without a thread waiting, a blocked step still fails with its own class: DEADLINE_EXCEEDED at its
+    timeout_in_ms, CANCELLED when its session closes, UNAVAILABLE naming the worker killed under it."""
+    monkeypatch.setenv("TENSORGRID_CONTROL", "grpc")
+    monkeypatch.setenv(security.TOKEN_ENV, TOKEN)
+    with LocalCluster(num_workers=2, token=TOKEN, env={"TENSORGRID_CONTROL": "grpc"}) as cluster, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        g, deqs, _ = _queues(2)
+        with tg.Session(cluster.target, graph=g) as sess:
+            started = time.monotonic()
+            with pytest.raises(errors.DeadlineExceededError):
+                sess.run(deqs[0], options=tf.RunOptions(timeout_in_ms=300))
+            assert time.monotonic() - started < 3
+            waiting = pool.submit(sess.run, deqs[0])
+            poll(lambda: cluster.status().active_steps == 1, 30, "the step in flight")
+            sess.close()
+            with pytest.raises(errors.CancelledError, match="closed"):
+                waiting.result(timeout=30)
+        with tg.Session(cluster.target, graph=g) as sess:
+            waiting = pool.submit(sess.run, deqs[1])
+            poll(lambda: cluster.status().active_steps == 1, 30, "the step in flight")
+            started = time.monotonic()
+            cluster.kill_worker(1)
+            with pytest.raises(errors.UnavailableError, match="task:1"):
+                waiting.result(timeout=30)
+            assert time.monotonic() - started < 3
