@@ -287,8 +287,8 @@ class TokenInterceptor(grpc.ServerInterceptor):
 class AsyncTokenInterceptor(grpc.aio.ServerInterceptor):
     """TokenInterceptor's checks for an AsyncServer."""
 
-    def __init__(self, token, client_token=None, master_key=None):
-        self._gate = TokenInterceptor(token, client_token, master_key)
+    def __init__(self, token, client_token=None):
+        self._gate = TokenInterceptor(token, client_token)
 
     async def intercept_service(self, continuation, handler_call_details):
         refused = self._gate.refusal(handler_call_details)
