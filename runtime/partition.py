@@ -5,7 +5,13 @@ Pure function of a placed GraphIR. One send/recv pair exists per (tensor,
 destination device), however many nodes there read it; a control edge that
 crosses devices becomes a send/recv pair carrying no data, and the
 consumer gets a control input on that _Recv.
+
+A small constant is not sent at all: every other device that reads it gets a
+copy of the Const node in its own partition (`copied_const`), as a value
+known when the step is planned never needs to travel while it runs.
 """
+
+import numpy as np
 
 from tensorgrid.runtime import control_flow
 from tensorgrid.runtime.ir import GraphIR, Node, functions_of, split_input
@@ -22,6 +28,7 @@ def partition(graph):
     for n in graph:
         parts.setdefault(n.device, GraphIR())
     recv_for = {}  # (tensor ref or '^node', dst device) -> recv node name
+    copy_for = {}  # (Const name, dst device) -> name of its copy there
 
     def cut(ref, src_dev, dst_dev, src_node, control):
         key = (("^" + ref) if control else ref, dst_dev)
@@ -51,6 +58,8 @@ def partition(graph):
             src = graph[src_name]
             if src.device == dst:
                 new_inputs.append(f"{src_name}:{idx}")
+            elif copied_const(src):
+                new_inputs.append(_const_copy(src, dst, parts[dst], copy_for) + ":0")
             else:
                 new_inputs.append(cut(f"{src_name}:{idx}", src.device, dst, src, False) + ":0")
         new_ctrl = []
@@ -59,6 +68,32 @@ def partition(graph):
             new_ctrl.append(c if src.device == dst else cut(c, src.device, dst, src, True))
         parts[dst].add(n.copy(inputs=new_inputs, control_inputs=new_ctrl))
     return parts
+
+
+# A Const at most this large is copied to each device that reads it instead of being sent every step.
+COPIED_CONST_BYTES = 64 << 10
+
+
+def copied_const(node):
+    """Whether a Const read on other devices is copied there: numeric, at most COPIED_CONST_BYTES, and
+    with no control inputs (which would have to cross devices themselves)."""
+    if node.op != "Const" or node.control_inputs:
+        return False
+    value = np.asarray(node.attrs.get("value"))
+    return value.dtype.kind in "biufc" and value.nbytes <= COPIED_CONST_BYTES
+
+
+def _const_copy(const, dst, part, copy_for):
+    """The name of `const`'s copy in the partition `part` of device `dst`, added there the first time."""
+    key = (const.name, dst)
+    name = copy_for.get(key)
+    if name is None:
+        name = f"{const.name}/_copy/{control_flow.short(dst)}"
+        while name in part:
+            name += "_"
+        part.add(const.copy(name=name, device=dst))
+        copy_for[key] = name
+    return name
 
 
 def sends(graph):

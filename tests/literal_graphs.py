@@ -21,3 +21,9 @@ def diamond():
         Node("c", "Exp", ["a:0"], [], DEVS[1]),
         Node("d", "Add", ["b:0", "c:0"], [], DEVS[2]),
     ])
+
+
+def computed_diamond():
+    """diamond() with `a` computed on dev0 (from a Const k), so that it is sent, not copied as a Const is."""
+    nodes = [n for n in diamond() if n.name != "a"]
+    return GraphIR([const("k", [1.0, 2.0], DEVS[0]), Node("a", "Identity", ["k:0"], [], DEVS[0]), *nodes])

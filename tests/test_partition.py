@@ -5,13 +5,13 @@ import numpy as np
 import tensorgrid as tg
 import tensorgrid.compat.v1 as tf
 from tensorgrid.runtime import partition, plan
-from tensorgrid.runtime.ir import GraphIR
+from tensorgrid.runtime.ir import GraphIR, Node
 
-from literal_graphs import DEVS, const, diamond
+from literal_graphs import DEVS, computed_diamond, const, diamond
 
 
 def test_partition_inserts_one_send_recv_pair_per_tensor_and_destination():
-    parts = partition.partition(diamond())
+    parts = partition.partition(computed_diamond())
     assert set(parts) == set(DEVS[:3])
     sends0 = [n for n in parts[DEVS[0]] if n.op == "_Send"]
     recvs1 = [n for n in parts[DEVS[1]] if n.op == "_Recv"]
@@ -23,6 +23,28 @@ def test_partition_inserts_one_send_recv_pair_per_tensor_and_destination():
     assert parts[DEVS[1]]["c"].inputs == [recvs1[0].name + ":0"]
     recvs2 = [n for n in parts[DEVS[2]] if n.op == "_Recv"]
     assert sorted(r.attrs["tensor_name"] for r in recvs2) == ["b:0", "c:0"]
+
+
+def test_a_small_constant_is_copied_to_each_device_that_reads_it_not_sent():
+    parts = partition.partition(diamond())   # a is a Const on dev0, read by b and c on dev1
+    assert not any(n.op in ("_Send", "_Recv") and n.attrs["tensor_name"] == "a:0" for p in parts.values() for n in p)
+    copies = [n for n in parts[DEVS[1]] if n.op == "Const"]
+    assert len(copies) == 1 and copies[0].device == DEVS[1]
+    assert np.array_equal(copies[0].attrs["value"], [1.0, 2.0]) and copies[0].source == diamond()["a"].source
+    assert parts[DEVS[1]]["b"].inputs == [copies[0].name + ":0"] == parts[DEVS[1]]["c"].inputs
+    assert "a" in parts[DEVS[0]]
+
+
+def test_constants_that_are_large_strings_or_ordered_after_others_are_still_sent():
+    big = np.zeros(partition.COPIED_CONST_BYTES // 4 + 1, np.float32)
+    g = GraphIR([const("big", big, DEVS[0]), Node("s", "Const", [], [], DEVS[0], {"value": np.array([b"x"], object), "dtype": tg.string}),
+                 const("gated", 1.0, DEVS[0]), const("first", 0.0, DEVS[0]),
+                 Node("u", "Identity", ["big:0"], [], DEVS[1]), Node("v", "Identity", ["s:0"], [], DEVS[1]),
+                 Node("w", "Identity", ["gated:0"], [], DEVS[1])])
+    g["gated"].control_inputs = ["first"]
+    parts = partition.partition(g)
+    sent = sorted(n.attrs["tensor_name"] for n in parts[DEVS[0]] if n.op == "_Send")
+    assert sent == ["big:0", "gated:0", "s:0"]
 
 
 def test_partition_turns_cross_device_control_edges_into_send_recv():

@@ -8,7 +8,7 @@ import numpy as np
 from tensorgrid.ops import registry
 from tensorgrid.runtime import plan, visualize
 from tensorgrid.runtime.ir import GraphIR, Node
-from tests.literal_graphs import DEVS, const, diamond
+from tests.literal_graphs import DEVS, computed_diamond, const
 
 
 def _parts(graph, fetches):
@@ -16,7 +16,7 @@ def _parts(graph, fetches):
 
 
 def test_every_edge_points_down_across_boxes_too():
-    parts = _parts(diamond(), ["d:0"])
+    parts = _parts(computed_diamond(), ["d:0"])
     lay = visualize.layout(parts)
     assert {kind for *_, kind in lay.edges} == {"data", "transfer"}
     for a, b, _ in lay.edges:
@@ -59,7 +59,8 @@ def test_barycentre_ordering_removes_crossings():
 
 def test_svg_names_every_node_in_full_and_joins_send_recv_pairs():
     long = "a_rather_long_scope/with/several_levels/and_a_node_name_that_is_long"
-    g = GraphIR([const("a", [1.0, 2.0], DEVS[0]), Node(long, "Neg", ["a:0"], [], DEVS[1])])
+    g = GraphIR([const("k", [1.0, 2.0], DEVS[0]), Node("a", "Neg", ["k:0"], [], DEVS[0]),
+                 Node(long, "Neg", ["a:0"], [], DEVS[1])])
     parts = _parts(g, [f"{long}:0"])
     svg = visualize.partition_svg(parts, title="t")
     root = ET.fromstring(svg)                              # well-formed XML
