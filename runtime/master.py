@@ -572,27 +572,6 @@ class Master:
             self.observer.step_ended(record, e)
             raise
 
-    def can_start_at_once(self, handle, feeds, fetches, targets):
-        """Whether start_step would neither plan, nor register graphs, nor wait for a static cluster's tasks
-        (work that may block): the step is planned, and registered on the live workers it runs on."""
-        sess = self._sessions.get(handle)
-        if sess is None:
-            return False
-        entry = sess.plans.get(self._plan_key(sess, tuple(sorted(n for n, _ in feeds)), fetches, targets))
-        if entry is None:
-            return False
-        with self._lock:
-            records = [self._workers.get(k) for k in entry.workers]
-        return all(r is not None and r.alive for r in records) and entry.epoch == self._epoch(records)
-
-    def _plan_key(self, sess, feed_names, fetches, targets):
-        return (sess.version, self._device_epoch, feed_names, tuple(fetches), tuple(targets))
-
-    @staticmethod
-    def _epoch(records):
-        """What a plan's registration depends on: the incarnation and data address of each of its workers."""
-        return tuple((r.incarnation, r.data_address) for r in records)
-
     def expire(self, step):
         """Fails `step` for running past its deadline, unless it has ended."""
         if not step.done.is_set():
@@ -624,7 +603,7 @@ class Master:
             raise errors.InvalidArgumentError(None, None, f"a tensor is fed twice: {list(feed_names)}")
         timeout_ms = check_timeout(timeout_ms or sess.timeout_ms, "timeout_in_ms")
         deadline = self._clock() + timeout_ms / 1000.0 if timeout_ms > 0 else None
-        key = self._plan_key(sess, feed_names, fetches, targets)
+        key = (sess.version, self._device_epoch, feed_names, tuple(fetches), tuple(targets))
         entry = sess.plans.get(key)
         if entry is None:
             if self.static is not None:
@@ -751,7 +730,7 @@ class Master:
             if not rec.alive:
                 raise errors.UnavailableError(
                     None, None, f"worker {rec.name} ({rec.address}) is unavailable: {rec.dead_reason}")
-        epoch = self._epoch([records[k] for k in entry.workers])
+        epoch = tuple((records[k].incarnation, records[k].data_address) for k in entry.workers)
         if entry.epoch == epoch:
             return records
         with entry.lock:

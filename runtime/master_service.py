@@ -11,7 +11,6 @@ loop); every other method runs on the server's thread pool, as before.
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import threading
 
@@ -192,24 +191,17 @@ class MasterServicer:
         return _run_step_response(*self.master.run_step(*_step_args(request)))
 
     async def run_step_async(self, request):
-        """RunStep as a coroutine: the loop sends the RunGraphs of a step planned before (a start thread
-        plans and registers one that is not) and awaits their callbacks (or the deadline) with no thread
-        held; the response is built on the loop."""
+        """RunStep as a coroutine: a start thread plans the step and sends its RunGraphs, and the loop
+        awaits their callbacks (or the deadline) with no thread held; the response is built on the loop."""
         loop = asyncio.get_running_loop()
         ended = loop.create_future()
 
         def on_done(step):
             loop.call_soon_threadsafe(_resolve, ended, step)
 
-        args = _step_args(request)
-        if self.master.can_start_at_once(*args[:4]):
-            step = self.master.start_step(*args, on_done=on_done)
-        else:
-            if self._starts is None:
-                self._starts = concurrent.futures.ThreadPoolExecutor(START_THREADS,
-                                                                     thread_name_prefix="tg-master-start")
-            step = await loop.run_in_executor(self._starts, functools.partial(self.master.start_step, *args,
-                                                                              on_done=on_done))
+        if self._starts is None:
+            self._starts = concurrent.futures.ThreadPoolExecutor(START_THREADS, thread_name_prefix="tg-master-start")
+        step = await loop.run_in_executor(self._starts, self._start, request, on_done)
         timer = None
         if step.deadline is not None:
             timer = loop.call_later(self.master.seconds_left(step), self.master.expire, step)
@@ -226,6 +218,9 @@ class MasterServicer:
             # copying the step's writes to the replicas reads the primaries: not on the loop
             return _run_step_response(*await loop.run_in_executor(self._starts, self.master.end_step, step))
         return _run_step_response(*self.master.end_step(step))
+
+    def _start(self, request, on_done):
+        return self.master.start_step(*_step_args(request), on_done=on_done)
 
     def _end_unheard(self, step):
         try:
