@@ -540,21 +540,16 @@ class Master:
     def run_step(self, handle, feeds, fetches, targets, timeout_ms=0, trace=False):
         """Runs one step; feeds: [(tensor name, tensor)]; returns ([(name, tensor)] in fetch order,
         a RunMetadata or None, step id)."""
-        record = self.observer.step_started(handle)
+        step = self.start_step(handle, feeds, fetches, targets, timeout_ms, trace)
         try:
-            step = self._start(record, handle, feeds, fetches, targets, timeout_ms, trace)
-            try:
-                results = self._wait(step, step.deadline)
-                if stages.ON:
-                    stages.mark("m.woken")
-            finally:
-                self._forget(step)
-            result = self._finish(step, results)
+            self._wait(step)
+            if stages.ON:
+                stages.mark("m.woken")
         except BaseException as e:
-            self.observer.step_ended(record, e)
+            self._forget(step)
+            self.observer.step_ended(step.record, e)
             raise
-        self.observer.step_ended(record)
-        return result
+        return self.end_step(step)
 
     def start_step(self, handle, feeds, fetches, targets, timeout_ms=0, trace=False, on_done=None):
         """Starts one step without waiting for it, and returns it: `on_done(step)` is called once, from the
@@ -812,8 +807,9 @@ class Master:
         if on_done is not None:
             on_done(step)
 
-    def _wait(self, step, deadline):
-        """The RunGraph results of every worker, or the step's root error."""
+    def _wait(self, step):
+        """Waits until `step` ends (reading its driven futures' replies itself), failing it at its deadline."""
+        deadline = step.deadline
         timeout = None if deadline is None else max(0.0, deadline - self._clock())
         driven = [f for f in step.futures.values() if getattr(f, "driven", False)]
         if driven:
@@ -821,7 +817,6 @@ class Master:
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
         if not step.done.wait(timeout):
             self.expire(step)
-        return self._results(step)
 
     @staticmethod
     def _results(step):
